@@ -1,0 +1,51 @@
+"""Local fake Google, GitHub and Facebook sign-in providers, quirks included.
+
+The app never imports this package: tests and `make demo` start it and point the app at it
+with environment variables (`RunningMock.app_env()`). Each provider is one module with the
+same small shape:
+
+    TITLE, PERSONAS, PERSONA_LABELS   who can sign in, and how the consent page shows them
+    SWITCHES, CHOICES                  provider-specific switches, their defaults and values
+    register(app) -> [blueprint names] mount its endpoints
+    app_env(base_url, settings)        the variables that point the app at it
+
+To add a provider, write such a module and add its name to PROVIDERS. See README.md.
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+from .control import MockControl
+from .server import RunningMock, app_env, create_app, start
+from .settings import MockSettings
+
+PROVIDERS = [
+{%- if cookiecutter.use_google %}
+    "google",
+{%- endif %}
+{%- if cookiecutter.use_github %}
+    "github",
+{%- endif %}
+{%- if cookiecutter.use_facebook %}
+    "facebook",
+{%- endif %}
+]
+
+
+def load_providers() -> dict[str, ModuleType]:
+    """The enabled provider modules, by name, in registry order."""
+    return {name: importlib.import_module(f"{__name__}.{name}") for name in PROVIDERS}
+
+
+__all__ = [
+    "PROVIDERS",
+    "MockControl",
+    "MockSettings",
+    "RunningMock",
+    "app_env",
+    "create_app",
+    "load_providers",
+    "start",
+]

@@ -1,0 +1,603 @@
+"""Mock Facebook: the Login dialog on www.facebook.com and the versioned Graph API.
+
+Quirks kept on purpose: every URL is versioned (`/v24.0/...`; unversioned paths use the
+default version), scopes are comma-separated, the callback ends in `#_=_`, the token endpoint
+takes GET or POST but never Basic auth, redirect_uri must be byte-identical at the token step,
+errors are nested `error` objects keyed by numeric codes, /me gives only name and id
+unless `fields` is passed, the email may simply be missing, Graph calls need `appsecret_proof`,
+and /me sometimes answers a bare `false`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+from flask import Blueprint, Flask, Response, redirect, request
+from werkzeug.routing import BaseConverter
+
+from .core import (
+    BASE62,
+    MockState,
+    append_query,
+    base_url,
+    bearer_token,
+    json_response,
+    no_store,
+    params,
+    pause,
+    random_text,
+    state,
+)
+from .pages import avatar, decide, error_page
+from .settings import MockSettings
+
+NAME = "facebook"
+TITLE = "Facebook"
+DEFAULT_VERSION = "v24.0"
+CODE_LIFETIME = 600
+LONG_LIVED = 5183944
+SHORT_LIVED = 5400
+DATA_ACCESS_DAYS = 90
+GRAPH_ENDPOINTS = {"facebook.me", "facebook.permissions", "facebook.debug_token"}
+
+PERSONAS: dict[str, dict[str, Any]] = {
+    "ada": dict(
+        id="10229384756102938",
+        name="Ada Lovelace",
+        first_name="Ada",
+        last_name="Lovelace",
+        short_name="Ada",
+        email="ada@example.com",
+    ),
+    "phone": dict(
+        id="10161234567890123",
+        name="Pat Phone",
+        first_name="Pat",
+        last_name="Phone",
+        short_name="Pat",
+        email=None,
+    ),
+}
+PERSONA_LABELS = {
+    "ada": "Ada Lovelace, ada@example.com (email granted, never marked verified)",
+    "phone": "Pat Phone, signed up with a phone number: /me has no email at all",
+}
+
+SWITCHES: dict[str, Any] = dict(
+    require_appsecret_proof=True,
+    me="ok",
+    legacy_token_format=False,
+    short_lived=False,
+    usage_percent=None,
+    expires_in=None,
+)
+CHOICES: dict[str, tuple[Any, ...]] = dict(
+    require_appsecret_proof=(True, False),
+    me=("ok", "false", "expired", "password_changed", "data_access_expired"),
+    legacy_token_format=(True, False),
+    short_lived=(True, False),
+)
+TOKEN_FAILURES = {
+    "expired": (463, "Error validating access token: Session has expired on {when}."),
+    "password_changed": (
+        460,
+        "Error validating access token: The session has been invalidated because the user "
+        "changed their password or Facebook has changed the session for security reasons.",
+    ),
+    "data_access_expired": (
+        493,
+        "Error validating access token: The access token is invalid since the user hasn't "
+        "engaged the app in longer than 90 days.",
+    ),
+}
+REDIRECT_MISMATCH = (
+    "Error validating verification code. Please make sure your redirect_uri is identical to "
+    "the one you used in the OAuth dialog request"
+)
+
+
+class VersionConverter(BaseConverter):
+    """A Graph API version segment such as `v24.0`."""
+
+    regex = r"v\d+\.\d+"
+
+
+@dataclass
+class Code:
+    client_id: str
+    redirect_uri: str
+    user: str
+    scopes: list[str]
+    created: float = field(default_factory=time.time)
+    used: bool = False
+
+
+@dataclass
+class Token:
+    user: str
+    app_id: str
+    scopes: list[str]
+    issued_at: float
+    expires_at: float
+    revoked: bool = False
+
+
+bp = Blueprint(NAME, __name__)
+
+
+def graph_route(rule: str, endpoint: str, methods: tuple[str, ...] = ("GET",)):
+    """Serve `rule` under `/graph/v<N>` and, with the default version, under bare `/graph`."""
+
+    def decorate(view):
+        bp.add_url_rule(f"/graph/<fbversion:version>{rule}", endpoint, view, methods=methods)
+        bp.add_url_rule(
+            f"/graph{rule}", endpoint, view, methods=methods, defaults={"version": None}
+        )
+        return view
+
+    return decorate
+
+
+def register(app: Flask) -> list[str]:
+    app.url_map.converters["fbversion"] = VersionConverter
+    app.register_blueprint(bp, url_prefix="/facebook")
+    return [NAME]
+
+
+def app_env(base: str, settings: MockSettings) -> dict[str, str]:
+    return {
+        "FACEBOOK_CLIENT_ID": settings.facebook_client_id,
+        "FACEBOOK_CLIENT_SECRET": settings.facebook_client_secret,
+        "FACEBOOK_URL": f"{base}/facebook/www",
+        "FACEBOOK_GRAPH_URL": f"{base}/facebook/graph",
+        "FACEBOOK_GRAPH_VERSION": DEFAULT_VERSION,
+    }
+
+
+# --- helpers ------------------------------------------------------------------------------
+
+
+def fb_error(
+    status: int,
+    message: str,
+    code: int,
+    kind: str = "OAuthException",
+    subcode: int | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    """Graph's nested error object, with the fbtrace_id every real error carries."""
+    error: dict[str, Any] = dict(message=message, type=kind, code=code)
+    if subcode is not None:
+        error["error_subcode"] = subcode
+    if code in (2, 4):
+        error["is_transient"] = True
+    error["fbtrace_id"] = "A" + random_text(22)
+    return json_response(dict(error=error), status, headers=headers)
+
+
+def appsecret_proof(secret: str, token: str) -> str:
+    return hmac.new(secret.encode(), token.encode(), hashlib.sha256).hexdigest()
+
+
+def fb_time(timestamp: float) -> str:
+    return time.strftime("%A, %d-%b-%y %H:%M:%S UTC", time.gmtime(timestamp))
+
+
+def parse_scopes(raw: str) -> list[str]:
+    scopes: list[str] = []
+    for scope in raw.replace(" ", ",").split(","):
+        if scope and scope not in scopes:
+            scopes.append(scope)
+    return scopes
+
+
+def granted(scopes: list[str]) -> list[str]:
+    """public_profile is always granted, whether asked for or not."""
+    return scopes if "public_profile" in scopes else [*scopes, "public_profile"]
+
+
+def split_fields(raw: str) -> list[str]:
+    """Top-level items of a `fields` list, e.g. `id,picture.width(100).height(100),email`."""
+    items, depth, current = [], 0, ""
+    for char in raw:
+        if char in "({":
+            depth += 1
+        elif char in ")}":
+            depth -= 1
+        if char == "," and depth == 0:
+            items.append(current.strip())
+            current = ""
+        else:
+            current += char
+    items.append(current.strip())
+    return [item for item in items if item]
+
+
+def picture_data(persona: dict[str, Any], spec: str = "") -> dict[str, Any]:
+    """The `picture` field: a lookaside URL that this mock serves as an SVG."""
+    size = 50
+    if "type(large)" in spec:
+        size = 200
+    elif "type(normal)" in spec:
+        size = 100
+    elif match := re.search(r"width\((\d+)\)", spec):
+        size = int(match.group(1))
+    user_id = persona["id"]
+    digest = hashlib.sha256(user_id.encode()).hexdigest()[:24]
+    query = urlencode(
+        dict(
+            asid=user_id,
+            height=size,
+            width=size,
+            ext=int(time.time()) + 30 * 86400,
+            hash=f"Ab{digest}",
+        )
+    )
+    url = f"{base_url()}/facebook/pic/profilepic/?{query}"
+    data = dict(height=size, is_silhouette=False, url=url, width=size)
+    return dict(data=data)
+
+
+def app_token_ok(mock: MockState, value: str) -> bool:
+    """`APPID|APPSECRET`, or an app token from the client_credentials grant."""
+    settings = mock.settings
+    if value == f"{settings.facebook_client_id}|{settings.facebook_client_secret}":
+        return True
+    with mock.lock:
+        return value in mock.store(NAME).extra.get("app_tokens", set())
+
+
+def request_token() -> str | None:
+    return (
+        request.args.get("access_token")
+        or request.form.get("access_token")
+        or bearer_token(("bearer", "oauth"))
+    )
+
+
+def check_user_token(mock: MockState, value: str | None) -> Token | Response:
+    """A user token that Graph would accept, or the error Graph would send."""
+    if not value:
+        return fb_error(
+            400,
+            "An active access token must be used to query information about the current user.",
+            2500,
+        )
+    with mock.lock:
+        record: Token | None = mock.store(NAME).tokens.get(value)
+    if record is None:
+        return fb_error(400, "Invalid OAuth access token - Cannot parse access token", 190)
+    proof = request.args.get("appsecret_proof") or request.form.get("appsecret_proof")
+    expected = appsecret_proof(mock.settings.facebook_client_secret, value)
+    if proof is None and mock.switch(NAME, "require_appsecret_proof"):
+        return fb_error(
+            400,
+            "API calls from the server require an appsecret_proof argument",
+            100,
+            "GraphMethodException",
+        )
+    if proof is not None and not hmac.compare_digest(proof.encode(), expected.encode()):
+        return fb_error(
+            400, "Invalid appsecret_proof provided in the API argument", 100, "GraphMethodException"
+        )
+    if record.revoked:
+        message = (
+            "Error validating access token: The user has not authorized application "
+            f"{record.app_id}."
+        )
+        return fb_error(400, message, 190, subcode=458)
+    if record.expires_at < time.time():
+        return token_failure("expired", record)
+    return record
+
+
+def token_failure(kind: str, record: Token) -> Response:
+    subcode, message = TOKEN_FAILURES[kind]
+    now = time.time()
+    when = fb_time(min(record.expires_at, now - 60))
+    message = message.format(when=when)
+    if kind == "expired":
+        message += f" The current time is {fb_time(now)}."
+    return fb_error(400, message, 190, subcode=subcode)
+
+
+def issue_user_token(mock: MockState, user: str, scopes: list[str], lifetime: int) -> str:
+    override = mock.switch(NAME, "expires_in")
+    lifetime = int(override) if override is not None else lifetime
+    value = mock.mint("EAAR" + random_text(180))
+    now = time.time()
+    with mock.lock:
+        mock.store(NAME).tokens[value] = Token(
+            user, mock.settings.facebook_client_id, scopes, now, now + lifetime
+        )
+    return value
+
+
+def token_reply(mock: MockState, value: str) -> Response:
+    with mock.lock:
+        record: Token = mock.store(NAME).tokens[value]
+    lifetime = max(int(record.expires_at - record.issued_at), 0)
+    if mock.switch(NAME, "legacy_token_format"):
+        body = urlencode(dict(access_token=value, expires=lifetime))
+        return no_store(Response(body, mimetype="text/plain"))
+    return no_store(
+        json_response(dict(access_token=value, token_type="bearer", expires_in=lifetime))
+    )
+
+
+# --- usage accounting for Graph calls -------------------------------------------------------
+
+
+@bp.before_request
+def enforce_usage_limit() -> Response | None:
+    if request.endpoint not in GRAPH_ENDPOINTS:
+        return None
+    percent = state().switch(NAME, "usage_percent")
+    if percent is not None and int(percent) >= 100:
+        return fb_error(400, "(#4) Application request limit reached", 4)
+    return None
+
+
+@bp.after_request
+def usage_header(response: Response) -> Response:
+    percent = state().switch(NAME, "usage_percent")
+    if request.endpoint in GRAPH_ENDPOINTS and percent is not None:
+        usage = dict(call_count=int(percent), total_cputime=int(percent), total_time=int(percent))
+        response.headers["X-App-Usage"] = json.dumps(usage, separators=(",", ":"))
+    return response
+
+
+# --- the login dialog -----------------------------------------------------------------------
+
+
+@bp.route("/www/<fbversion:version>/dialog/oauth", methods=["GET", "POST"])
+@bp.route("/www/dialog/oauth", methods=["GET", "POST"], defaults={"version": None})
+def dialog(version: str | None) -> Response:
+    mock = state()
+    settings = mock.settings
+    args = request.args
+    client_id = args.get("client_id", "")
+    if client_id != settings.facebook_client_id:
+        return error_page(
+            NAME, "Invalid App ID", f"The provided app ID {client_id!r} does not look valid.", 400
+        )
+    redirect_uri = args.get("redirect_uri", "")
+    given = urlsplit(redirect_uri)._replace(query="", fragment="").geturl()
+    if given != settings.callback(NAME):
+        return error_page(
+            NAME,
+            "URL blocked",
+            "This redirect failed because the redirect URI is not whitelisted in the app's "
+            f"Client OAuth Settings (got {redirect_uri!r}, registered "
+            f"{settings.callback(NAME)!r}).",
+            400,
+        )
+    if args.get("response_type", "code") != "code":
+        return error_page(NAME, "Error", "This mock only supports response_type=code.", 400)
+    scopes = parse_scopes(args.get("scope", ""))
+    client_state = args.get("state")
+    return_scopes = args.get("return_scopes") == "true"
+
+    def approve(user: str) -> Response:
+        code = mock.mint("AQ" + random_text(330, BASE62 + "-_"))
+        with mock.lock:
+            mock.store(NAME).codes[code] = Code(client_id, redirect_uri, user, granted(scopes))
+        query = [("code", code)]
+        if return_scopes:
+            query += [("granted_scopes", ",".join(granted(scopes))), ("denied_scopes", "")]
+        if client_state is not None:
+            query.append(("state", client_state))
+        return redirect(append_query(redirect_uri, urlencode(query, safe=","), fragment="_=_"))
+
+    def deny() -> Response:
+        query = [
+            ("error", "access_denied"),
+            ("error_code", "200"),
+            ("error_description", "Permissions error"),
+            ("error_reason", "user_denied"),
+        ]
+        if client_state is not None:
+            query.append(("state", client_state))
+        return redirect(append_query(redirect_uri, urlencode(query), fragment="_=_"))
+
+    return decide(
+        NAME,
+        client_id=client_id,
+        scopes=scopes,
+        redirect_uri=redirect_uri,
+        approve=approve,
+        deny=deny,
+    )
+
+
+# --- Graph API ------------------------------------------------------------------------------
+
+
+@graph_route("/oauth/access_token", "token", methods=("GET", "POST"))
+def token(version: str | None) -> Response:
+    mock = state()
+    settings = mock.settings
+    pause(NAME)
+    status = mock.switch(NAME, "token_http_status")
+    if status:
+        message = "An unexpected error has occurred. Please retry your request later."
+        return fb_error(int(status), message, 2)
+    data = params()
+    client_id = data.get("client_id")
+    if not client_id:
+        return fb_error(400, "Missing client_id parameter.", 101)
+    if client_id != settings.facebook_client_id:
+        return fb_error(400, "Error validating application. Invalid application ID.", 101)
+    secret = data.get("client_secret", "")
+    if not hmac.compare_digest(secret.encode(), settings.facebook_client_secret.encode()):
+        return fb_error(400, "Error validating client secret.", 1)
+    grant_type = data.get("grant_type")
+    if grant_type == "client_credentials":
+        value = mock.mint(f"{client_id}|{random_text(27, BASE62 + '-_')}")
+        with mock.lock:
+            mock.store(NAME).extra.setdefault("app_tokens", set()).add(value)
+        return no_store(json_response(dict(access_token=value, token_type="bearer")))
+    if grant_type == "fb_exchange_token":
+        return exchange_token(mock, data.get("fb_exchange_token", ""))
+    return exchange_code(mock, data)
+
+
+def exchange_code(mock: MockState, data: dict[str, str]) -> Response:
+    store = mock.store(NAME)
+    with mock.lock:
+        record: Code | None = store.codes.get(data.get("code", ""))
+        if record is None:
+            return fb_error(400, "Invalid verification code format.", 100)
+        if record.used:
+            return fb_error(400, "This authorization code has been used.", 100)
+        if time.time() - record.created > CODE_LIFETIME:
+            return fb_error(400, "This authorization code has expired.", 100)
+        if data.get("redirect_uri") != record.redirect_uri:
+            challenge = f'OAuth "Facebook Platform" "invalid_code" "{REDIRECT_MISMATCH}"'
+            return fb_error(400, REDIRECT_MISMATCH, 100, headers={"WWW-Authenticate": challenge})
+        record.used = True
+    lifetime = SHORT_LIVED if mock.switch(NAME, "short_lived") else LONG_LIVED
+    return token_reply(mock, issue_user_token(mock, record.user, record.scopes, lifetime))
+
+
+def exchange_token(mock: MockState, value: str) -> Response:
+    """fb_exchange_token: a live token in, a long-lived one out; a dead one gets code 190."""
+    with mock.lock:
+        record: Token | None = mock.store(NAME).tokens.get(value)
+    if record is None:
+        return fb_error(400, "Invalid OAuth access token - Cannot parse access token", 190)
+    if record.revoked:
+        return fb_error(
+            400,
+            "Error validating access token: The user has not authorized application.",
+            190,
+            subcode=458,
+        )
+    if record.expires_at < time.time():
+        return token_failure("expired", record)
+    return token_reply(mock, issue_user_token(mock, record.user, record.scopes, LONG_LIVED))
+
+
+@graph_route("/me", "me")
+def me(version: str | None) -> Response:
+    mock = state()
+    pause(NAME)
+    record = check_user_token(mock, request_token())
+    if isinstance(record, Response):
+        return record
+    mode = mock.switch(NAME, "me")
+    if mode == "false":
+        return json_response(False)
+    if mode in TOKEN_FAILURES:
+        return token_failure(mode, record)
+    persona = PERSONAS[record.user]
+    raw = request.args.get("fields")
+    wanted = split_fields(raw) if raw else ["name", "id"]
+    body: dict[str, Any] = {}
+    for item in wanted:
+        name = re.split(r"[.{(]", item, maxsplit=1)[0]
+        if name == "picture":
+            body["picture"] = picture_data(persona, item)
+        elif name == "email":
+            if persona["email"] and "email" in record.scopes:
+                body["email"] = persona["email"]
+        elif name in ("id", "name", "first_name", "last_name", "short_name"):
+            body[name] = persona[name]
+        else:
+            message = f"(#100) Tried accessing nonexisting field ({name}) on node type (User)"
+            return fb_error(400, message, 100)
+    return json_response(body)
+
+
+@graph_route("/debug_token", "debug_token")
+def debug_token(version: str | None) -> Response:
+    mock = state()
+    if not app_token_ok(mock, request_token() or ""):
+        return fb_error(400, "Invalid OAuth access token signature.", 190)
+    with mock.lock:
+        record: Token | None = mock.store(NAME).tokens.get(request.args.get("input_token", ""))
+    if record is None:
+        error = dict(code=190, message="Invalid OAuth access token.")
+        return json_response(dict(data=dict(error=error, is_valid=False, scopes=[])))
+    now = time.time()
+    data: dict[str, Any] = dict(
+        app_id=record.app_id,
+        type="USER",
+        application="Mock Social Login",
+        data_access_expires_at=int(record.issued_at + DATA_ACCESS_DAYS * 86400),
+        expires_at=int(record.expires_at),
+        is_valid=not record.revoked and record.expires_at >= now,
+        issued_at=int(record.issued_at),
+        scopes=record.scopes,
+        granular_scopes=[dict(scope=s) for s in record.scopes if s != "public_profile"],
+        user_id=PERSONAS[record.user]["id"],
+    )
+    if record.revoked:
+        data["error"] = dict(
+            code=190, subcode=458, message="The user has not authorized application."
+        )
+    elif not data["is_valid"]:
+        data["error"] = dict(code=190, subcode=463, message="Session has expired.")
+    return json_response(dict(data=data))
+
+
+@graph_route("/<node>/permissions", "permissions", methods=("GET", "DELETE"))
+def permissions(version: str | None, node: str) -> Response:
+    """List or revoke the app's permissions, with the user's token or an app token."""
+    mock = state()
+    store = mock.store(NAME)
+    value = request_token()
+    if value and app_token_ok(mock, value):
+        user = next((k for k, p in PERSONAS.items() if p["id"] == node), None)
+        if user is None:
+            return fb_error(400, f"(#100) Invalid user id {node!r}", 100)
+        with mock.lock:
+            scopes = next((t.scopes for t in store.tokens.values() if t.user == user), [])
+    else:
+        record = check_user_token(mock, value)
+        if isinstance(record, Response):
+            return record
+        if node not in ("me", PERSONAS[record.user]["id"]):
+            return fb_error(400, "(#100) Invalid user id", 100)
+        user, scopes = record.user, record.scopes
+    if request.method == "DELETE":
+        with mock.lock:
+            for live in store.tokens.values():
+                if live.user == user:
+                    live.revoked = True
+        return json_response(dict(success=True))
+    return json_response(dict(data=[dict(permission=s, status="granted") for s in scopes]))
+
+
+@graph_route("/<node>/picture", "picture")
+def picture(version: str | None, node: str) -> Response:
+    mock = state()
+    if node == "me":
+        record = check_user_token(mock, request_token())
+        if isinstance(record, Response):
+            return record
+        persona = PERSONAS[record.user]
+    else:
+        persona = next((p for p in PERSONAS.values() if p["id"] == node), None)
+        if persona is None:
+            return fb_error(400, f"(#100) Invalid id {node!r}", 100)
+    spec = f"type({request.args['type']})" if "type" in request.args else ""
+    data = picture_data(persona, spec)
+    if request.args.get("redirect") in ("0", "false"):
+        return json_response(data)
+    return redirect(data["data"]["url"])
+
+
+@bp.get("/pic/profilepic/")
+def pic() -> Response:
+    user_id = request.args.get("asid", "")
+    persona = next((p for p in PERSONAS.values() if p["id"] == user_id), None)
+    initials = "".join(w[0] for w in persona["name"].split()) if persona else "?"
+    return avatar(user_id, initials)

@@ -1,0 +1,628 @@
+"""Mock GitHub: OAuth Apps and GitHub App user tokens, on github.com and on an Enterprise Server.
+
+Quirks kept on purpose: every token-endpoint answer is HTTP 200 (errors included), the body
+is form-encoded unless the client asks for JSON, scopes come back comma-separated, the REST
+API refuses requests without a User-Agent, a private email is null in /user, and a wrong
+redirect_uri is sent back to the *registered* callback. The same blueprint is mounted twice:
+`/github` (API under `/github/api`) and `/ghes` (Enterprise Server layout, API under `/api/v3`).
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+import time
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlencode
+
+from flask import Blueprint, Flask, Response, redirect, request
+
+from .core import (
+    MockState,
+    append_query,
+    base_url,
+    basic_credentials,
+    bearer_token,
+    json_response,
+    no_store,
+    pause,
+    pkce_ok,
+    random_text,
+    same_origin_path_under,
+    state,
+)
+from .pages import avatar, decide, error_page
+from .settings import MockSettings
+
+NAME = "github"
+TITLE = "GitHub"
+CODE_LIFETIME = 600
+APP_TOKEN_LIFETIME = 28800
+REFRESH_TOKEN_LIFETIME = 15811200
+RATE_LIMIT = 5000
+HEX = "0123456789ABCDEF"
+# blueprint name -> (web prefix, API prefix)
+LAYOUTS = {"github": ("/github", "/github/api"), "ghes": ("/ghes", "/ghes/api/v3")}
+
+AUTH_ERRORS_DOC = (
+    "https://docs.github.com/apps/managing-oauth-apps/troubleshooting-authorization-request-errors/"
+)
+TOKEN_ERRORS_DOC = (
+    "https://docs.github.com/apps/managing-oauth-apps/"
+    "troubleshooting-oauth-app-access-token-request-errors/"
+)
+AUTHORIZE_ERRORS = {
+    "redirect_uri_mismatch": (
+        "The redirect_uri MUST match the registered callback URL for this application.",
+        "#redirect-uri-mismatch",
+    ),
+    "access_denied": ("The user has denied your application access.", "#access-denied"),
+    "application_suspended": (
+        "Your application has been suspended. Contact support@github.com.",
+        "#application-suspended",
+    ),
+}
+TOKEN_ERRORS = {
+    "incorrect_client_credentials": (
+        "The client_id and/or client_secret passed are incorrect.",
+        "#incorrect-client-credentials",
+    ),
+    "redirect_uri_mismatch": (
+        "The redirect_uri MUST match the registered callback URL for this application.",
+        "#redirect-uri-mismatch2",
+    ),
+    "bad_verification_code": ("The code passed is incorrect or expired.", "#bad-verification-code"),
+    "unverified_user_email": (
+        "The user must have a verified primary email.",
+        "#unverified-user-email",
+    ),
+    "bad_refresh_token": (
+        "The refresh token passed is incorrect or expired.",
+        "#bad-verification-code",
+    ),
+}
+
+PERSONAS: dict[str, dict[str, Any]] = {
+    "ada": dict(
+        id=583231,
+        login="ada",
+        name="Ada Lovelace",
+        email="ada@example.com",
+        emails=[dict(email="ada@example.com", primary=True, verified=True, visibility="public")],
+    ),
+    "private": dict(
+        id=1123581,
+        login="private-pat",
+        name="Pat Private",
+        email=None,
+        emails=[
+            dict(email="pat@example.com", primary=True, verified=True, visibility="private"),
+            dict(email="pat-old@example.org", primary=False, verified=False, visibility=None),
+        ],
+    ),
+    "noname": dict(
+        id=2718281,
+        login="noname",
+        name=None,
+        email="noname@example.com",
+        emails=[dict(email="noname@example.com", primary=True, verified=True, visibility="public")],
+    ),
+}
+PERSONA_LABELS = {
+    "ada": "Ada Lovelace, public email ada@example.com (id 583231)",
+    "private": "Pat Private, email hidden: null in /user, only in /user/emails",
+    "noname": "no display name (name is null; use the login 'noname')",
+}
+
+SWITCHES: dict[str, Any] = dict(
+    suspended=False,
+    token_error=None,
+    emails="ok",
+    app_mode=False,
+    install_callback=False,
+    rate_limit=None,
+    require_pkce=False,
+    expires_in=APP_TOKEN_LIFETIME,
+)
+CHOICES: dict[str, tuple[Any, ...]] = dict(
+    suspended=(True, False),
+    token_error=(None, *TOKEN_ERRORS),
+    emails=("ok", "404", "403", "no_primary", "empty"),
+    app_mode=(True, False),
+    install_callback=(True, False),
+    rate_limit=(None, "primary", "secondary"),
+    require_pkce=(True, False),
+)
+
+
+@dataclass
+class Code:
+    client_id: str
+    redirect_uri: str
+    user: str
+    scopes: list[str]
+    challenge: str | None
+    method: str
+    created: float = field(default_factory=time.time)
+    used: bool = False
+
+
+@dataclass
+class Token:
+    user: str
+    client_id: str
+    scopes: list[str]
+    app_mode: bool
+    expires_at: float | None = None
+    refresh_token: str | None = None
+
+
+@dataclass
+class Refresh:
+    user: str
+    client_id: str
+    access_token: str
+    expires_at: float
+
+
+def make_blueprint(name: str) -> Blueprint:
+    """The GitHub web and API endpoints, laid out as github.com or as an Enterprise Server."""
+    web, api = LAYOUTS[name]
+    api_path = api.removeprefix(web)
+    bp = Blueprint(name, __name__)
+    bp.add_url_rule("/login/oauth/authorize", "authorize", authorize, methods=["GET", "POST"])
+    bp.add_url_rule("/login/oauth/access_token", "token", access_token, methods=["POST"])
+    bp.add_url_rule(f"{api_path}/user", "user", user)
+    bp.add_url_rule(f"{api_path}/user/emails", "emails", emails)
+    bp.add_url_rule(
+        f"{api_path}/applications/<client_id>/grant",
+        "revoke_grant",
+        revoke_grant,
+        methods=["DELETE"],
+    )
+    bp.add_url_rule(
+        f"{api_path}/applications/<client_id>/token",
+        "revoke_token",
+        revoke_token,
+        methods=["DELETE"],
+    )
+    bp.add_url_rule("/avatars/u/<int:user_id>", "avatar", avatar_image)
+    return bp
+
+
+def register(app: Flask) -> list[str]:
+    for name, (web, _api) in LAYOUTS.items():
+        app.register_blueprint(make_blueprint(name), url_prefix=web)
+    return list(LAYOUTS)
+
+
+def app_env(base: str, settings: MockSettings) -> dict[str, str]:
+    return {
+        "GITHUB_CLIENT_ID": settings.github_client_id,
+        "GITHUB_CLIENT_SECRET": settings.github_client_secret,
+        "GITHUB_URL": f"{base}/github",
+        "GITHUB_API_URL": f"{base}/github/api",
+    }
+
+
+# --- helpers ------------------------------------------------------------------------------
+
+
+def layout() -> tuple[str, str]:
+    """Absolute web and API base URLs for the layout this request came in on."""
+    web, api = LAYOUTS[request.blueprint or NAME]
+    return base_url() + web, base_url() + api
+
+
+def parse_scopes(raw: str) -> list[str]:
+    """GitHub documents spaces but accepts commas too; `user` swallows its sub-scopes."""
+    scopes: list[str] = []
+    for scope in raw.replace(",", " ").split():
+        if scope not in scopes:
+            scopes.append(scope)
+    if "user" in scopes:
+        scopes = [s for s in scopes if s not in ("read:user", "user:email", "user:follow")]
+    return scopes
+
+
+def authorize_error(redirect_uri: str, error: str, client_state: str | None) -> Response:
+    description, anchor = AUTHORIZE_ERRORS[error]
+    query = [("error", error), ("error_description", description)]
+    query.append(("error_uri", AUTH_ERRORS_DOC + anchor))
+    if client_state is not None:
+        query.append(("state", client_state))
+    return redirect(append_query(redirect_uri, urlencode(query)))
+
+
+def token_reply(body: dict[str, Any]) -> Response:
+    """Always 200; JSON only when asked for, else GitHub's form-encoded default."""
+    if "application/json" in request.headers.get("Accept", ""):
+        return no_store(json_response(body))
+    encoded = urlencode({k: "" if v is None else v for k, v in body.items()})
+    return no_store(Response(encoded, mimetype="application/x-www-form-urlencoded"))
+
+
+def token_error(error: str) -> Response:
+    description, anchor = TOKEN_ERRORS[error]
+    return token_reply(
+        dict(error=error, error_description=description, error_uri=TOKEN_ERRORS_DOC + anchor)
+    )
+
+
+def api_error(status: int, message: str, doc: str = "https://docs.github.com/rest") -> Response:
+    body = dict(message=message, documentation_url=doc, status=str(status))
+    if status == 401:
+        body.pop("status")
+    return json_response(body, status, headers=common_api_headers())
+
+
+def common_api_headers() -> dict[str, str]:
+    return {
+        "X-GitHub-Media-Type": "github.v3; format=json",
+        "X-GitHub-Api-Version-Selected": "2022-11-28",
+        "X-GitHub-Request-Id": f"{random_text(4, HEX)}:{random_text(8, HEX)}",
+    }
+
+
+def rate_headers(mock: MockState, user: str) -> dict[str, str]:
+    """Count one call against the user's hourly budget, as the x-ratelimit-* headers show."""
+    now = int(time.time())
+    with mock.lock:
+        windows = mock.store(NAME).extra.setdefault("rate", {})
+        window = windows.get(user)
+        if window is None or window["reset"] <= now:
+            window = windows[user] = dict(used=0, reset=now + 3600)
+        window["used"] += 1
+        used, reset = window["used"], window["reset"]
+    return {
+        "x-ratelimit-limit": str(RATE_LIMIT),
+        "x-ratelimit-remaining": str(max(RATE_LIMIT - used, 0)),
+        "x-ratelimit-used": str(used),
+        "x-ratelimit-reset": str(reset),
+        "x-ratelimit-resource": "core",
+    }
+
+
+def api_auth(mock: MockState) -> tuple[str, Token] | Response:
+    """The REST API's gatekeeping: User-Agent, then credentials, then rate limits."""
+    if not request.headers.get("User-Agent"):
+        return Response(
+            "Request forbidden by administrative rules. Please make sure your request has a "
+            "User-Agent header (https://docs.github.com/rest/overview/resources-in-the-rest-api"
+            "#user-agent-required). Check https://developer.github.com for other possible causes.",
+            403,
+            mimetype="text/plain",
+        )
+    value = bearer_token(("bearer", "token"))
+    if value is None:
+        return api_error(
+            401,
+            "Requires authentication",
+            "https://docs.github.com/rest/users/users#get-the-authenticated-user",
+        )
+    with mock.lock:
+        record: Token | None = mock.store(NAME).tokens.get(value)
+    if record is None or (record.expires_at is not None and record.expires_at < time.time()):
+        return api_error(401, "Bad credentials")
+    limit = mock.switch(NAME, "rate_limit")
+    if limit == "primary":
+        headers = rate_headers(mock, record.user)
+        headers.update({"x-ratelimit-remaining": "0", "x-ratelimit-used": str(RATE_LIMIT)})
+        message = (
+            f"API rate limit exceeded for user ID {PERSONAS[record.user]['id']}. If you reach out "
+            "to GitHub Support for help, please include the request ID."
+        )
+        response = api_error(
+            403, message, "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api"
+        )
+        response.headers.update(headers)
+        return response
+    if limit == "secondary":
+        message = (
+            "You have exceeded a secondary rate limit. Please wait a few minutes before you "
+            "try again. If you reach out to GitHub Support for help, please include the "
+            "request ID."
+        )
+        response = api_error(
+            403,
+            message,
+            "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api"
+            "#about-secondary-rate-limits",
+        )
+        response.headers["retry-after"] = "60"
+        return response
+    return value, record
+
+
+def api_reply(mock: MockState, record: Token, body: Any, accepted_scopes: str) -> Response:
+    headers = common_api_headers()
+    headers.update(rate_headers(mock, record.user))
+    headers["X-OAuth-Scopes"] = "" if record.app_mode else ", ".join(record.scopes)
+    headers["X-Accepted-OAuth-Scopes"] = accepted_scopes
+    return json_response(body, headers=headers)
+
+
+def issue_tokens(
+    mock: MockState, user: str, client_id: str, scopes: list[str], app_mode: bool
+) -> dict[str, Any]:
+    """OAuth-App tokens (gho_, never expire) or GitHub-App user tokens (ghu_ + ghr_)."""
+    store = mock.store(NAME)
+    if not app_mode:
+        access = mock.mint("gho_" + random_text(36))
+        with mock.lock:
+            store.tokens[access] = Token(user, client_id, scopes, app_mode=False)
+        return dict(access_token=access, scope=",".join(scopes), token_type="bearer")
+    lifetime = int(mock.switch(NAME, "expires_in"))
+    access = mock.mint("ghu_" + random_text(36))
+    refresh_token = mock.mint("ghr_" + random_text(76))
+    now = time.time()
+    with mock.lock:
+        store.tokens[access] = Token(user, client_id, [], True, now + lifetime, refresh_token)
+        store.refresh_tokens[refresh_token] = Refresh(
+            user, client_id, access, now + REFRESH_TOKEN_LIFETIME
+        )
+    return dict(
+        access_token=access,
+        expires_in=lifetime,
+        refresh_token=refresh_token,
+        refresh_token_expires_in=REFRESH_TOKEN_LIFETIME,
+        scope="",
+        token_type="bearer",
+    )
+
+
+def user_object(persona: dict[str, Any], full: bool) -> dict[str, Any]:
+    """GET /user as GitHub shows it; `full` adds the fields only the owner's token sees."""
+    web, api = layout()
+    login = persona["login"]
+    users = f"{api}/users/{login}"
+    body: dict[str, Any] = dict(
+        login=login,
+        id=persona["id"],
+        node_id=f"MDQ6VXNlcj{persona['id']}",
+        avatar_url=f"{web}/avatars/u/{persona['id']}?v=4",
+        gravatar_id="",
+        url=users,
+        html_url=f"{web}/{login}",
+        followers_url=f"{users}/followers",
+        following_url=users + "/following" + "{/other_user}",
+        gists_url=users + "/gists" + "{/gist_id}",
+        starred_url=users + "/starred" + "{/owner}" + "{/repo}",
+        subscriptions_url=f"{users}/subscriptions",
+        organizations_url=f"{users}/orgs",
+        repos_url=f"{users}/repos",
+        events_url=users + "/events" + "{/privacy}",
+        received_events_url=f"{users}/received_events",
+        type="User",
+        user_view_type="private" if full else "public",
+        site_admin=False,
+        name=persona["name"],
+        company=None,
+        blog="",
+        location=None,
+        email=persona["email"],
+        hireable=None,
+        bio=None,
+        twitter_username=None,
+        notification_email=persona["email"] if full else None,
+        public_repos=3,
+        public_gists=0,
+        followers=12,
+        following=1,
+        created_at="2011-01-25T18:44:36Z",
+        updated_at="2025-06-01T09:30:00Z",
+    )
+    if full:
+        body.update(
+            private_gists=0,
+            total_private_repos=1,
+            owned_private_repos=1,
+            disk_usage=1024,
+            collaborators=0,
+            two_factor_authentication=True,
+            plan=dict(name="free", space=976562499, collaborators=0, private_repos=10000),
+        )
+    return body
+
+
+# --- endpoints ----------------------------------------------------------------------------
+
+
+def authorize() -> Response:
+    mock = state()
+    settings = mock.settings
+    args = request.args
+    client_id = args.get("client_id", "")
+    if client_id != settings.github_client_id:
+        return error_page(
+            NAME, "404: Not Found", f"No OAuth app with client_id {client_id!r}.", 404
+        )
+    registered = settings.callback(NAME)
+    redirect_uri = args.get("redirect_uri") or registered
+    client_state = args.get("state")
+    if not same_origin_path_under(redirect_uri, registered):
+        return authorize_error(registered, "redirect_uri_mismatch", client_state)
+    if mock.switch(NAME, "suspended"):
+        return authorize_error(redirect_uri, "application_suspended", client_state)
+    scopes = parse_scopes(args.get("scope", ""))
+
+    def approve(user: str) -> Response:
+        code = mock.mint(secrets.token_hex(10))
+        with mock.lock:
+            mock.store(NAME).codes[code] = Code(
+                client_id=client_id,
+                redirect_uri=redirect_uri,
+                user=user,
+                scopes=scopes,
+                challenge=args.get("code_challenge"),
+                method=args.get("code_challenge_method", "plain"),
+            )
+        if mock.switch(NAME, "install_callback"):
+            query = [("code", code), ("installation_id", "123"), ("setup_action", "install")]
+        else:
+            query = [("code", code)]
+            if client_state is not None:
+                query.append(("state", client_state))
+        return redirect(append_query(redirect_uri, urlencode(query)))
+
+    def deny() -> Response:
+        return authorize_error(redirect_uri, "access_denied", client_state)
+
+    return decide(
+        NAME,
+        client_id=client_id,
+        scopes=scopes,
+        redirect_uri=redirect_uri,
+        approve=approve,
+        deny=deny,
+    )
+
+
+def access_token() -> Response:
+    mock = state()
+    pause(NAME)
+    status = mock.switch(NAME, "token_http_status")
+    if status:
+        return Response("<h1>Unicorn!</h1> This page is taking too long to load.", int(status))
+    forced = mock.switch(NAME, "token_error")
+    if forced:
+        return token_error(forced)
+    data = dict(request.args.items())
+    data.update(request.form.items())
+    body = request.get_json(silent=True)
+    if isinstance(body, dict):  # octokit sends JSON
+        data.update(body)
+    client_id = data.get("client_id", "")
+    secret = data.get("client_secret", "")
+    if not client_id and (basic := basic_credentials()):
+        client_id, secret = basic
+    settings = mock.settings
+    if client_id != settings.github_client_id or not hmac.compare_digest(
+        str(secret).encode(), settings.github_client_secret.encode()
+    ):
+        return token_error("incorrect_client_credentials")
+    if data.get("grant_type") == "refresh_token":
+        return refresh(mock, client_id, str(data.get("refresh_token", "")))
+    store = mock.store(NAME)
+    with mock.lock:
+        record: Code | None = store.codes.get(str(data.get("code", "")))
+        if (
+            record is None
+            or record.used
+            or record.client_id != client_id
+            or time.time() - record.created > CODE_LIFETIME
+        ):
+            return token_error("bad_verification_code")
+        record.used = True
+    sent_redirect = data.get("redirect_uri")
+    if sent_redirect and sent_redirect != record.redirect_uri:
+        return token_error("redirect_uri_mismatch")
+    verifier = data.get("code_verifier")
+    if record.challenge:
+        if not pkce_ok(record.challenge, record.method, verifier):
+            return token_error("bad_verification_code")
+    elif mock.switch(NAME, "require_pkce"):
+        return token_error("bad_verification_code")
+    app_mode = bool(mock.switch(NAME, "app_mode"))
+    return token_reply(issue_tokens(mock, record.user, client_id, record.scopes, app_mode))
+
+
+def refresh(mock: MockState, client_id: str, refresh_token: str) -> Response:
+    """Rotation: the used refresh token and its access token die; reuse is an error."""
+    store = mock.store(NAME)
+    with mock.lock:
+        record: Refresh | None = store.refresh_tokens.pop(refresh_token, None)
+        if record is None or record.client_id != client_id or record.expires_at < time.time():
+            return token_error("bad_refresh_token")
+        store.tokens.pop(record.access_token, None)
+    # Refresh tokens exist only for GitHub App user tokens, so the new pair is one too.
+    return token_reply(issue_tokens(mock, record.user, client_id, [], app_mode=True))
+
+
+def user() -> Response:
+    mock = state()
+    pause(NAME)
+    auth = api_auth(mock)
+    if isinstance(auth, Response):
+        return auth
+    _value, record = auth
+    full = record.app_mode or bool({"user", "read:user"} & set(record.scopes))
+    return api_reply(mock, record, user_object(PERSONAS[record.user], full), "")
+
+
+def emails() -> Response:
+    mock = state()
+    pause(NAME)
+    auth = api_auth(mock)
+    if isinstance(auth, Response):
+        return auth
+    _value, record = auth
+    mode = mock.switch(NAME, "emails")
+    doc = (
+        "https://docs.github.com/rest/users/emails#list-email-addresses-for-the-authenticated-user"
+    )
+    allowed = record.app_mode or bool({"user", "user:email"} & set(record.scopes))
+    if mode == "404" or not allowed:
+        return api_error(404, "Not Found", doc)
+    if mode == "403":
+        return api_error(403, "Resource not accessible by integration", doc)
+    listing = [dict(item) for item in PERSONAS[record.user]["emails"]]
+    if mode == "no_primary":
+        for item in listing:
+            item["primary"] = False
+    elif mode == "empty":
+        listing = []
+    return api_reply(mock, record, listing, "user, user:email")
+
+
+def revoke_grant(client_id: str) -> Response:
+    return revoke(client_id, whole_grant=True)
+
+
+def revoke_token(client_id: str) -> Response:
+    return revoke(client_id, whole_grant=False)
+
+
+def revoke(client_id: str, whole_grant: bool) -> Response:
+    """DELETE /applications/{client_id}/grant|token: Basic client auth, JSON access_token."""
+    mock = state()
+    settings = mock.settings
+    credentials = basic_credentials()
+    if (
+        credentials is None
+        or credentials[0] != settings.github_client_id
+        or not hmac.compare_digest(credentials[1].encode(), settings.github_client_secret.encode())
+    ):
+        return api_error(401, "Bad credentials")
+    if client_id != settings.github_client_id:
+        return api_error(404, "Not Found")
+    value = (request.get_json(silent=True) or {}).get("access_token")
+    if not value:
+        return api_error(422, 'Invalid request.\n\n"access_token" wasn\'t supplied.')
+    store = mock.store(NAME)
+    with mock.lock:
+        record: Token | None = store.tokens.get(value)
+        if record is None:
+            return api_error(404, "Not Found")
+        doomed = [value]
+        if whole_grant:
+            doomed = [
+                t
+                for t, r in store.tokens.items()
+                if (r.user, r.client_id) == (record.user, client_id)
+            ]
+            for refresh_token, r in list(store.refresh_tokens.items()):
+                if (r.user, r.client_id) == (record.user, client_id):
+                    del store.refresh_tokens[refresh_token]
+        for doomed_token in doomed:
+            store.tokens.pop(doomed_token, None)
+    return Response(status=204)
+
+
+def avatar_image(user_id: int) -> Response:
+    persona = next((p for p in PERSONAS.values() if p["id"] == user_id), None)
+    initials = "?"
+    if persona:
+        initials = "".join(w[0] for w in (persona["name"] or persona["login"]).split())
+    return avatar(str(user_id), initials.upper())

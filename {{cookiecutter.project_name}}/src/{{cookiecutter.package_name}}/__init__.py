@@ -1,0 +1,99 @@
+"""{{ cookiecutter.project_description }}.
+
+`create_app()` is the application factory: `flask --app {{ cookiecutter.package_name }} run`
+in development, `gunicorn '{{ cookiecutter.package_name }}:create_app()'` in production.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from datetime import timedelta
+from pathlib import Path
+
+from dotenv import load_dotenv
+from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from . import api, auth, pages
+from .auth.csrf import csrf_token
+from .cli import register_cli
+from .errors import register_error_handlers
+from .extensions import init_extensions
+from .logs import configure_logging
+from .providers import PROVIDER_CLASSES
+from .redis import connect
+from .sessions import SecureRedisSessionInterface
+from .settings import Settings, SettingsError, load_settings
+
+log = logging.getLogger(__name__)
+
+MAX_CONTENT_LENGTH = 64 * 1024  # nothing here accepts large bodies
+
+
+def create_app(env: Mapping[str, str] | None = None) -> Flask:
+    """Build the app from `env` (default: the process environment plus `.env`)."""
+    if env is None:
+        # .env next to pyproject.toml; never overrides variables that are already set.
+        load_dotenv(Path.cwd() / ".env", override=False)
+        try:
+            settings = load_settings()
+        except SettingsError as error:
+            raise SystemExit(str(error)) from None  # one clear message, no traceback
+    else:
+        settings = load_settings(env)
+    configure_logging(settings)
+
+    app = Flask(__name__)
+    configure_app(app, settings)
+    init_extensions(app, settings, connect(settings))
+    app.session_interface = SecureRedisSessionInterface(
+        app,
+        client=app.extensions["redis"],
+        key_prefix=f"{settings.redis_key_prefix}session:",
+        secret_key=settings.secret_key,
+    )
+    app.register_blueprint(pages.bp)
+    app.register_blueprint(auth.bp)
+    app.register_blueprint(api.bp)
+    register_error_handlers(app)
+    register_cli(app)
+    app.jinja_env.globals.update(csrf_token=csrf_token, provider_title=provider_title)
+
+    if settings.trusted_proxy_count:
+        count = settings.trusted_proxy_count
+        # With PUBLIC_URL set, the forwarded host is never trusted.
+        x_host = 0 if settings.public_url else count
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=count, x_proto=count, x_host=x_host)
+    log.info(
+        "app ready env=%s providers=%s",
+        settings.app_env,
+        ",".join(settings.providers) or "none",
+    )
+    return app
+
+
+def provider_title(name: str) -> str:
+    cls = PROVIDER_CLASSES.get(name)
+    return cls.title if cls else name
+
+
+def configure_app(app: Flask, settings: Settings) -> None:
+    production = settings.is_production
+    app.config.update(
+        APP_SETTINGS=settings,
+        SECRET_KEY=settings.secret_key,
+        MAX_CONTENT_LENGTH=MAX_CONTENT_LENGTH,
+        PERMANENT_SESSION_LIFETIME=timedelta(seconds=settings.session_lifetime),
+        # A request that only reads the session must not write it back.
+        SESSION_REFRESH_EACH_REQUEST=False,
+        # __Host- pins the cookie to this exact host, Path=/ and Secure (browsers enforce it).
+        SESSION_COOKIE_NAME="__Host-session" if production else "session",
+        SESSION_COOKIE_SECURE=production,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",  # Strict would drop the cookie on the provider's redirect
+        SESSION_COOKIE_PATH="/",
+        SESSION_COOKIE_DOMAIN=None,
+    )
+    if not production and not settings.providers:
+        log.warning("no provider is configured: set the *_CLIENT_ID/_SECRET variables in .env")

@@ -1,0 +1,5 @@
+"""JSON API blueprint."""
+
+from .views import bp
+
+__all__ = ["bp"]

@@ -1,0 +1,6 @@
+"""Sign-in: the login pages, the OAuth redirect and callback, logout, and route guards."""
+
+from .guards import current_user, login_required
+from .views import bp
+
+__all__ = ["bp", "current_user", "login_required"]

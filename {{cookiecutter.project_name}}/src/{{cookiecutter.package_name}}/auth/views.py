@@ -1,0 +1,166 @@
+"""The login flow: /login, /login/<provider>, /auth/<provider>/callback and /logout."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from flask import Blueprint, current_app, redirect, render_template, request, session, url_for
+from werkzeug.wrappers import Response
+
+from ..errors import AppError
+from ..extensions import enabled_providers, get_provider, oauth_client, token_service, user_store
+from ..providers.base import Identity, RestartLogin, invalid_state_error
+from ..users import IdentityTaken, User
+from .csrf import check_csrf, new_csrf_token
+from .guards import current_user
+from .urls import external_url, safe_next
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("auth", __name__)
+
+NEXT_KEY = "login_next"
+
+
+@bp.get("/login")
+def login_page() -> str:
+    return render_template(
+        "login.html", providers=enabled_providers(), next=safe_next(request.args.get("next"))
+    )
+
+
+@bp.get("/login/<provider>")
+def login(provider: str) -> Response:
+    """Start a login, or, when signed in, connect (or reconnect) this provider."""
+    adapter = get_provider(provider)
+    next_path = safe_next(request.args.get("next"))
+    if next_path:
+        session[NEXT_KEY] = next_path
+    else:
+        session.pop(NEXT_KEY, None)
+    user = current_user()
+    has_refresh_token = None
+    if user is not None:
+        stored = token_service().vault.load(user.id, provider)
+        has_refresh_token = bool(stored and stored.refresh_token and not stored.reauth_required)
+    redirect_uri = external_url(url_for("auth.callback", provider=provider))
+    params = adapter.authorize_params(has_refresh_token)
+    try:
+        return oauth_client(provider).authorize_redirect(redirect_uri, **params)
+    except Exception as exc:  # e.g. Google's discovery document unreachable
+        raise adapter.translate(exc) from exc
+
+
+@bp.get("/auth/<provider>/callback")
+def callback(provider: str) -> Response:
+    adapter = get_provider(provider)
+    client = oauth_client(provider)
+    started = time.monotonic()
+    try:
+        if request.args.get("error") and not client.framework.get_state_data(
+            session, request.args.get("state")
+        ):
+            raise invalid_state_error()  # an error redirect we never asked for
+        identity, token = adapter.complete_login(client, request.args)
+    except RestartLogin:
+        return redirect(url_for("auth.login", provider=provider))
+    except AppError as error:
+        _abandon_login_attempt(provider)
+        log.info(
+            "login failed provider=%s error=%s status=%s duration_ms=%d",
+            provider,
+            error.code,
+            error.status,
+            (time.monotonic() - started) * 1000,
+        )
+        raise
+    signed_in = current_user()
+    if signed_in is None:
+        user = user_store().sign_in(identity)
+        event = "login succeeded"
+    else:
+        user = _link(signed_in, identity)
+        event = "provider linked"
+    token_service().store_login_token(user.id, adapter, token)
+    next_path = session.get(NEXT_KEY)
+    _start_session(user, provider)
+    log.info(
+        "%s provider=%s user=%s duration_ms=%d",
+        event,
+        provider,
+        user.id,
+        (time.monotonic() - started) * 1000,
+    )
+    return redirect(next_path or url_for("pages.index"))
+
+
+def _link(user: User, identity: Identity) -> User:
+    """Connect an identity to the signed-in user; never merge two users."""
+    for linked in user.identities:
+        if linked["provider"] == identity.provider and linked["subject"] != identity.subject:
+            raise AppError(
+                409,
+                "provider_already_connected",
+                f"Another {get_provider(identity.provider).title} account is already connected.",
+                "Disconnect it on your account page first, then connect this one.",
+            )
+    try:
+        return user_store().link(user, identity)
+    except IdentityTaken:
+        raise AppError(
+            409,
+            "identity_in_use",
+            f"This {get_provider(identity.provider).title} account belongs to another user.",
+            "Sign out and sign in with it instead, or connect a different account.",
+        ) from None
+
+
+@bp.post("/logout")
+def logout() -> Response:
+    user = current_user()
+    if user is not None:
+        check_csrf()
+        if current_app.config["APP_SETTINGS"].revoke_on_logout:
+            _revoke_all(user)
+        log.info("logout user=%s", user.id)
+    session.clear()  # deletes the Redis record and expires the cookie
+    return redirect(url_for("pages.index"), code=303)
+
+
+def _revoke_all(user: User) -> None:
+    """REVOKE_ON_LOGOUT: best effort, a provider that is down must not block signing out."""
+    tokens = token_service()
+    for identity in user.identities:
+        provider = identity["provider"]
+        token = tokens.vault.load(user.id, provider)
+        if token is None or provider not in current_app.extensions["providers"]:
+            continue
+        try:
+            get_provider(provider).revoke(oauth_client(provider), token, identity["subject"])
+        except AppError as error:
+            log.warning("revoke at logout failed provider=%s error=%s", provider, error.code)
+        tokens.vault.delete(user.id, provider)
+
+
+def _start_session(user: User, provider: str) -> None:
+    """A fresh session id at login: whatever id existed before (maybe planted) is dead."""
+    session.clear()
+    session["user_id"] = user.id
+    session["name"] = user.name
+    session["provider"] = provider
+    session["csrf"] = new_csrf_token()
+    session["login_at"] = int(time.time())
+    session.permanent = True
+    # Only after data is set: Flask-Session's regenerate() ignores an "empty" session.
+    current_app.session_interface.regenerate(session)
+
+
+def _abandon_login_attempt(provider: str) -> None:
+    """A failed callback leaves no trace: its state is gone and no session is created."""
+    if not session.get("user_id"):
+        session.clear()
+        return
+    session.pop(NEXT_KEY, None)
+    for key in [k for k in session if k.startswith(f"_state_{provider}_")]:
+        session.pop(key, None)

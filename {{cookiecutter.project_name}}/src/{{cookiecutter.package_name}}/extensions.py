@@ -1,0 +1,57 @@
+"""Per-app objects (Redis, users, OAuth clients) and the accessors views use to reach them."""
+
+from __future__ import annotations
+
+import redis
+from authlib.integrations.flask_client import FlaskOAuth2App, OAuth
+from flask import Flask, abort, current_app
+
+from .http import make_shared_adapter
+from .providers import PROVIDER_CLASSES, Provider
+from .settings import Settings
+from .tokens.refresh import TokenService
+from .tokens.vault import TokenVault
+from .users import UserStore
+
+
+def init_extensions(app: Flask, settings: Settings, client: redis.Redis) -> None:
+    adapter = make_shared_adapter()
+    oauth = OAuth(app)  # one registry per app, so test apps never share clients
+    providers: dict[str, Provider] = {}
+    for name, config in settings.providers.items():
+        provider = PROVIDER_CLASSES[name](config, settings.http_timeout, adapter)
+        oauth.register(name, user_agent="{{ cookiecutter.project_name }}/0.1", **provider.registration())
+        providers[name] = provider
+    app.extensions["redis"] = client
+    app.extensions["providers"] = providers
+    app.extensions["users"] = UserStore(client, settings.redis_key_prefix, settings.admin_emails)
+    vault = TokenVault(client, settings.redis_key_prefix, settings.token_encryption_keys)
+    app.extensions["tokens"] = TokenService(client, vault, settings.redis_key_prefix)
+
+
+def redis_client() -> redis.Redis:
+    return current_app.extensions["redis"]
+
+
+def user_store() -> UserStore:
+    return current_app.extensions["users"]
+
+
+def token_service() -> TokenService:
+    return current_app.extensions["tokens"]
+
+
+def enabled_providers() -> list[Provider]:
+    return list(current_app.extensions["providers"].values())
+
+
+def get_provider(name: str) -> Provider:
+    """The enabled provider of that name; an unknown or disabled one is a 404."""
+    provider = current_app.extensions["providers"].get(name)
+    if provider is None:
+        abort(404)
+    return provider
+
+
+def oauth_client(name: str) -> FlaskOAuth2App:
+    return current_app.extensions["authlib.integrations.flask_client"].create_client(name)

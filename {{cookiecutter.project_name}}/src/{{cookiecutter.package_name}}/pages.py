@@ -1,0 +1,93 @@
+"""HTML pages outside the login flow (home, account, connections) and the health check."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Blueprint, jsonify, redirect, render_template, session, url_for
+from flask.typing import ResponseReturnValue
+from redis.exceptions import RedisError
+
+from .auth import current_user, login_required
+from .auth.csrf import check_csrf
+from .errors import AppError
+from .extensions import enabled_providers, get_provider, oauth_client, redis_client, token_service
+from .users import LastIdentity, User
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("pages", __name__)
+
+
+@bp.get("/")
+def index() -> str:
+    # Reads only the session (one Redis GET): the name was stored there at login.
+    return render_template("index.html", name=session.get("name"), signed_in="user_id" in session)
+
+
+@bp.get("/account")
+@login_required
+def account() -> str:
+    user = current_user()
+    vault = token_service().vault
+    connections = []
+    for provider in enabled_providers():
+        identity = next((i for i in user.identities if i["provider"] == provider.name), None)
+        token = vault.load(user.id, provider.name) if identity else None
+        needs_reconnect = identity is not None and (token is None or token.reauth_required)
+        connections.append(
+            {"provider": provider, "identity": identity, "needs_reconnect": needs_reconnect}
+        )
+    return render_template(
+        "account.html", user=user, connections=connections, can_disconnect=len(user.identities) > 1
+    )
+
+
+@bp.post("/account/connections/<provider>/disconnect")
+@login_required
+def disconnect(provider: str) -> ResponseReturnValue:
+    """Revoke the grant at the provider, forget its token, remove the link."""
+    check_csrf()
+    adapter = get_provider(provider)
+    user = current_user()
+    identity = next((i for i in user.identities if i["provider"] == provider), None)
+    if identity is None:
+        raise AppError(404, "not_connected", f"{adapter.title} is not connected.")
+    if len(user.identities) == 1:
+        raise AppError(
+            409,
+            "last_identity",
+            f"{adapter.title} is the only way you sign in here.",
+            "Connect another provider first, then disconnect this one.",
+        )
+    revoke_grant(user, provider, identity["subject"])
+    try:
+        user_store_unlink(user, provider)
+    except LastIdentity:  # a concurrent disconnect removed the other one
+        raise AppError(409, "last_identity", "This is the last way you sign in here.") from None
+    log.info("provider disconnected provider=%s user=%s", provider, user.id)
+    return redirect(url_for("pages.account"), code=303)
+
+
+def revoke_grant(user: User, provider: str, subject: str) -> None:
+    """Revoke at the provider (raising on failure), then delete the stored token."""
+    tokens = token_service()
+    token = tokens.vault.load(user.id, provider)
+    if token is not None:
+        get_provider(provider).revoke(oauth_client(provider), token, subject)
+    tokens.vault.delete(user.id, provider)
+
+
+def user_store_unlink(user: User, provider: str) -> None:
+    from .extensions import user_store
+
+    user_store().unlink(user, provider)
+
+
+@bp.get("/healthz")
+def healthz() -> ResponseReturnValue:
+    try:
+        redis_client().ping()
+    except RedisError:
+        return jsonify(status="unavailable", error="redis_unavailable"), 503
+    return jsonify(status="ok")

@@ -1,0 +1,403 @@
+"""What every provider adapter shares: the normalised Identity and the login plumbing.
+
+A provider module only describes how its provider differs (endpoints, scopes, the
+shape of its profile and of its errors); the sequence of a login lives here once.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+from urllib.parse import parse_qsl, urlsplit
+
+import requests
+from authlib.integrations.base_client import MismatchingStateError, OAuthError
+from authlib.integrations.flask_client import FlaskOAuth2App
+from joserfc.errors import JoseError
+
+from ..errors import AppError
+from ..http import mount
+
+if TYPE_CHECKING:
+    from ..tokens.vault import StoredToken
+
+
+@dataclass(frozen=True)
+class Identity:
+    """One provider account, normalised: the shape of an entry in /api/me `identities`."""
+
+    provider: str
+    subject: str
+    username: str | None
+    email: str | None
+    email_verified: bool
+    name: str | None
+    avatar_url: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ProviderConfig:
+    """One provider's settings; `extra` holds its URLs and options by variable name."""
+
+    name: str
+    client_id: str
+    client_secret: str
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+
+def is_loopback_url(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_url(name: str, value: str, production: bool, problems: list[str]) -> None:
+    """Provider URLs must be absolute; plain http is only tolerated for loopback mocks."""
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        problems.append(f"{name} must be an absolute http(s) URL, got {value!r}")
+    elif production and parts.scheme == "http" and not is_loopback_url(value):
+        problems.append(f"{name} must use https:// in production (got {value!r})")
+
+
+NOT_FOR_API_CALLS = ("refresh_token", "expires_at", "expires_in")
+
+
+class RestartLogin(Exception):  # noqa: N818 - a signal, not an error
+    """The callback cannot be used, but a fresh authorization will succeed silently."""
+
+
+def as_bool(value: Any) -> bool:
+    """Providers send booleans as true, "true" or even "True"."""
+    if isinstance(value, str):
+        return value.strip().lower() == "true"
+    return value is True
+
+
+def login_error(status: int, code: str, message: str, hint: str | None = None, **details: Any):
+    return AppError(status, code, message, hint, details=details)
+
+
+def invalid_state_error() -> AppError:
+    return login_error(
+        400,
+        "invalid_state",
+        "This sign-in attempt has expired or was already used.",
+        "Start again from the login page. If it keeps happening, allow cookies for this "
+        "site, and finish signing in within 15 minutes in the same browser tab.",
+    )
+
+
+_SAFE_CODE = re.compile(r"[^a-z0-9_.-]")
+
+
+def safe_code(value: Any) -> str:
+    """Provider error codes are echoed on our pages: keep them short and inert."""
+    return _SAFE_CODE.sub("", str(value).lower())[:64] or "unknown"
+
+
+def json_token_fix(response: requests.Response) -> requests.Response:
+    """Turn a form-encoded token response (GitHub's default, Facebook's legacy) into JSON.
+
+    Authlib only understands JSON; without this a form body is a bare ValueError.
+    """
+    content_type = response.headers.get("Content-Type", "")
+    if "json" not in content_type and response.text and "=" in response.text:
+        data = dict(parse_qsl(response.text.strip()))
+        if "expires" in data and "expires_in" not in data:
+            data["expires_in"] = data.pop("expires")
+        response._content = json.dumps(data).encode()
+        response.headers["Content-Type"] = "application/json"
+    return response
+
+
+class Provider:
+    """Base adapter: subclasses set the class attributes and override the hooks."""
+
+    name: ClassVar[str]
+    title: ClassVar[str]
+    env_prefix: ClassVar[str]
+    console_name: ClassVar[str]
+    console_url: ClassVar[str]
+    # Variables with URLs (and their defaults) that this provider reads.
+    url_settings: ClassVar[dict[str, str]] = {}
+    # Other variables (and their defaults) that this provider reads.
+    option_settings: ClassVar[dict[str, str]] = {}
+    scope: ClassVar[str]
+    uses_pkce: ClassVar[bool] = True
+
+    def __init__(
+        self, config: ProviderConfig, timeout: float, adapter: requests.adapters.HTTPAdapter
+    ):
+        self.config = config
+        self.timeout = timeout
+        self.adapter = adapter
+
+    # --- configuration -------------------------------------------------------------
+
+    @classmethod
+    def config_from_env(
+        cls, env: Mapping[str, str], production: bool, problems: list[str]
+    ) -> ProviderConfig | None:
+        """None when the provider is not configured; problems get one line per bad value."""
+        client_id = env.get(f"{cls.env_prefix}_CLIENT_ID", "").strip()
+        client_secret = env.get(f"{cls.env_prefix}_CLIENT_SECRET", "").strip()
+        if not (client_id and client_secret):
+            return None
+        extra: dict[str, str] = {}
+        for variable, default in cls.url_settings.items():
+            value = (env.get(variable, "").strip() or default).rstrip("/")
+            check_url(variable, value, production, problems)
+            extra[variable] = value
+        for variable, default in cls.option_settings.items():
+            extra[variable] = env.get(variable, "").strip() or default
+        cls.validate(client_id, extra, problems)
+        return ProviderConfig(cls.name, client_id, client_secret, extra)
+
+    @classmethod
+    def validate(cls, client_id: str, extra: Mapping[str, str], problems: list[str]) -> None:
+        """Provider-specific checks of the values above."""
+
+    # --- Authlib registration ---------------------------------------------------------
+
+    def registration(self) -> dict[str, Any]:
+        """Keyword arguments for `OAuth.register` (endpoints are added by subclasses)."""
+        client_kwargs: dict[str, Any] = {
+            "scope": self.scope,
+            "token_endpoint_auth_method": "client_secret_post",
+            "default_timeout": self.timeout,
+        }
+        if self.uses_pkce:
+            client_kwargs["code_challenge_method"] = "S256"
+        return {
+            "client_id": self.config.client_id,
+            "client_secret": self.config.client_secret,
+            "client_kwargs": client_kwargs,
+            "compliance_fix": self.compliance_fix,
+        }
+
+    def compliance_fix(self, session: Any) -> None:
+        """Called by Authlib for each session it creates: pool, token body, API headers."""
+        mount(session, self.adapter)
+        session.register_compliance_hook("access_token_response", json_token_fix)
+        session.register_compliance_hook("refresh_token_response", json_token_fix)
+        hook = self.protected_request_hook()
+        if hook:
+            session.register_compliance_hook("protected_request", hook)
+
+    def protected_request_hook(self) -> Callable[[str, dict, Any], tuple] | None:
+        return None
+
+    def authorize_params(self, has_refresh_token: bool | None = None) -> dict[str, Any]:
+        """Extra query parameters for the authorization redirect.
+
+        `has_refresh_token` is None when nobody is signed in (we cannot know), else whether
+        the signed-in user already has a refresh token for this provider.
+        """
+        return {}
+
+    # --- the callback -----------------------------------------------------------------
+
+    def complete_login(
+        self, client: FlaskOAuth2App, args: Mapping[str, str]
+    ) -> tuple[Identity, dict[str, Any]]:
+        """Finish the login from the callback query: check, exchange the code, read the profile."""
+        self.check_callback(args)
+        try:
+            token = self.exchange_code(client)
+            # Without refresh token and expiry, Authlib cannot refresh behind our back
+            # (a GitHub App token lives 8 h but a mock's may live seconds).
+            api_token = {k: v for k, v in token.items() if k not in NOT_FOR_API_CALLS}
+            identity = self.fetch_identity(client, api_token)
+            return identity, self.login_token(client, token)
+        except AppError:
+            raise
+        except Exception as exc:  # translated into one clear page; nothing half-done survives
+            raise self.translate(exc) from exc
+
+    def check_callback(self, args: Mapping[str, str]) -> None:
+        """Errors the provider sent back in the redirect, before any token request."""
+        error = args.get("error")
+        if error:
+            if error == "access_denied":
+                raise login_error(
+                    403,
+                    "access_denied",
+                    f"You cancelled signing in with {self.title}.",
+                    f"To sign in, try again and approve access at {self.title}.",
+                )
+            raise self.provider_redirect_error(safe_code(error))
+        if not args.get("code"):
+            raise login_error(
+                400,
+                "missing_code",
+                f"{self.title} sent no authorization code.",
+                "Start the sign-in again from the login page.",
+            )
+
+    def provider_redirect_error(self, code: str) -> AppError:
+        return login_error(
+            400,
+            "provider_error",
+            f"{self.title} refused the sign-in ({code}).",
+            f"Check the app's settings in the {self.console_name} ({self.console_url}).",
+            provider_error=code,
+        )
+
+    def exchange_code(self, client: FlaskOAuth2App) -> dict[str, Any]:
+        return client.authorize_access_token()
+
+    def login_token(self, client: FlaskOAuth2App, token: dict[str, Any]) -> dict[str, Any]:
+        """The token to keep after a login (Facebook swaps it for a long-lived one)."""
+        return token
+
+    # --- tokens after login -----------------------------------------------------------
+
+    def refresh(self, client: FlaskOAuth2App, token: StoredToken) -> dict[str, Any]:
+        return client.fetch_access_token(
+            grant_type="refresh_token", refresh_token=token.refresh_token
+        )
+
+    def is_dead_refresh_token(self, code: str) -> bool:
+        """The provider will never accept this refresh token again: ask the user."""
+        return code in ("invalid_grant", "bad_refresh_token", "invalid_token", "190")
+
+    def revoke(self, client: FlaskOAuth2App, token: StoredToken, subject: str) -> None:
+        """Revoke the grant at the provider; an already-dead token counts as revoked.
+
+        Raises AppError when the provider could not be asked (down, slow, wrong secret).
+        """
+        raise NotImplementedError
+
+    def call(self, send: Callable[[], requests.Response]) -> requests.Response:
+        """Run one provider API call, turning transport failures into 502/504 errors."""
+        try:
+            return send()
+        except Exception as exc:
+            raise self.translate(exc) from exc
+
+    def fetch_identity(self, client: FlaskOAuth2App, token: dict[str, Any]) -> Identity:
+        """The identity behind a fresh login's token response."""
+        raise NotImplementedError
+
+    def fetch_profile(self, client: FlaskOAuth2App, token: dict[str, Any]) -> Identity:
+        """The current profile, from the user API, with a stored token."""
+        return self.fetch_identity(client, token)
+
+    # --- errors ---------------------------------------------------------------------
+
+    def translate(self, exc: Exception) -> AppError:
+        """Map what Authlib, joserfc and requests raise to a page with a hint."""
+        if isinstance(exc, MismatchingStateError):
+            return invalid_state_error()
+        if isinstance(exc, OAuthError):
+            return self.token_error(*self.unwrap_oauth_error(exc))
+        if isinstance(exc, JoseError):
+            return login_error(
+                400,
+                "invalid_id_token",
+                f"The identity token from {self.title} failed validation.",
+                "Start the sign-in again. If it keeps failing, check that this server's clock "
+                "is correct (an ID token 'issued in the future' means the clock is behind).",
+                reason=safe_code(getattr(exc, "error", "jose_error")),
+                description=str(getattr(exc, "description", "") or "")[:200],
+            )
+        if isinstance(exc, requests.Timeout):
+            return AppError(
+                504,
+                "provider_timeout",
+                f"{self.title} did not answer in time.",
+                "Try again in a moment.",
+            )
+        if isinstance(exc, requests.RequestException | ValueError):
+            return AppError(
+                502,
+                "provider_unavailable",
+                f"{self.title} could not be reached or sent an unreadable answer.",
+                "Try again in a moment.",
+                details={"exception": type(exc).__name__},
+            )
+        raise exc
+
+    def unwrap_oauth_error(self, exc: OAuthError) -> tuple[str, str]:
+        error = exc.error
+        if isinstance(error, dict):  # Facebook nests its error object
+            return safe_code(error.get("code", "error")), str(error.get("message", ""))
+        return safe_code(error), str(exc.description or "")
+
+    def token_error(self, code: str, description: str) -> AppError:
+        hints = {
+            "incorrect_client_credentials": self.credentials_hint(),
+            "invalid_client": self.credentials_hint(),
+            "unauthorized_client": self.credentials_hint(),
+            "redirect_uri_mismatch": self.redirect_hint(),
+            "bad_verification_code": "The sign-in code expired or was already used. Start again.",
+            "invalid_grant": "The sign-in code expired or was already used. Start again.",
+            "unverified_user_email": f"Verify your email address at {self.title}, then try again.",
+        }
+        return login_error(
+            400,
+            "token_error",
+            f"{self.title} refused to complete the sign-in ({code}).",
+            hints.get(code, "Start the sign-in again."),
+            provider_error=code,
+            description=description[:200],
+        )
+
+    def credentials_hint(self) -> str:
+        return (
+            f"Check {self.env_prefix}_CLIENT_ID and {self.env_prefix}_CLIENT_SECRET against "
+            f"the {self.console_name} ({self.console_url})."
+        )
+
+    def redirect_hint(self) -> str:
+        return (
+            f"Register this app's callback URL /auth/{self.name}/callback exactly as shown by "
+            f"`flask auth doctor` in the {self.console_name} ({self.console_url})."
+        )
+
+    def api_error(self, response: requests.Response, what: str) -> AppError:
+        """A failed profile call during login."""
+        if response.status_code in (401, 403) and not self.is_rate_limited(response):
+            return login_error(
+                400,
+                "profile_error",
+                f"{self.title} refused to share your profile ({response.status_code}).",
+                "Start the sign-in again and approve the requested access.",
+                endpoint=what,
+            )
+        if self.is_rate_limited(response) or response.status_code == 429:
+            return AppError(
+                503,
+                "provider_rate_limited",
+                f"{self.title} is rate-limiting this app.",
+                "Wait a minute and try again.",
+                retry_after=self.retry_after(response),
+            )
+        return AppError(
+            502,
+            "provider_unavailable",
+            f"{self.title} answered with an error ({response.status_code}).",
+            "Try again in a moment.",
+            details={"endpoint": what},
+        )
+
+    def is_rate_limited(self, response: requests.Response) -> bool:
+        return response.status_code == 429
+
+    def retry_after(self, response: requests.Response) -> int:
+        try:
+            return max(1, int(response.headers.get("Retry-After", "60")))
+        except ValueError:
+            return 60

@@ -1,0 +1,132 @@
+"""Google: OpenID Connect. The identity comes from the ID token, validated per OIDC Core 3.1.3.7.
+
+Authlib validates the signature, nonce, exp, iat and azp; we add what it leaves out:
+RS256 only (the discovery document could list `none`), `aud` must be exactly our client,
+both of Google's issuer spellings, and the hosted-domain claim when one is configured.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from authlib.integrations.flask_client import FlaskOAuth2App
+
+from .base import Identity, Provider, as_bool, login_error
+
+if TYPE_CHECKING:
+    from ..tokens.vault import StoredToken
+
+GOOGLE_ISSUERS = ("https://accounts.google.com", "accounts.google.com")
+ID_TOKEN_LEEWAY = 120  # seconds of clock skew tolerated on iat/exp
+
+
+class GoogleProvider(Provider):
+    name = "google"
+    title = "Google"
+    env_prefix = "GOOGLE"
+    console_name = "Google Cloud console"
+    console_url = "https://console.cloud.google.com/apis/credentials"
+    url_settings = {
+        "GOOGLE_SERVER_METADATA_URL": "https://accounts.google.com/.well-known/openid-configuration"
+    }
+    option_settings = {"GOOGLE_HOSTED_DOMAIN": ""}
+    scope = "openid email profile"
+
+    @property
+    def hosted_domain(self) -> str:
+        return self.config.extra["GOOGLE_HOSTED_DOMAIN"].lower()
+
+    def registration(self) -> dict[str, Any]:
+        return {
+            **super().registration(),
+            "server_metadata_url": self.config.extra["GOOGLE_SERVER_METADATA_URL"],
+        }
+
+    def authorize_params(self, has_refresh_token: bool | None = None) -> dict[str, Any]:
+        params: dict[str, Any] = {"access_type": "offline"}
+        # Google sends a refresh token only at the first consent; ask again only when a
+        # signed-in user has none stored, so returning users are not asked every time.
+        if has_refresh_token is False:
+            params["prompt"] = "consent"
+        if self.hosted_domain:
+            # `hd` only pre-selects the account chooser; the claim is what we enforce.
+            params["hd"] = self.hosted_domain
+        return params
+
+    def exchange_code(self, client: FlaskOAuth2App) -> dict[str, Any]:
+        metadata = client.load_server_metadata()
+        # Authlib would accept any algorithm the discovery document lists (even `none`).
+        metadata["id_token_signing_alg_values_supported"] = ["RS256"]
+        issuer = metadata.get("issuer")
+        issuers = list(GOOGLE_ISSUERS) if issuer in GOOGLE_ISSUERS else [issuer]
+        token = client.authorize_access_token(
+            leeway=ID_TOKEN_LEEWAY,
+            claims_options={
+                "iss": {"essential": True, "values": issuers},
+                # Authlib's default only checks azp; the audience must be us.
+                "aud": {"essential": True, "value": self.config.client_id},
+                "sub": {"essential": True},
+            },
+        )
+        if "id_token" not in token or not token.get("userinfo"):
+            raise login_error(
+                400,
+                "invalid_id_token",
+                "Google sent no identity token.",
+                "Start the sign-in again; the app asks for the `openid` scope.",
+            )
+        return token
+
+    def revoke(self, client: FlaskOAuth2App, token: StoredToken, subject: str) -> None:
+        endpoint = client.load_server_metadata().get("revocation_endpoint")
+        if not endpoint:
+            return
+        response = self.call(
+            lambda: client.post(
+                endpoint,
+                withhold_token=True,
+                data={"token": token.refresh_token or token.access_token},
+                headers={"Content-Type": "application/x-www-form-urlencoded"},
+            )
+        )
+        # 400 invalid_token: already expired or revoked, which is what we wanted.
+        if response.status_code not in (200, 400):
+            raise self.api_error(response, "revoke")
+
+    def fetch_identity(self, client: FlaskOAuth2App, token: dict[str, Any]) -> Identity:
+        claims: Mapping[str, Any] = token["userinfo"]
+        audience = claims.get("aud")
+        if isinstance(audience, list) and any(a != self.config.client_id for a in audience):
+            # OIDC Core 3.1.3.7 (3): reject audiences we do not trust.
+            raise login_error(
+                400, "invalid_id_token", "The Google identity token names other audiences."
+            )
+        if self.hosted_domain and str(claims.get("hd", "")).lower() != self.hosted_domain:
+            raise login_error(
+                403,
+                "hosted_domain_mismatch",
+                f"Only {self.hosted_domain} Google Workspace accounts may sign in here.",
+                f"Sign in with your {self.hosted_domain} account.",
+            )
+        return self.identity_from_claims(claims)
+
+    def fetch_profile(self, client: FlaskOAuth2App, token: dict[str, Any]) -> Identity:
+        endpoint = client.load_server_metadata()["userinfo_endpoint"]
+        response = client.get(endpoint, token=token)
+        if response.status_code != 200:
+            raise self.api_error(response, "userinfo")
+        return self.identity_from_claims(response.json())
+
+    def identity_from_claims(self, claims: Mapping[str, Any]) -> Identity:
+        """ID-token claims and the userinfo answer share these names."""
+        return Identity(
+            provider=self.name,
+            subject=str(claims["sub"]),
+            username=None,
+            email=claims.get("email"),
+            email_verified=bool(claims.get("email"))
+            and as_bool(claims.get("email_verified", claims.get("verified_email"))),
+            name=claims.get("name"),
+            avatar_url=claims.get("picture"),
+        )

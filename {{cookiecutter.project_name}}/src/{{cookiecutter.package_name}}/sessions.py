@@ -1,0 +1,67 @@
+"""Server-side sessions in Redis (Flask-Session), hardened.
+
+- The Redis key is a SHA-256 of the session id, so a Redis dump yields no usable cookie.
+- The value is encrypted (Fernet, key derived from SECRET_KEY): Authlib keeps the PKCE
+  verifier and nonce in the session during a login, and Flask-Session's decoder would
+  otherwise fall back to pickle on data it cannot read.
+- A session that has not signed in yet lives a few minutes, not the full lifetime.
+- With SESSION_REFRESH_EACH_REQUEST off, a request that only reads costs one GET.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+from datetime import timedelta
+
+import msgspec
+import redis
+from cryptography.fernet import Fernet, InvalidToken
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from flask import Flask
+from flask_session.base import ServerSideSession
+from flask_session.redis import RedisSessionInterface
+
+log = logging.getLogger(__name__)
+
+LOGIN_ATTEMPT_TTL = 15 * 60  # seconds a not-yet-signed-in session is kept
+
+
+def derive_key(secret_key: str, purpose: bytes) -> bytes:
+    """A Fernet key for one purpose, derived from SECRET_KEY with HKDF."""
+    raw = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=purpose).derive(
+        secret_key.encode()
+    )
+    return base64.urlsafe_b64encode(raw)
+
+
+class SecureRedisSessionInterface(RedisSessionInterface):
+    def __init__(self, app: Flask, client: redis.Redis, key_prefix: str, secret_key: str):
+        super().__init__(app, client=client, key_prefix=key_prefix, permanent=False)
+        self._fernet = Fernet(derive_key(secret_key, b"flask-session"))
+        self._encoder = msgspec.msgpack.Encoder()
+        self._decoder = msgspec.msgpack.Decoder(dict)
+
+    def _get_store_id(self, sid: str) -> str:
+        return self.key_prefix + hashlib.sha256(sid.encode()).hexdigest()
+
+    def _retrieve_session_data(self, store_id: str) -> dict | None:
+        blob = self.client.get(store_id)
+        if not blob:
+            return None
+        try:
+            return self._decoder.decode(self._fernet.decrypt(blob))
+        except (InvalidToken, msgspec.DecodeError):
+            # Written with another SECRET_KEY, or tampered with: start a fresh session.
+            log.warning("discarding an unreadable session record")
+            return None
+
+    def _upsert_session(
+        self, session_lifetime: timedelta, session: ServerSideSession, store_id: str
+    ) -> None:
+        signed_in = "user_id" in session
+        ttl = int(session_lifetime.total_seconds()) if signed_in else LOGIN_ATTEMPT_TTL
+        blob = self._fernet.encrypt(self._encoder.encode(dict(session)))
+        self.client.set(store_id, blob, ex=ttl)

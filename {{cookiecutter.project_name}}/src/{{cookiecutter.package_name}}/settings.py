@@ -1,0 +1,189 @@
+"""Typed settings, read once from the environment at start-up.
+
+Every problem is collected and reported together, each naming its variable, so a
+misconfigured deployment fails before it serves a single request.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from cryptography.fernet import Fernet
+
+from .providers import PROVIDER_CLASSES
+from .providers.base import ProviderConfig, is_loopback_url
+
+DEVELOPMENT = "development"
+PRODUCTION = "production"
+
+# Values people paste from tutorials; refused in production whatever their length.
+_HOW_TO_GENERATE_KEY = "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`"
+_PLACEHOLDER_SECRETS = {"changeme", "change-me", "secret", "dev", "development", "your-secret-key"}
+
+
+class SettingsError(Exception):
+    """Raised with every configuration problem found, one per line."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("Invalid configuration:\n  - " + "\n  - ".join(problems))
+
+
+@dataclass(frozen=True)
+class Settings:
+    app_env: str
+    secret_key: str
+    redis_url: str | None
+    token_encryption_keys: tuple[str, ...]
+    public_url: str | None
+    trusted_proxy_count: int
+    admin_emails: frozenset[str]
+    http_timeout: float
+    session_lifetime: int
+    redis_key_prefix: str
+    revoke_on_logout: bool
+    providers: Mapping[str, ProviderConfig]
+    disabled_providers: Mapping[str, str]
+
+    @property
+    def is_production(self) -> bool:
+        return self.app_env == PRODUCTION
+
+
+def _secret_key_problem(value: str) -> str | None:
+    if not value:
+        return f"SECRET_KEY is required: generate one with {_HOW_TO_GENERATE_KEY}"
+    if value.lower() in _PLACEHOLDER_SECRETS or len(value) < 32 or len(set(value)) < 12:
+        return (
+            "SECRET_KEY is too weak: use at least 32 random characters (secrets.token_urlsafe(48))"
+        )
+    return None
+
+
+def _int(env: Mapping[str, str], name: str, default: int, problems: list[str]) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        problems.append(f"{name} must be a whole number, got {raw!r}")
+        return default
+    if value < 0:
+        problems.append(f"{name} must not be negative")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float, problems: list[str]) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        problems.append(f"{name} must be a number of seconds, got {raw!r}")
+        return default
+    if not 0 < value <= 120:
+        problems.append(f"{name} must be between 0 and 120 seconds")
+    return value
+
+
+def _bool(env: Mapping[str, str], name: str, problems: list[str]) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if raw in ("", "0", "false", "no", "off"):
+        return False
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    problems.append(f"{name} must be true or false, got {raw!r}")
+    return False
+
+
+def _encryption_keys(raw: str, production: bool, problems: list[str]) -> tuple[str, ...]:
+    keys = tuple(k.strip() for k in raw.split(",") if k.strip())
+    if not keys:
+        if production:
+            problems.append(
+                "TOKEN_ENCRYPTION_KEY is required in production: generate one with `python -c "
+                "'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'`"
+            )
+        return ()
+    for index, key in enumerate(keys, start=1):
+        try:
+            Fernet(key)
+        except ValueError:
+            problems.append(
+                f"TOKEN_ENCRYPTION_KEY key #{index} is not a Fernet key (32 url-safe base64 bytes)"
+            )
+    return keys
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate the environment; raise SettingsError listing every problem."""
+    env = os.environ if env is None else env
+    problems: list[str] = []
+
+    app_env = (env.get("APP_ENV") or PRODUCTION).strip().lower()
+    if app_env not in (DEVELOPMENT, PRODUCTION):
+        problems.append(f"APP_ENV must be 'development' or 'production', got {app_env!r}")
+        app_env = PRODUCTION
+    production = app_env == PRODUCTION
+
+    secret_key = env.get("SECRET_KEY", "").strip()
+    secret_problem = _secret_key_problem(secret_key)
+    if secret_problem and (production or not secret_key):
+        problems.append(secret_problem)
+
+    redis_url = env.get("REDIS_URL", "").strip() or None
+    if redis_url is None and production:
+        problems.append("REDIS_URL is required in production (e.g. redis://localhost:6379/0)")
+    elif redis_url and urlsplit(redis_url).scheme not in ("redis", "rediss", "unix"):
+        problems.append(
+            f"REDIS_URL must start with redis://, rediss:// or unix://, got {redis_url!r}"
+        )
+
+    public_url = env.get("PUBLIC_URL", "").strip().rstrip("/") or None
+    if public_url:
+        parts = urlsplit(public_url)
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.path:
+            problems.append(
+                f"PUBLIC_URL must look like https://app.example.com, got {public_url!r}"
+            )
+        elif production and parts.scheme != "https" and not is_loopback_url(public_url):
+            problems.append("PUBLIC_URL must use https:// in production")
+
+    providers: dict[str, ProviderConfig] = {}
+    disabled: dict[str, str] = {}
+    for name, cls in PROVIDER_CLASSES.items():
+        config = cls.config_from_env(env, production, problems)
+        if config is None:
+            disabled[name] = (
+                f"{cls.env_prefix}_CLIENT_ID and {cls.env_prefix}_CLIENT_SECRET are not both set"
+            )
+        else:
+            providers[name] = config
+
+    settings = Settings(
+        app_env=app_env,
+        secret_key=secret_key,
+        redis_url=redis_url,
+        token_encryption_keys=_encryption_keys(
+            env.get("TOKEN_ENCRYPTION_KEY", ""), production, problems
+        ),
+        public_url=public_url,
+        trusted_proxy_count=_int(env, "TRUSTED_PROXY_COUNT", 0, problems),
+        admin_emails=frozenset(
+            e.strip().lower() for e in env.get("ADMIN_EMAILS", "").split(",") if e.strip()
+        ),
+        http_timeout=_float(env, "OAUTH_HTTP_TIMEOUT", 10.0, problems),
+        session_lifetime=_int(env, "SESSION_LIFETIME", 14 * 24 * 3600, problems),
+        revoke_on_logout=_bool(env, "REVOKE_ON_LOGOUT", problems),
+        redis_key_prefix=env.get("REDIS_KEY_PREFIX", "{{ cookiecutter.package_name }}:"),
+        providers=providers,
+        disabled_providers=disabled,
+    )
+    if problems:
+        raise SettingsError(problems)
+    return settings

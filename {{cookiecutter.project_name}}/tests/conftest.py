@@ -1,0 +1,285 @@
+"""Test infrastructure: a real redis-server, the mock providers and the app, all over real HTTP.
+
+Nothing here mocks Redis or Authlib: the app under test talks to a `redis-server` child
+process on a free port and to `mock_providers` through sockets, exactly as in production.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import parse_qs, urljoin, urlsplit
+
+import pytest
+import redis
+import requests
+from flask import Flask
+from werkzeug.serving import BaseWSGIServer, make_server
+
+import mock_providers
+from {{ cookiecutter.package_name }} import create_app
+from mock_providers import MockSettings
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# A strong key for tests only; production-mode tests use it too.
+TEST_SECRET_KEY = "test-secret-key-5f0c1f0e8b7a4d2c9e6a3b1d7f4c2a9e"
+TEST_TOKEN_KEY = "q3W0d0bq8h2Y7uYpZ8o1sHk7r2mV6cXy9nLp4tQe5wU="
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(check: Callable[[], bool], timeout: float = 10.0, what: str = "service") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except (OSError, requests.RequestException, redis.RedisError):
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"{what} did not come up within {timeout}s")
+
+
+# --- redis-server -------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Our own redis-server child process; the machine's Redis on 6379 is never touched."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.fail("redis-server is not installed: run `sudo apt-get install -y redis-server`")
+    port = free_port()
+    workdir = tmp_path_factory.mktemp("redis")
+    process = subprocess.Popen(
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(workdir),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"redis://127.0.0.1:{port}/0"
+    try:
+        wait_for(lambda: redis.Redis.from_url(url).ping(), what="redis-server")
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@pytest.fixture()
+def redis_db(redis_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_url)
+    client.flushall()
+    yield client
+    client.close()
+
+
+# --- the mock providers -------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def app_port() -> int:
+    return free_port()
+
+
+@pytest.fixture(scope="session")
+def app_url(app_port: int) -> str:
+    return f"http://127.0.0.1:{app_port}"
+
+
+@pytest.fixture(scope="session")
+def mock_server(app_url: str) -> Iterator[mock_providers.RunningMock]:
+    running = mock_providers.start(MockSettings(app_url=app_url))
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.fixture()
+def mock(mock_server: mock_providers.RunningMock) -> mock_providers.RunningMock:
+    mock_server.control.reset()
+    return mock_server
+
+
+# --- the app ------------------------------------------------------------------------
+
+
+@dataclass
+class RunningApp:
+    """An app served by werkzeug in a thread; `app` is the Flask object."""
+
+    url: str
+    port: int
+    app: Flask
+    server: BaseWSGIServer | None = None
+    thread: threading.Thread | None = None
+
+    def start(self) -> RunningApp:
+        self.server = make_server("127.0.0.1", self.port, self.app, threaded=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
+            self.thread.join(timeout=5)
+            self.server = None
+
+
+def base_env(
+    mock_server: mock_providers.RunningMock, redis_url: str, app_url: str
+) -> dict[str, str]:
+    return {
+        "APP_ENV": "development",
+        "SECRET_KEY": TEST_SECRET_KEY,
+        "TOKEN_ENCRYPTION_KEY": TEST_TOKEN_KEY,
+        "REDIS_URL": redis_url,
+        "PUBLIC_URL": app_url,
+        "OAUTH_HTTP_TIMEOUT": "3",
+        **mock_server.app_env(),
+    }
+
+
+@pytest.fixture(scope="session")
+def app_server(mock_server, redis_url: str, app_url: str, app_port: int) -> Iterator[RunningApp]:
+    """The development-mode app, on the port the mock knows as the registered callback."""
+    running = RunningApp(app_url, app_port, create_app(base_env(mock_server, redis_url, app_url)))
+    yield running.start()
+    running.stop()
+
+
+@pytest.fixture()
+def app_env(mock_server, redis_url: str, app_url: str) -> dict[str, str]:
+    """The environment of `app_server`, for tests that build their own app variant."""
+    return base_env(mock_server, redis_url, app_url)
+
+
+@pytest.fixture()
+def app(app_server: RunningApp, redis_db: redis.Redis, mock) -> RunningApp:
+    """The shared app with a clean Redis and reset mock providers."""
+    return app_server
+
+
+@pytest.fixture()
+def released_port(app_server: RunningApp, redis_db: redis.Redis, mock) -> Iterator[int]:
+    """The registered-callback port, freed from the shared app for this test."""
+    app_server.stop()
+    try:
+        yield app_server.port
+    finally:
+        app_server.start()
+
+
+@pytest.fixture()
+def variant(released_port: int, app_url: str, app_env: dict[str, str]):
+    """Serve the app with other settings, e.g. `variant(GOOGLE_HOSTED_DOMAIN="example.com")`.
+
+    A value of None removes the variable. Only one variant runs at a time.
+    """
+    current: list[RunningApp] = []
+
+    def start(**overrides: str | None) -> RunningApp:
+        for running in current:
+            running.stop()
+        env = {k: v for k, v in {**app_env, **overrides}.items() if v is not None}
+        current[:] = [RunningApp(app_url, released_port, create_app(env)).start()]
+        return current[0]
+
+    yield start
+    for running in current:
+        running.stop()
+
+
+# --- a browser-like client ------------------------------------------------------------
+
+
+@dataclass
+class Browser:
+    """A cookie-keeping HTTP client that walks OAuth redirects one hop at a time."""
+
+    app_url: str
+    http: requests.Session = field(default_factory=requests.Session)
+    hops: list[str] = field(default_factory=list)
+
+    def get(self, url: str, **kwargs) -> requests.Response:
+        return self.http.get(
+            urljoin(self.app_url, url), allow_redirects=False, timeout=10, **kwargs
+        )
+
+    def follow(self, response: requests.Response, limit: int = 10) -> requests.Response:
+        """Follow redirects, recording each Location (fragments dropped, as browsers send)."""
+        while response.is_redirect and limit:
+            location = urljoin(response.url, response.headers["Location"])
+            self.hops.append(location)
+            response = self.http.get(location.split("#")[0], allow_redirects=False, timeout=10)
+            limit -= 1
+        return response
+
+    def start_login(self, provider: str, next_path: str | None = None) -> str:
+        """Go to /login/<provider> and through the provider; return the callback URL."""
+        params = {"next": next_path} if next_path else None
+        response = self.get(f"/login/{provider}", params=params)
+        assert response.status_code == 302, response.text
+        at_provider = self.http.get(response.headers["Location"], allow_redirects=False, timeout=10)
+        assert at_provider.status_code == 302, at_provider.text
+        return urljoin(at_provider.url, at_provider.headers["Location"])
+
+    def finish_login(self, callback_url: str) -> requests.Response:
+        return self.follow(
+            self.http.get(callback_url.split("#")[0], allow_redirects=False, timeout=10)
+        )
+
+    def login(self, provider: str, next_path: str | None = None) -> requests.Response:
+        return self.finish_login(self.start_login(provider, next_path))
+
+    def me(self) -> requests.Response:
+        return self.get("/api/me")
+
+    def cookie(self) -> str | None:
+        for cookie in self.http.cookies:
+            if cookie.name.endswith("session"):
+                return cookie.value
+        return None
+
+
+@pytest.fixture()
+def browser(app: RunningApp) -> Browser:
+    """A fresh client of the shared app (clean Redis, reset mocks)."""
+    return Browser(app.url)
+
+
+def query(url: str) -> dict[str, str]:
+    return {k: v[0] for k, v in parse_qs(urlsplit(url).query).items()}
+
+
+@pytest.fixture(scope="session")
+def project_env() -> dict[str, str]:
+    """Environment for subprocesses (gunicorn, flask run) that import the package."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(PROJECT_ROOT / "src"), str(PROJECT_ROOT)])
+    return env

@@ -1,0 +1,208 @@
+"""Facebook Login against the mock: versioned Graph URLs, appsecret_proof, nested errors.
+
+Failures must end on a clean page: the right status and code, no session, no user.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode, urlsplit
+
+import pytest
+import requests
+from conftest import Browser, query
+from test_login import assert_failed_cleanly
+
+from {{ cookiecutter.package_name }}.extensions import oauth_client
+
+ADA_ID = "10229384756102938"
+PHONE_ID = "10161234567890123"
+
+
+def identity_of(browser: Browser) -> dict:
+    me = browser.me()
+    assert me.status_code == 200, me.text
+    (identity,) = me.json()["identities"]
+    return identity
+
+
+def counts(mock) -> dict[str, int]:
+    return mock.control.requests()["facebook"]
+
+
+def failed_cleanly(response, browser, redis_db, status: int, code: str) -> None:
+    """test_login's check, plus: no provider token of a failed login is kept."""
+    assert_failed_cleanly(response, browser, redis_db, status, code)
+    assert not redis_db.keys("*token:*")
+
+
+def failed_login(browser, mock, redis_db, status: int, code: str, **switches):
+    if switches:
+        mock.control.switch("facebook", **switches)
+    response = browser.login("facebook")
+    failed_cleanly(response, browser, redis_db, status, code)
+    return response
+
+
+# --- the happy path -----------------------------------------------------------------
+
+
+def test_full_login_identity(browser, mock, redis_db) -> None:
+    callback = browser.start_login("facebook")
+    assert callback.endswith("#_=_")  # Facebook's fragment on every redirect back
+    final = browser.finish_login(callback)
+    assert final.status_code == 200 and 'id="welcome"' in final.text
+    identity = identity_of(browser)
+    avatar = identity.pop("avatar_url")
+    assert identity == {
+        "provider": "facebook",
+        "subject": ADA_ID,
+        "username": None,
+        "email": "ada@example.com",
+        "email_verified": False,  # Facebook never says an address is verified
+        "name": "Ada Lovelace",
+    }
+    assert avatar.startswith(f"{mock.url}/facebook/pic/profilepic/?")  # picture.data.url
+    assert query(avatar)["asid"] == ADA_ID
+    used = counts(mock)
+    assert (used["dialog"], used["token"], used["me"]) == (1, 1, 1)
+    assert len(redis_db.keys("*token:*")) == 1  # what failed_cleanly checks is absent
+
+
+def test_an_unverified_facebook_email_grants_no_role(variant, mock) -> None:
+    app = variant(ADMIN_EMAILS="ada@example.com")
+    browser = Browser(app.url)
+    assert browser.login("facebook").status_code == 200
+    me = browser.me().json()
+    assert me["email"] == "ada@example.com" and me["email_verified"] is False
+    assert me["roles"] == ["user"]
+
+
+def test_phone_account_has_no_email(browser, mock) -> None:
+    mock.control.switch("facebook", user="phone")
+    assert browser.login("facebook").status_code == 200
+    identity = identity_of(browser)
+    assert identity["subject"] == PHONE_ID
+    assert identity["email"] is None and identity["email_verified"] is False
+    assert browser.me().json()["email"] is None
+
+
+def test_authorization_request(browser, mock, app) -> None:
+    location = browser.get("/login/facebook").headers["Location"]
+    assert urlsplit(location).path == "/facebook/www/v24.0/dialog/oauth"
+    assert location.startswith(mock.url)
+    params = query(location)
+    assert params["scope"] == "email,public_profile"  # comma-separated
+    assert params["client_id"] == mock.settings.facebook_client_id
+    assert params["redirect_uri"] == f"{app.url}/auth/facebook/callback"
+    assert params["response_type"] == "code"
+    assert "code_challenge" not in params and "code_challenge_method" not in params
+
+
+def test_graph_version_is_in_every_url(variant, mock) -> None:
+    app = variant(FACEBOOK_GRAPH_VERSION="v23.0")
+    browser = Browser(app.url)
+    location = browser.get("/login/facebook").headers["Location"]
+    assert urlsplit(location).path == "/facebook/www/v23.0/dialog/oauth"
+    with app.app.app_context():
+        client = oauth_client("facebook")
+        assert client.access_token_url == f"{mock.url}/facebook/graph/v23.0/oauth/access_token"
+        assert client.api_base_url == f"{mock.url}/facebook/graph/v23.0/"
+    assert browser.login("facebook").status_code == 200
+    assert identity_of(browser)["subject"] == ADA_ID
+
+
+def test_appsecret_proof_is_sent(browser, mock) -> None:
+    """The mock requires appsecret_proof by default, so the login proves we send it."""
+    assert mock.control.switches()["facebook"]["require_appsecret_proof"] is True
+    assert browser.login("facebook").status_code == 200
+    (token,) = [t for t in mock.control.minted() if t.startswith("EAA")]
+    without_proof = requests.get(
+        f"{mock.url}/facebook/graph/v24.0/me", params={"access_token": token}, timeout=10
+    )
+    assert without_proof.status_code == 400
+    assert "appsecret_proof" in without_proof.json()["error"]["message"]
+
+
+def test_legacy_form_encoded_token_response(browser, mock) -> None:
+    mock.control.switch("facebook", legacy_token_format=True)
+    assert browser.login("facebook").status_code == 200
+    assert identity_of(browser)["subject"] == ADA_ID
+
+
+def test_high_but_not_exhausted_usage_still_signs_in(browser, mock) -> None:
+    mock.control.switch("facebook", usage_percent=90)
+    assert browser.login("facebook").status_code == 200
+
+
+# --- the user says no ---------------------------------------------------------------
+
+
+def test_denied_consent(browser, mock, redis_db) -> None:
+    mock.control.switch("facebook", deny=True)
+    callback = browser.start_login("facebook")
+    params = query(callback)
+    assert params["error_reason"] == "user_denied" and params["error_code"] == "200"
+    response = browser.finish_login(callback)
+    failed_cleanly(response, browser, redis_db, 403, "access_denied")
+    assert counts(mock)["token"] == 0
+
+
+def test_denial_with_only_error_reason_is_access_denied(browser, mock, redis_db) -> None:
+    """Older dialogs sent error_reason=user_denied without `error`."""
+    mock.control.switch("facebook", deny=True)
+    params = query(browser.start_login("facebook"))
+    callback = "/auth/facebook/callback?" + urlencode(
+        {"error_reason": "user_denied", "error_code": "200", "state": params["state"]}
+    )
+    response = browser.finish_login(f"{browser.app_url}{callback}")
+    failed_cleanly(response, browser, redis_db, 403, "access_denied")
+
+
+# --- token endpoint errors ----------------------------------------------------------
+
+
+def test_reused_code_is_a_token_error(app, mock, redis_db) -> None:
+    victim = Browser(app.url)
+    callback = victim.start_login("facebook")
+    assert victim.finish_login(callback).status_code == 200
+    attacker = Browser(app.url)
+    state = query(attacker.start_login("facebook"))["state"]
+    response = attacker.get(
+        "/auth/facebook/callback", params={"code": query(callback)["code"], "state": state}
+    )
+    assert response.status_code == 400
+    assert "token_error" in response.text and "already used" in response.text
+    assert attacker.me().status_code == 401
+    assert victim.me().status_code == 200
+
+
+def test_wrong_client_secret_names_the_variable(variant, mock, redis_db) -> None:
+    app = variant(FACEBOOK_CLIENT_SECRET="wrong")
+    response = failed_login(Browser(app.url), mock, redis_db, 400, "token_error")
+    assert "(invalid_client)" in response.text and "client secret" in response.text
+    assert "FACEBOOK_CLIENT_SECRET" in response.text
+    assert counts(mock)["me"] == 0
+
+
+# --- Graph API errors at /me --------------------------------------------------------
+
+
+def test_me_answering_false_is_a_502(browser, mock, redis_db) -> None:
+    failed_login(browser, mock, redis_db, 502, "provider_unavailable", me="false")
+
+
+@pytest.mark.parametrize(
+    ("failure", "subcode"),
+    [("expired", "463"), ("password_changed", "460"), ("data_access_expired", "493")],
+)
+def test_dead_token_at_me_is_a_profile_error(browser, mock, redis_db, failure, subcode) -> None:
+    response = failed_login(browser, mock, redis_db, 400, "profile_error", me=failure)
+    assert f"<code>{subcode}</code>" in response.text  # development pages show the subcode
+
+
+def test_exhausted_app_usage_is_a_503(browser, mock, redis_db) -> None:
+    response = failed_login(
+        browser, mock, redis_db, 503, "provider_rate_limited", usage_percent=100
+    )
+    assert int(response.headers["Retry-After"]) > 0
+    assert counts(mock)["me"] == 1

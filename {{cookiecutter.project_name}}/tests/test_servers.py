@@ -1,0 +1,106 @@
+"""The two documented ways to run the app, as real processes: gunicorn and `flask run`.
+
+Both are driven through a full login; their output must not contain any secret the mock
+providers minted (the development server logs the callback URL with its `?code=`).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+import requests
+from conftest import Browser, wait_for
+
+from {{ cookiecutter.package_name }}.providers import PROVIDER_CLASSES
+
+PACKAGE = "{{ cookiecutter.package_name }}"
+PROVIDERS = list(PROVIDER_CLASSES)
+
+
+@contextmanager
+def run_server(command: list[str], env: dict[str, str], workdir: Path, url: str) -> Iterator[Path]:
+    """Run a server process until the block ends; yield the file collecting its output."""
+    log_path = workdir / "server.log"
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            command, env=env, cwd=workdir, stdout=log, stderr=subprocess.STDOUT
+        )
+        try:
+            wait_for(
+                lambda: requests.get(f"{url}/healthz", timeout=1).ok, timeout=30, what="server"
+            )
+            yield log_path
+        finally:
+            process.terminate()
+            process.wait(timeout=15)
+
+
+@pytest.fixture()
+def server_env(project_env, app_env) -> dict[str, str]:
+    return {**project_env, **app_env}
+
+
+def assert_no_secrets(output: str, minted: list[str]) -> None:
+    leaked = [s for s in minted if s in output]
+    assert not leaked, f"{len(leaked)} minted secrets appear in the server output"
+
+
+def test_gunicorn_serves_the_factory_with_two_workers(
+    released_port, server_env, app_url, tmp_path, mock
+) -> None:
+    command = [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "--workers",
+        "2",
+        "--threads",
+        "4",
+        "--bind",
+        f"127.0.0.1:{released_port}",
+        "--access-logfile",
+        "-",
+        f"{PACKAGE}:create_app()",
+    ]
+    with run_server(command, server_env, tmp_path, app_url) as log_path:
+        browser = Browser(app_url)
+        assert browser.login(PROVIDERS[0]).status_code == 200
+        # Sessions live in Redis, so every worker sees the login.
+        with ThreadPoolExecutor(8) as pool:
+            statuses = list(pool.map(lambda _: browser.me().status_code, range(40)))
+        assert statuses == [200] * 40
+    output = log_path.read_text()
+    assert "Booting worker" in output
+    assert "/auth/" in output  # the access log did record the callback...
+    assert_no_secrets(output, mock.control.minted())  # ...without its code or state
+
+
+def test_flask_run_serves_the_app(released_port, server_env, app_url, tmp_path, mock) -> None:
+    command = [
+        sys.executable,
+        "-m",
+        "flask",
+        "--app",
+        PACKAGE,
+        "run",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(released_port),
+        "--no-reload",
+    ]
+    with run_server(command, server_env, tmp_path, app_url) as log_path:
+        for provider in PROVIDERS:
+            browser = Browser(app_url)
+            assert browser.login(provider).status_code == 200
+            assert browser.me().status_code == 200
+    output = log_path.read_text()
+    assert "GET /auth/" in output
+    assert "[redacted]" in output
+    assert_no_secrets(output, mock.control.minted())
