@@ -247,11 +247,15 @@ class Provider:
             )
 
     def provider_redirect_error(self, code: str) -> AppError:
+        if code == "redirect_uri_mismatch":
+            hint = self.redirect_hint()
+        else:
+            hint = f"Check the app's settings in the {self.console_name} ({self.console_url})."
         return login_error(
             400,
             "provider_error",
             f"{self.title} refused the sign-in ({code}).",
-            f"Check the app's settings in the {self.console_name} ({self.console_url}).",
+            hint,
             provider_error=code,
         )
 
@@ -363,8 +367,8 @@ class Provider:
 
     def redirect_hint(self) -> str:
         return (
-            f"Register this app's callback URL /auth/{self.name}/callback exactly as shown by "
-            f"`flask auth doctor` in the {self.console_name} ({self.console_url})."
+            f"Register this app's callback URL, <PUBLIC_URL>/auth/{self.name}/callback, exactly "
+            f"in the {self.console_name} ({self.console_url})."
         )
 
     def api_error(self, response: requests.Response, what: str) -> AppError:
