@@ -33,6 +33,8 @@ COMMON_SWITCHES: dict[str, Any] = {
     "token_http_status": None,
     "delay": 0.0,
     "interactive": None,
+    # Seconds this provider's clock is off: its Date header (and Google's iat) follow it.
+    "clock_skew": 0,
 }
 
 BASE62 = string.ascii_letters + string.digits

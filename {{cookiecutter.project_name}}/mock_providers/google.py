@@ -205,7 +205,7 @@ def id_token(mock: MockState, user: str, scopes: list[str], access: str, nonce: 
     settings = mock.settings
     persona = PERSONAS[user]
     wanted = short_scopes(scopes)
-    issued = int(time.time()) + int(sw["iat_skew"])
+    issued = int(time.time()) + int(sw["iat_skew"]) + int(sw["clock_skew"])
     iss = dict(https=ISSUER, bare="accounts.google.com").get(sw["iss"], sw["iss"])
     client_id = settings.google_client_id
     claims: dict[str, Any] = dict(iss=iss)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+import time
 from types import TracebackType
 from urllib.parse import urlsplit
 
-from flask import Flask, render_template, request
+from flask import Flask, Response, render_template, request
+from werkzeug.http import http_date
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from . import control_api
@@ -50,8 +52,20 @@ def create_app(settings: MockSettings | None = None) -> Flask:
             mock.blueprint_provider[blueprint] = name
     app.register_blueprint(control_api.bp)
     app.before_request(count_request)
+    app.after_request(skew_date_header)
     app.add_url_rule("/", "index", index)
     return app
+
+
+def skew_date_header(response: Response) -> Response:
+    """The `clock_skew` switch: a provider whose clock is off says so in its Date header."""
+    blueprint = (request.endpoint or "").rpartition(".")[0]
+    provider = state().blueprint_provider.get(blueprint)
+    if provider:
+        skew = int(state().switch(provider, "clock_skew") or 0)
+        if skew:
+            response.headers["Date"] = http_date(time.time() + skew)
+    return response
 
 
 def count_request() -> None:

@@ -7,6 +7,7 @@ in development, `gunicorn '{{ cookiecutter.package_name }}:create_app()'` in pro
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
@@ -18,9 +19,10 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from . import api, auth, pages
 from .auth.csrf import csrf_token
 from .cli import register_cli
+from .doctor import doctor_requested
 from .errors import register_error_handlers
 from .extensions import init_extensions
-from .logs import configure_logging
+from .logs import configure_logging, init_request_logging
 from .providers import PROVIDER_CLASSES
 from .redis import connect
 from .sessions import SecureRedisSessionInterface
@@ -37,7 +39,8 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
         # .env next to pyproject.toml; never overrides variables that are already set.
         load_dotenv(Path.cwd() / ".env", override=False)
         try:
-            settings = load_settings()
+            # The doctor must start even on a configuration the app would refuse.
+            settings = load_settings(strict=not doctor_requested())
         except SettingsError as error:
             raise SystemExit(str(error)) from None  # one clear message, no traceback
     else:
@@ -58,7 +61,9 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
     app.register_blueprint(api.bp)
     register_error_handlers(app)
     register_cli(app)
+    init_request_logging(app)
     app.jinja_env.globals.update(csrf_token=csrf_token, provider_title=provider_title)
+    app.jinja_env.filters["datetime"] = format_timestamp
 
     if settings.trusted_proxy_count:
         count = settings.trusted_proxy_count
@@ -71,6 +76,10 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
         ",".join(settings.providers) or "none",
     )
     return app
+
+
+def format_timestamp(timestamp: int | float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(timestamp))
 
 
 def provider_title(name: str) -> str:

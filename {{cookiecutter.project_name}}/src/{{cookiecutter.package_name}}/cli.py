@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import sys
+
 import click
-from flask import Flask
+from flask import Flask, current_app
 from flask.cli import AppGroup
 
-from .extensions import token_service
+from .doctor import run_doctor
+from .extensions import audit_log, token_service, user_store
+from .users import User
 
 tokens_cli = AppGroup("tokens", help="Manage stored provider tokens.")
 
@@ -27,5 +31,58 @@ def reencrypt() -> None:
         )
 
 
+roles_cli = AppGroup("roles", help="Grant or revoke roles by hand.")
+
+
+def _one_user(email_or_id: str) -> User:
+    store = user_store()
+    user = store.get(email_or_id)
+    matches = [user] if user else store.find_by_email(email_or_id)
+    if not matches:
+        raise click.ClickException(f"no user with email or id {email_or_id!r}")
+    if len(matches) > 1:
+        ids = ", ".join(u.id for u in matches)
+        raise click.ClickException(f"several users have {email_or_id!r}: use one of the ids {ids}")
+    return matches[0]
+
+
+@roles_cli.command("grant")
+@click.argument("email_or_id")
+@click.argument("role")
+def grant(email_or_id: str, role: str) -> None:
+    """Give ROLE to the user with this email (or user id)."""
+    user = _one_user(email_or_id)
+    before = list(user.roles)
+    user = user_store().set_granted_role(user, role, granted=True)
+    audit_log().record("roles_changed", user.id, before=before, after=user.roles, by="cli")
+    click.echo(f"{user.id} ({user.email}): roles {', '.join(user.roles)}")
+
+
+@roles_cli.command("revoke")
+@click.argument("email_or_id")
+@click.argument("role")
+def revoke(email_or_id: str, role: str) -> None:
+    """Take ROLE away from the user with this email (or user id)."""
+    user = _one_user(email_or_id)
+    before = list(user.roles)
+    user = user_store().set_granted_role(user, role, granted=False)
+    audit_log().record("roles_changed", user.id, before=before, after=user.roles, by="cli")
+    click.echo(f"{user.id} ({user.email}): roles {', '.join(user.roles)}")
+    if role in user.roles:
+        click.echo(f"{role} comes from ADMIN_EMAILS: remove the address there", err=True)
+
+
+auth_cli = AppGroup("auth", help="Diagnose the sign-in configuration.")
+
+
+@auth_cli.command("doctor")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+def doctor(as_json: bool) -> None:
+    """Check every provider, Redis and the settings; exit 1 when something is wrong."""
+    sys.exit(run_doctor(current_app._get_current_object(), as_json))
+
+
 def register_cli(app: Flask) -> None:
     app.cli.add_command(tokens_cli)
+    app.cli.add_command(roles_cli)
+    app.cli.add_command(auth_cli)

@@ -1,4 +1,9 @@
-"""Every known failure becomes a short page or JSON body that says what to do next."""
+"""Every known failure becomes a short page or JSON body that says what to do next.
+
+Each error carries a reference id that is also in its log line, so "it failed, reference
+3f2a…" leads an operator straight to the cause. Production shows no internals; development
+adds the details that help fix configuration (never secrets).
+"""
 
 from __future__ import annotations
 
@@ -6,10 +11,13 @@ import logging
 import secrets
 from typing import Any
 
-from flask import Flask, Response, jsonify, render_template, request
+from flask import Flask, Response, current_app, jsonify, render_template, request
+from redis.exceptions import RedisError
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
+
+REDIS_RETRY_AFTER = 5  # seconds
 
 
 class AppError(Exception):
@@ -24,6 +32,8 @@ class AppError(Exception):
         *,
         retry_after: int | None = None,
         details: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+        retry_url: str | None = None,
     ) -> None:
         super().__init__(f"{code}: {message}")
         self.status = status
@@ -33,6 +43,19 @@ class AppError(Exception):
         self.retry_after = retry_after
         # Shown only in development: never secrets, only what helps fix configuration.
         self.details = details or {}
+        self.headers = headers or {}
+        # Where "Try again" leads (e.g. a fresh login at the same provider).
+        self.retry_url = retry_url
+
+
+def redis_unavailable() -> AppError:
+    return AppError(
+        503,
+        "service_unavailable",
+        "The session store is not answering.",
+        "Try again in a few seconds.",
+        retry_after=REDIS_RETRY_AFTER,
+    )
 
 
 def wants_json() -> bool:
@@ -44,27 +67,49 @@ def wants_json() -> bool:
     return best == "application/json" and accept[best] > accept["text/html"]
 
 
-def error_response(error: AppError) -> Response:
-    from flask import current_app
-
-    show_details = not current_app.config["APP_SETTINGS"].is_production
-    details = error.details if show_details else {}
+def error_response(error: AppError, exc_info: BaseException | None = None) -> Response:
+    reference = secrets.token_hex(6)
+    level = logging.WARNING if error.status >= 500 else logging.INFO
+    fields = {
+        "event": "error",
+        "reference": reference,
+        "error": error.code,
+        "status": error.status,
+        "path": request.path,
+        **{k: v for k, v in error.details.items() if isinstance(v, str | int | float)},
+    }
+    log.log(
+        logging.ERROR if exc_info else level,
+        "error ref=%s code=%s status=%s path=%s",
+        reference,
+        error.code,
+        error.status,
+        request.path,
+        extra={"fields": fields},
+        exc_info=exc_info,
+    )
+    production = current_app.config["APP_SETTINGS"].is_production
+    details = {} if production else error.details
     if wants_json():
         body: dict[str, Any] = {"error": error.code, "message": error.message}
         if error.hint:
             body["hint"] = error.hint
         if details:
             body["details"] = details
+        body["reference"] = reference
         response = jsonify(body)
     else:
-        response = Response(
-            render_template("error.html", error=error, details=details), mimetype="text/html"
-        )
+        try:
+            page = render_template("error.html", error=error, details=details, reference=reference)
+        except Exception:  # the page reads the session, and Redis may be what failed
+            page = f"<h1>{error.message}</h1><p>{error.hint or ''}</p><p>Reference {reference}</p>"
+        response = Response(page, mimetype="text/html")
     response.status_code = error.status
     if error.retry_after is not None:
         response.headers["Retry-After"] = str(error.retry_after)
     if error.status == 401:
-        response.headers["WWW-Authenticate"] = 'Session realm="api", login_url="/login"'
+        response.headers["WWW-Authenticate"] = 'Bearer realm="api"'
+    response.headers.update(error.headers)
     response.headers["Cache-Control"] = "no-store"
     return response
 
@@ -74,6 +119,7 @@ _HTTP_HINTS = {
     404: "Check the address, or go back to the home page.",
     405: "This address does not accept that method.",
     413: "The request is too large.",
+    414: "The address is too long.",
     431: "The request headers are too large.",
 }
 
@@ -81,8 +127,22 @@ _HTTP_HINTS = {
 def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(AppError, error_response)
 
+    @app.errorhandler(RedisError)
+    def redis_error(exc: RedisError) -> Response:
+        log.warning("redis unavailable: %s", type(exc).__name__)
+        return error_response(redis_unavailable())
+
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Response:
+        # Failures outside the view (opening or saving the session) arrive here wrapped
+        # in a 500 that keeps the original exception.
+        original = getattr(exc, "original_exception", None)
+        if isinstance(original, AppError):
+            return error_response(original)
+        if isinstance(original, RedisError):
+            return redis_error(original)
+        if original is not None:
+            return unexpected(original)
         status = exc.code or 500
         code = (exc.name or "error").lower().replace(" ", "_")
         response = error_response(
@@ -95,14 +155,12 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception) -> Response:
-        # The reference id ties the page to the log line without showing internals.
-        reference = secrets.token_hex(6)
-        log.error("unhandled error ref=%s", reference, exc_info=exc)
         return error_response(
             AppError(
                 500,
                 "internal_error",
                 "Something went wrong on our side.",
-                f"Try again in a moment. If it keeps happening, quote reference {reference}.",
-            )
+                "Try again in a moment. If it keeps happening, quote the reference below.",
+            ),
+            exc_info=exc,
         )

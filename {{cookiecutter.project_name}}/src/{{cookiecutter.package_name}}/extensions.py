@@ -6,6 +6,8 @@ import redis
 from authlib.integrations.flask_client import FlaskOAuth2App, OAuth
 from flask import Flask, abort, current_app
 
+from .api_tokens import ApiTokenStore
+from .audit import AuditLog
 from .http import make_shared_adapter
 from .providers import PROVIDER_CLASSES, Provider
 from .settings import Settings
@@ -25,6 +27,8 @@ def init_extensions(app: Flask, settings: Settings, client: redis.Redis) -> None
     app.extensions["redis"] = client
     app.extensions["providers"] = providers
     app.extensions["users"] = UserStore(client, settings.redis_key_prefix, settings.admin_emails)
+    app.extensions["api_tokens"] = ApiTokenStore(client, settings.redis_key_prefix)
+    app.extensions["audit"] = AuditLog(client, settings.redis_key_prefix)
     vault = TokenVault(client, settings.redis_key_prefix, settings.token_encryption_keys)
     app.extensions["tokens"] = TokenService(client, vault, settings.redis_key_prefix)
 
@@ -35,6 +39,14 @@ def redis_client() -> redis.Redis:
 
 def user_store() -> UserStore:
     return current_app.extensions["users"]
+
+
+def api_token_store() -> ApiTokenStore:
+    return current_app.extensions["api_tokens"]
+
+
+def audit_log() -> AuditLog:
+    return current_app.extensions["audit"]
 
 
 def token_service() -> TokenService:

@@ -4,14 +4,24 @@ from __future__ import annotations
 
 import logging
 
-from flask import Blueprint, jsonify, redirect, render_template, session, url_for
+from flask import Blueprint, current_app, jsonify, redirect, render_template, session, url_for
 from flask.typing import ResponseReturnValue
 from redis.exceptions import RedisError
 
-from .auth import current_user, login_required
+from .api_tokens import SCOPES
+from .auth import current_user, login_required, roles_required
 from .auth.csrf import check_csrf
 from .errors import AppError
-from .extensions import enabled_providers, get_provider, oauth_client, redis_client, token_service
+from .extensions import (
+    api_token_store,
+    audit_log,
+    enabled_providers,
+    get_provider,
+    oauth_client,
+    redis_client,
+    token_service,
+    user_store,
+)
 from .users import LastIdentity, User
 
 log = logging.getLogger(__name__)
@@ -39,8 +49,22 @@ def account() -> str:
             {"provider": provider, "identity": identity, "needs_reconnect": needs_reconnect}
         )
     return render_template(
-        "account.html", user=user, connections=connections, can_disconnect=len(user.identities) > 1
+        "account.html",
+        user=user,
+        connections=connections,
+        can_disconnect=len(user.identities) > 1,
+        tokens=api_token_store().list(user.id),
+        scopes=SCOPES,
+        max_token_days=current_app.config["APP_SETTINGS"].api_token_max_lifetime // 86400,
+        events=audit_log().recent(user.id),
     )
+
+
+@bp.get("/admin")
+@roles_required("admin")
+def admin() -> str:
+    """An example of a role-protected page."""
+    return render_template("admin.html", users=user_store().all())
 
 
 @bp.post("/account/connections/<provider>/disconnect")
@@ -62,10 +86,10 @@ def disconnect(provider: str) -> ResponseReturnValue:
         )
     revoke_grant(user, provider, identity["subject"])
     try:
-        user_store_unlink(user, provider)
+        user_store().unlink(user, provider)
     except LastIdentity:  # a concurrent disconnect removed the other one
         raise AppError(409, "last_identity", "This is the last way you sign in here.") from None
-    log.info("provider disconnected provider=%s user=%s", provider, user.id)
+    audit_log().record("provider_unlinked", user.id, provider=provider)
     return redirect(url_for("pages.account"), code=303)
 
 
@@ -76,12 +100,6 @@ def revoke_grant(user: User, provider: str, subject: str) -> None:
     if token is not None:
         get_provider(provider).revoke(oauth_client(provider), token, subject)
     tokens.vault.delete(user.id, provider)
-
-
-def user_store_unlink(user: User, provider: str) -> None:
-    from .extensions import user_store
-
-    user_store().unlink(user, provider)
 
 
 @bp.get("/healthz")

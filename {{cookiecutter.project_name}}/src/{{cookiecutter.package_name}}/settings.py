@@ -16,6 +16,7 @@ from cryptography.fernet import Fernet
 from .providers import PROVIDER_CLASSES
 from .providers.base import ProviderConfig, is_loopback_url
 
+DAY = 24 * 3600
 DEVELOPMENT = "development"
 PRODUCTION = "production"
 
@@ -45,8 +46,12 @@ class Settings:
     session_lifetime: int
     redis_key_prefix: str
     revoke_on_logout: bool
+    api_token_default_lifetime: int
+    api_token_max_lifetime: int
     providers: Mapping[str, ProviderConfig]
     disabled_providers: Mapping[str, str]
+    # Only non-empty when loaded with strict=False (for `flask auth doctor`).
+    problems: tuple[str, ...] = ()
 
     @property
     def is_production(self) -> bool:
@@ -120,8 +125,12 @@ def _encryption_keys(raw: str, production: bool, problems: list[str]) -> tuple[s
     return keys
 
 
-def load_settings(env: Mapping[str, str] | None = None) -> Settings:
-    """Read and validate the environment; raise SettingsError listing every problem."""
+def load_settings(env: Mapping[str, str] | None = None, *, strict: bool = True) -> Settings:
+    """Read and validate the environment; raise SettingsError listing every problem.
+
+    With strict=False the problems are returned in `Settings.problems` instead, so the
+    doctor can start and explain a configuration the app itself would refuse.
+    """
     env = os.environ if env is None else env
     problems: list[str] = []
 
@@ -165,6 +174,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         else:
             providers[name] = config
 
+    max_token_lifetime = _int(env, "API_TOKEN_MAX_LIFETIME", 90 * DAY, problems)
+    if max_token_lifetime < 60:
+        problems.append("API_TOKEN_MAX_LIFETIME must be at least 60 seconds")
     settings = Settings(
         app_env=app_env,
         secret_key=secret_key,
@@ -180,10 +192,13 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         http_timeout=_float(env, "OAUTH_HTTP_TIMEOUT", 10.0, problems),
         session_lifetime=_int(env, "SESSION_LIFETIME", 14 * 24 * 3600, problems),
         revoke_on_logout=_bool(env, "REVOKE_ON_LOGOUT", problems),
+        api_token_default_lifetime=min(30 * DAY, max_token_lifetime),
+        api_token_max_lifetime=max_token_lifetime,
         redis_key_prefix=env.get("REDIS_KEY_PREFIX", "{{ cookiecutter.package_name }}:"),
         providers=providers,
         disabled_providers=disabled,
+        problems=tuple(problems),
     )
-    if problems:
+    if problems and strict:
         raise SettingsError(problems)
     return settings

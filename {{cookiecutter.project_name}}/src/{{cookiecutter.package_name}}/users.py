@@ -48,6 +48,8 @@ class User:
     identities: list[dict[str, Any]] = field(default_factory=list)
     created_at: int = 0
     last_login_at: int = 0
+    # Roles given by hand (`flask roles grant`); `roles` adds those derived at login.
+    granted_roles: list[str] = field(default_factory=list)
 
     def to_api(self) -> dict[str, Any]:
         """The /api/me shape."""
@@ -62,15 +64,17 @@ class User:
         }
 
 
-def roles_for(identities: Iterable[dict[str, Any]], admin_emails: frozenset[str]) -> list[str]:
+def roles_for(
+    identities: Iterable[dict[str, Any]], admin_emails: frozenset[str], granted: Iterable[str]
+) -> list[str]:
     """Re-evaluated at every login; only a provider-verified email can make an admin."""
-    roles = ["user"]
+    roles = {"user", *granted}
     if any(
         i.get("email_verified") and (i.get("email") or "").lower() in admin_emails
         for i in identities
     ):
-        roles.append("admin")
-    return roles
+        roles.add("admin")
+    return sorted(roles, key=lambda r: (r != "user", r))
 
 
 class UserStore:
@@ -121,9 +125,12 @@ class UserStore:
             if identity["provider"] == provider:
                 self.client.delete(self._identity_key(provider, identity["subject"]))
         user.identities = remaining
-        user.roles = roles_for(user.identities, self.admin_emails)
+        user.roles = self._roles(user)
         self.save(user)
         return user
+
+    def _roles(self, user: User) -> list[str]:
+        return roles_for(user.identities, self.admin_emails, user.granted_roles)
 
     def _update(self, user: User, identity: Identity) -> User:
         user.identities = [
@@ -136,8 +143,31 @@ class UserStore:
         if identity.email and (identity.email_verified or not user.email_verified):
             user.email, user.email_verified = identity.email, identity.email_verified
         user.avatar_url = identity.avatar_url or user.avatar_url
-        user.roles = roles_for(user.identities, self.admin_emails)
+        user.roles = self._roles(user)
         user.last_login_at = int(time.time())
+        self.save(user)
+        return user
+
+    def all(self) -> list[User]:
+        """Every user (SCAN: fine for an admin page, not for a hot path)."""
+        keys = sorted(self.client.scan_iter(match=self._user_key("*"), count=500))
+        values = self.client.mget(keys) if keys else []
+        return [User(**json.loads(v)) for v in values if v]
+
+    def find_by_email(self, email: str) -> list[User]:
+        email = email.strip().lower()
+        return [
+            u
+            for u in self.all()
+            if (u.email or "").lower() == email
+            or any((i.get("email") or "").lower() == email for i in u.identities)
+        ]
+
+    def set_granted_role(self, user: User, role: str, granted: bool) -> User:
+        roles = set(user.granted_roles)
+        roles = roles | {role} if granted else roles - {role}
+        user.granted_roles = sorted(roles)
+        user.roles = self._roles(user)
         self.save(user)
         return user
 

@@ -5,19 +5,27 @@ from __future__ import annotations
 from urllib.parse import urlencode
 
 from authlib.integrations.base_client import InvalidTokenError
-from flask import Blueprint, jsonify
+from flask import Blueprint, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 
-from ..auth import current_user, login_required
+from ..api_tokens import SCOPES
+from ..auth import current_user, login_required, roles_required
 from ..errors import AppError
-from ..extensions import get_provider, oauth_client, token_service
+from ..extensions import (
+    api_token_store,
+    audit_log,
+    get_provider,
+    oauth_client,
+    token_service,
+    user_store,
+)
 from ..tokens import ReauthRequired
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
 
 @bp.get("/me")
-@login_required
+@login_required(scope="profile:read")
 def me() -> ResponseReturnValue:
     response = jsonify(current_user().to_api())
     response.headers["Cache-Control"] = "no-store"
@@ -65,5 +73,94 @@ def reauth_required(provider: str) -> ResponseReturnValue:
         "message": f"{get_provider(provider).title} needs you to connect again.",
         "login_url": login_url,
     }
-    headers = {"WWW-Authenticate": 'Session realm="api"', "Cache-Control": "no-store"}
+    headers = {"WWW-Authenticate": 'Bearer realm="api"', "Cache-Control": "no-store"}
     return jsonify(body), 401, headers
+
+
+# --- personal API tokens ------------------------------------------------------------
+
+
+@bp.post("/tokens")
+@login_required
+def create_token() -> ResponseReturnValue:
+    """Create a token for the signed-in user (session only: a token cannot mint tokens)."""
+    user = current_user()
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise AppError(400, "invalid_request", "Send a JSON object.", TOKEN_BODY_HINT)
+    name, scopes, lifetime = _token_request(body)
+    token, secret = api_token_store().create(user.id, name, scopes, lifetime)
+    audit_log().record(
+        "api_token_created", user.id, token_id=token.id, token_name=name, scopes=token.scopes
+    )
+    response = jsonify(
+        id=token.id, token=secret, name=name, scopes=token.scopes, expires_at=token.expires_at
+    )
+    response.headers["Cache-Control"] = "no-store"
+    return response, 201
+
+
+TOKEN_BODY_HINT = (
+    'Body: {"name": "my script", "scopes": ["profile:read"], "expires_in": 2592000}; '
+    f"scopes are {', '.join(SCOPES)}."
+)
+
+
+def _token_request(body: dict) -> tuple[str, list[str], int]:
+    settings = current_app.config["APP_SETTINGS"]
+    name = body.get("name")
+    if not isinstance(name, str) or not 1 <= len(name.strip()) <= 100:
+        raise AppError(
+            400, "invalid_request", "`name` must be 1 to 100 characters.", TOKEN_BODY_HINT
+        )
+    scopes = body.get("scopes")
+    if not isinstance(scopes, list) or not scopes or not all(s in SCOPES for s in scopes):
+        raise AppError(
+            400,
+            "invalid_scope",
+            f"`scopes` must be a non-empty list of: {', '.join(SCOPES)}.",
+            TOKEN_BODY_HINT,
+        )
+    lifetime = body.get("expires_in", settings.api_token_default_lifetime)
+    maximum = settings.api_token_max_lifetime
+    if not isinstance(lifetime, int) or isinstance(lifetime, bool) or not 60 <= lifetime <= maximum:
+        raise AppError(
+            400,
+            "invalid_request",
+            f"`expires_in` must be whole seconds from 60 to {maximum}.",
+            TOKEN_BODY_HINT,
+        )
+    return name.strip(), scopes, lifetime
+
+
+@bp.get("/tokens")
+@login_required
+def list_tokens() -> ResponseReturnValue:
+    return jsonify(api_token_store().list(current_user().id))
+
+
+@bp.delete("/tokens/<token_id>")
+@login_required
+def revoke_token(token_id: str) -> ResponseReturnValue:
+    user = current_user()
+    if not api_token_store().revoke(user.id, token_id):
+        raise AppError(404, "not_found", "No such token.", "List your tokens with GET /api/tokens.")
+    audit_log().record("api_token_revoked", user.id, token_id=token_id)
+    return "", 204
+
+
+# --- admin ------------------------------------------------------------------------------
+
+
+@bp.get("/admin/users")
+@roles_required("admin", scope="admin")
+def admin_users() -> ResponseReturnValue:
+    return jsonify([u.to_api() for u in user_store().all()])
+
+
+@bp.get("/admin/users/<user_id>/events")
+@roles_required("admin", scope="admin")
+def admin_user_events(user_id: str) -> ResponseReturnValue:
+    if user_store().get(user_id) is None:
+        raise AppError(404, "not_found", "No such user.")
+    return jsonify(audit_log().recent(user_id, limit=100))

@@ -1,6 +1,19 @@
 """Sign-in: the login pages, the OAuth redirect and callback, logout, and route guards."""
 
-from .guards import current_user, login_required
+from .guards import (
+    current_api_token,
+    current_user,
+    login_required,
+    protect_blueprint,
+    roles_required,
+)
 from .views import bp
 
-__all__ = ["bp", "current_user", "login_required"]
+__all__ = [
+    "bp",
+    "current_api_token",
+    "current_user",
+    "login_required",
+    "protect_blueprint",
+    "roles_required",
+]

@@ -1,4 +1,21 @@
-"""Decorators that protect routes: HTML gets a redirect to /login, APIs get 401 JSON."""
+"""Route guards: who is calling, and may they?
+
+A caller is either the session's user (cookie) or, on /api/*, the owner of a personal API
+token (`Authorization: Bearer`), checked by Authlib's ResourceProtector. HTML routes send
+a signed-out visitor to /login; API routes answer 401/403 JSON (RFC 6750 for tokens).
+Cookie-authenticated requests that change state must pass the CSRF check; bearer ones
+carry no ambient credential and need not.
+
+    @bp.get("/reports")
+    @login_required
+    def reports(): ...
+
+    @bp.get("/api/reports")
+    @roles_required("admin", scope="admin")
+    def admin_reports(): ...
+
+    protect_blueprint(admin_bp, "admin")   # every route of the blueprint
+"""
 
 from __future__ import annotations
 
@@ -7,17 +24,35 @@ from functools import wraps
 from typing import Any, TypeVar
 from urllib.parse import urlencode
 
-from flask import g, redirect, request, session
+from authlib.integrations.flask_oauth2 import ResourceProtector
+from authlib.oauth2 import OAuth2Error
+from authlib.oauth2.rfc6750 import BearerTokenValidator
+from flask import Blueprint, g, redirect, request, session
+from werkzeug.wrappers import Response
 
+from ..api_tokens import ApiToken
 from ..errors import AppError, wants_json
-from ..extensions import user_store
+from ..extensions import api_token_store, audit_log, user_store
 from ..users import User
+from .csrf import check_csrf
 
 F = TypeVar("F", bound=Callable[..., Any])
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+REALM = "api"
+
+
+class ApiTokenValidator(BearerTokenValidator):
+    def authenticate_token(self, token_string: str) -> ApiToken | None:
+        return api_token_store().find(token_string)
+
+
+# Authlib's resource protection: parses the header, runs the validator, checks scopes.
+require_api_token = ResourceProtector()
+require_api_token.register_token_validator(ApiTokenValidator(realm=REALM))
 
 
 def current_user() -> User | None:
-    """The signed-in user, loaded once per request; a deleted user signs the session out."""
+    """The signed-in user (session), loaded once per request; a deleted user is signed out."""
     if "user" not in g:
         user_id = session.get("user_id")
         user = user_store().get(user_id) if user_id else None
@@ -27,18 +62,134 @@ def current_user() -> User | None:
     return g.user
 
 
-def login_required(view: F) -> F:
-    @wraps(view)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        if current_user() is None:
-            if wants_json():
-                raise AppError(
-                    401,
-                    "unauthorized",
-                    "Sign in to use this endpoint.",
-                    "Sign in at /login, then send the session cookie.",
-                )
-            return redirect("/login?" + urlencode({"next": request.full_path.rstrip("?")}))
-        return view(*args, **kwargs)
+def current_api_token() -> ApiToken | None:
+    """The personal API token this request was authenticated with, if any."""
+    return g.get("api_token")
 
-    return wrapper  # type: ignore[return-value]
+
+def _bearer_user(scope: str | None) -> User:
+    """Validate the bearer token (existence, expiry, scope) and load its owner."""
+    try:
+        token: ApiToken = require_api_token.acquire_token([scope] if scope else None)
+    except OAuth2Error as error:
+        if error.error == "insufficient_scope":
+            raise bearer_error(403, "insufficient_scope", scope) from None
+        # Garbage, expired, revoked or malformed: all the same to the caller.
+        raise bearer_error(401, "invalid_token", scope) from None
+    if scope is None:  # a valid token, on a route that only takes a signed-in session
+        raise bearer_error(403, "insufficient_scope", None)
+    user = user_store().get(token.user_id)
+    if user is None:  # the owner was deleted: the token died with them
+        raise bearer_error(401, "invalid_token", scope)
+    g.api_token = token
+    api_token_store().record_use(
+        token,
+        lambda t, uses: audit_log().record(
+            "api_token_used", t.user_id, token_id=t.id, token_name=t.name, uses=uses
+        ),
+    )
+    return user
+
+
+def bearer_error(status: int, code: str, scope: str | None) -> AppError:
+    """An RFC 6750 error: the JSON body says it in words, WWW-Authenticate for machines."""
+    messages = {
+        "invalid_token": "The API token is invalid, expired or revoked.",
+        "insufficient_scope": f"The API token lacks the scope this endpoint needs: {scope}."
+        if scope
+        else "This endpoint does not accept API tokens: sign in instead.",
+    }
+    challenge = f'Bearer realm="{REALM}", error="{code}"'
+    if code == "insufficient_scope" and scope:
+        challenge += f', scope="{scope}"'
+    return AppError(
+        status,
+        code,
+        messages.get(code, "Send a valid API token as `Authorization: Bearer <token>`."),
+        "Create a token on your account page.",
+        headers={"WWW-Authenticate": challenge},
+    )
+
+
+def authenticate(scope: str | None = None) -> User | Response:
+    """The calling user, or a redirect to /login for a signed-out visitor of an HTML page.
+
+    `scope` is what a personal API token needs for this route; a route without one does not
+    accept API tokens at all.
+    """
+    if "user" in g and g.user is not None:
+        return g.user
+    if request.headers.get("Authorization", "").lower().startswith("bearer "):
+        if not request.path.startswith("/api/"):
+            raise AppError(400, "bearer_not_accepted", "API tokens are only accepted on /api/*.")
+        g.user = _bearer_user(scope)
+        return g.user
+    user = current_user()
+    if user is None:
+        if wants_json():
+            raise AppError(
+                401,
+                "unauthorized",
+                "Sign in, or send an API token, to use this endpoint.",
+                "Sign in at /login, or send `Authorization: Bearer <token>`.",
+            )
+        return redirect("/login?" + urlencode({"next": request.full_path.rstrip("?")}))
+    if request.method not in SAFE_METHODS:
+        check_csrf()
+    return user
+
+
+def require_roles(user: User, roles: tuple[str, ...]) -> None:
+    missing = [r for r in roles if r not in user.roles]
+    if missing:
+        raise AppError(
+            403,
+            "forbidden",
+            "You do not have permission to do this.",
+            f"This needs the role: {', '.join(missing)}.",
+        )
+
+
+def login_required(view: F | None = None, *, scope: str | None = None) -> Any:
+    """`@login_required`, or `@login_required(scope="profile:read")` to also accept tokens."""
+
+    def decorate(view: F) -> F:
+        @wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            result = authenticate(scope)
+            if isinstance(result, Response):
+                return result
+            return view(*args, **kwargs)
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate(view) if view is not None else decorate
+
+
+def roles_required(*roles: str, scope: str | None = None) -> Callable[[F], F]:
+    """Signed in (or a token with `scope`) and holding every one of `roles`."""
+
+    def decorate(view: F) -> F:
+        @wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            result = authenticate(scope)
+            if isinstance(result, Response):
+                return result
+            require_roles(result, roles)
+            return view(*args, **kwargs)
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
+
+
+def protect_blueprint(blueprint: Blueprint, *roles: str, scope: str | None = None) -> None:
+    """Guard every route of a blueprint at once."""
+
+    @blueprint.before_request
+    def guard() -> Response | None:
+        result = authenticate(scope)
+        if isinstance(result, Response):
+            return result
+        require_roles(result, roles)
+        return None

@@ -9,7 +9,14 @@ from flask import Blueprint, current_app, redirect, render_template, request, se
 from werkzeug.wrappers import Response
 
 from ..errors import AppError
-from ..extensions import enabled_providers, get_provider, oauth_client, token_service, user_store
+from ..extensions import (
+    audit_log,
+    enabled_providers,
+    get_provider,
+    oauth_client,
+    token_service,
+    user_store,
+)
 from ..providers.base import Identity, RestartLogin, invalid_state_error
 from ..users import IdentityTaken, User
 from .csrf import check_csrf, new_csrf_token
@@ -44,12 +51,17 @@ def login(provider: str) -> Response:
     if user is not None:
         stored = token_service().vault.load(user.id, provider)
         has_refresh_token = bool(stored and stored.refresh_token and not stored.reauth_required)
-    redirect_uri = external_url(url_for("auth.callback", provider=provider))
     params = adapter.authorize_params(has_refresh_token)
     try:
-        return oauth_client(provider).authorize_redirect(redirect_uri, **params)
+        return oauth_client(provider).authorize_redirect(_redirect_uri(provider), **params)
     except Exception as exc:  # e.g. Google's discovery document unreachable
-        raise adapter.translate(exc) from exc
+        error = adapter.translate(exc)
+        error.retry_url = request.full_path
+        raise error from exc
+
+
+def _redirect_uri(provider: str) -> str:
+    return external_url(url_for("auth.callback", provider=provider))
 
 
 @bp.get("/auth/<provider>/callback")
@@ -67,30 +79,37 @@ def callback(provider: str) -> Response:
         return redirect(url_for("auth.login", provider=provider))
     except AppError as error:
         _abandon_login_attempt(provider)
-        log.info(
-            "login failed provider=%s error=%s status=%s duration_ms=%d",
-            provider,
-            error.code,
-            error.status,
-            (time.monotonic() - started) * 1000,
+        error.retry_url = url_for("auth.login", provider=provider)
+        if error.code in ("token_error", "provider_error"):
+            error.details.setdefault("redirect_uri", _redirect_uri(provider))
+        audit_log().record(
+            "login_failed",
+            session.get("user_id"),
+            provider=provider,
+            error=error.code,
+            duration_ms=int((time.monotonic() - started) * 1000),
         )
         raise
     signed_in = current_user()
     if signed_in is None:
+        previous = user_store().find_by_identity(identity.provider, identity.subject)
         user = user_store().sign_in(identity)
-        event = "login succeeded"
+        event = "login_succeeded"
+        if previous is not None and previous.roles != user.roles:
+            # ADMIN_EMAILS or the verified email changed since the last login.
+            audit_log().record("roles_changed", user.id, before=previous.roles, after=user.roles)
     else:
         user = _link(signed_in, identity)
-        event = "provider linked"
+        event = "provider_linked"
     token_service().store_login_token(user.id, adapter, token)
     next_path = session.get(NEXT_KEY)
     _start_session(user, provider)
-    log.info(
-        "%s provider=%s user=%s duration_ms=%d",
+    audit_log().record(
         event,
-        provider,
         user.id,
-        (time.monotonic() - started) * 1000,
+        provider=provider,
+        ip=request.remote_addr,
+        duration_ms=int((time.monotonic() - started) * 1000),
     )
     return redirect(next_path or url_for("pages.index"))
 
@@ -123,7 +142,7 @@ def logout() -> Response:
         check_csrf()
         if current_app.config["APP_SETTINGS"].revoke_on_logout:
             _revoke_all(user)
-        log.info("logout user=%s", user.id)
+        audit_log().record("logout", user.id)
     session.clear()  # deletes the Redis record and expires the cookie
     return redirect(url_for("pages.index"), code=303)
 

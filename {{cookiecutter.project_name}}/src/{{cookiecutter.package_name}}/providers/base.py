@@ -9,14 +9,17 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
+from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import parse_qsl, urlsplit
 
 import requests
 from authlib.integrations.base_client import MismatchingStateError, OAuthError
 from authlib.integrations.flask_client import FlaskOAuth2App
+from flask import g, has_app_context
 from joserfc.errors import JoseError
 
 from ..errors import AppError
@@ -74,6 +77,40 @@ def check_url(name: str, value: str, production: bool, problems: list[str]) -> N
 NOT_FOR_API_CALLS = ("refresh_token", "expires_at", "expires_in")
 
 
+@dataclass(frozen=True)
+class Finding:
+    """One result of `flask auth doctor`: status is "ok", "warn" or "fail"."""
+
+    status: str
+    message: str
+    hint: str | None = None
+
+
+CLOCK_SKEW_WARN = 10  # seconds
+CLOCK_SKEW_FAIL = 60  # half of the ID-token leeway: logins start failing beyond it
+
+
+def clock_finding(title: str, response: requests.Response, elapsed: float) -> Finding:
+    """Compare the provider's Date header with our clock."""
+    date = response.headers.get("Date")
+    if not date:
+        return Finding("warn", f"{title} sent no Date header: clock skew not measured")
+    try:
+        theirs = parsedate_to_datetime(date).timestamp()
+    except (TypeError, ValueError):
+        return Finding("warn", f"{title} sent an unreadable Date header")
+    skew = theirs - (time.time() - elapsed / 2)
+    if abs(skew) <= CLOCK_SKEW_WARN:
+        return Finding("ok", f"clock within {CLOCK_SKEW_WARN}s of {title}'s")
+    status = "fail" if abs(skew) > CLOCK_SKEW_FAIL else "warn"
+    direction = "behind" if skew > 0 else "ahead of"
+    return Finding(
+        status,
+        f"this server's clock is {abs(skew):.0f}s {direction} {title}'s",
+        "Sync the clock (NTP): tokens will look issued in the future or already expired.",
+    )
+
+
 class RestartLogin(Exception):  # noqa: N818 - a signal, not an error
     """The callback cannot be used, but a fresh authorization will succeed silently."""
 
@@ -86,7 +123,8 @@ def as_bool(value: Any) -> bool:
 
 
 def login_error(status: int, code: str, message: str, hint: str | None = None, **details: Any):
-    return AppError(status, code, message, hint, details=details)
+    known = {k: v for k, v in details.items() if v is not None}
+    return AppError(status, code, message, hint, details=known)
 
 
 def invalid_state_error() -> AppError:
@@ -105,6 +143,24 @@ _SAFE_CODE = re.compile(r"[^a-z0-9_.-]")
 def safe_code(value: Any) -> str:
     """Provider error codes are echoed on our pages: keep them short and inert."""
     return _SAFE_CODE.sub("", str(value).lower())[:64] or "unknown"
+
+
+def remember_provider_clock(response: requests.Response) -> requests.Response:
+    """Keep the token endpoint's Date header: it measures our clock skew if the ID token fails."""
+    if has_app_context():
+        g.provider_date = response.headers.get("Date")
+    return response
+
+
+def clock_skew_seconds() -> int | None:
+    """Provider time minus ours, from the last token response of this request."""
+    date = g.get("provider_date") if has_app_context() else None
+    if not date:
+        return None
+    try:
+        return int(parsedate_to_datetime(date).timestamp() - time.time())
+    except (TypeError, ValueError):
+        return None
 
 
 def json_token_fix(response: requests.Response) -> requests.Response:
@@ -169,6 +225,46 @@ class Provider:
     def validate(cls, client_id: str, extra: Mapping[str, str], problems: list[str]) -> None:
         """Provider-specific checks of the values above."""
 
+    # --- `flask auth doctor` ------------------------------------------------------------
+
+    @classmethod
+    def credential_findings(cls, config: ProviderConfig) -> list[Finding]:
+        """Credentials that cannot be right (a pasted secret in the id field, say)."""
+        return []
+
+    @classmethod
+    def probe_url(cls, config: ProviderConfig) -> str:
+        """A URL of the provider that answers without a token (reachability, clock)."""
+        return next(iter(config.extra.values()))
+
+    @classmethod
+    def diagnose(
+        cls, config: ProviderConfig, http: requests.Session, timeout: float
+    ) -> list[Finding]:
+        findings = cls.credential_findings(config) or [
+            Finding("ok", "client id and secret look well-formed")
+        ]
+        url = cls.probe_url(config)
+        started = time.monotonic()
+        try:
+            response = http.get(url, timeout=timeout, allow_redirects=False)
+        except requests.RequestException as exc:
+            findings.append(
+                Finding(
+                    "fail",
+                    f"{url} is unreachable ({type(exc).__name__})",
+                    "Check the URL, DNS, firewall and proxy settings, and REQUESTS_CA_BUNDLE.",
+                )
+            )
+            return findings
+        findings.append(clock_finding(cls.title, response, time.monotonic() - started))
+        findings.extend(cls.probe_findings(config, response))
+        return findings
+
+    @classmethod
+    def probe_findings(cls, config: ProviderConfig, response: requests.Response) -> list[Finding]:
+        return [Finding("ok", f"{cls.title} is reachable")]
+
     # --- Authlib registration ---------------------------------------------------------
 
     def registration(self) -> dict[str, Any]:
@@ -190,6 +286,7 @@ class Provider:
     def compliance_fix(self, session: Any) -> None:
         """Called by Authlib for each session it creates: pool, token body, API headers."""
         mount(session, self.adapter)
+        session.register_compliance_hook("access_token_response", remember_provider_clock)
         session.register_compliance_hook("access_token_response", json_token_fix)
         session.register_compliance_hook("refresh_token_response", json_token_fix)
         hook = self.protected_request_hook()
@@ -316,6 +413,7 @@ class Provider:
                 "is correct (an ID token 'issued in the future' means the clock is behind).",
                 reason=safe_code(getattr(exc, "error", "jose_error")),
                 description=str(getattr(exc, "description", "") or "")[:200],
+                clock_skew_seconds=clock_skew_seconds(),
             )
         if isinstance(exc, requests.Timeout):
             return AppError(

@@ -21,7 +21,7 @@ import requests
 from authlib.integrations.flask_client import FlaskOAuth2App
 
 from ..errors import AppError
-from .base import Identity, Provider, login_error, safe_code
+from .base import Finding, Identity, Provider, ProviderConfig, login_error, safe_code
 
 if TYPE_CHECKING:
     from ..tokens.vault import StoredToken
@@ -29,11 +29,19 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 GRAPH_VERSION_PATTERN = re.compile(r"^v\d{1,2}\.\d$")
+# Meta keeps a version usable two years after its successor ships; as of late 2026 the
+# oldest still served is about v21.0. Update with Meta's changelog.
+OLDEST_SUPPORTED_GRAPH_VERSION = "v21.0"
 # Graph error codes (fb-php's classification): throttling and authentication.
 DEFAULT_RETRY_AFTER = 300  # seconds, when Facebook does not say
 LONG_LIVED_AFTER = 7 * 24 * 3600  # seconds: a token lasting less is a short-lived one
 THROTTLING_CODES = {4, 17, 32, 341, 613}
 AUTH_CODES = {102, 190}
+
+
+def graph_version(version: str) -> tuple[int, int]:
+    major, minor = version.removeprefix("v").split(".")
+    return int(major), int(minor)
 
 
 def appsecret_proof(access_token: str, app_secret: str) -> str:
@@ -62,6 +70,43 @@ class FacebookProvider(Provider):
                 "FACEBOOK_GRAPH_VERSION must look like v24.0, got "
                 f"{extra['FACEBOOK_GRAPH_VERSION']!r}"
             )
+
+    @classmethod
+    def credential_findings(cls, config: ProviderConfig) -> list[Finding]:
+        findings = []
+        if not config.client_id.isdigit() or not 14 <= len(config.client_id) <= 17:
+            findings.append(
+                Finding(
+                    "fail",
+                    "FACEBOOK_CLIENT_ID is not a Facebook App ID (15-16 digits)",
+                    f"Copy the App ID from {cls.console_url} (App settings, Basic).",
+                )
+            )
+        if not re.fullmatch(r"[0-9a-f]{32}", config.client_secret):
+            findings.append(
+                Finding(
+                    "fail",
+                    "FACEBOOK_CLIENT_SECRET is not 32 hex characters as an App Secret is",
+                    "Copy the App Secret from App settings, Basic.",
+                )
+            )
+        version = config.extra["FACEBOOK_GRAPH_VERSION"]
+        if GRAPH_VERSION_PATTERN.match(version) and graph_version(version) < graph_version(
+            OLDEST_SUPPORTED_GRAPH_VERSION
+        ):
+            findings.append(
+                Finding(
+                    "fail",
+                    f"FACEBOOK_GRAPH_VERSION {version} is older than "
+                    f"{OLDEST_SUPPORTED_GRAPH_VERSION}, the oldest version Meta still serves",
+                    "Move to a current version (see Meta's changelog) and test the login.",
+                )
+            )
+        return findings
+
+    @classmethod
+    def probe_url(cls, config: ProviderConfig) -> str:
+        return f"{config.extra['FACEBOOK_GRAPH_URL']}/{config.extra['FACEBOOK_GRAPH_VERSION']}/me"
 
     @property
     def graph_base(self) -> str:

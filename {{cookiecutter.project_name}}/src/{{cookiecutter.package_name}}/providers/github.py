@@ -7,6 +7,7 @@ unless JSON is asked for, a private email is only in /user/emails (which may 404
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -14,12 +15,15 @@ from typing import TYPE_CHECKING, Any
 import requests
 from authlib.integrations.flask_client import FlaskOAuth2App
 
-from .base import Identity, Provider, RestartLogin
+from .base import Finding, Identity, Provider, ProviderConfig, RestartLogin
 
 if TYPE_CHECKING:
     from ..tokens.vault import StoredToken
 
 API_VERSION = "2022-11-28"
+# OAuth Apps: "Ov23li…" or 20 hex (classic); GitHub Apps: "Iv1.…" or "Iv23li…".
+CLIENT_ID = re.compile(r"^(Ov23li\w{14}|Iv1\.[0-9a-f]{16}|Iv23li\w{14}|[0-9a-f]{20})$")
+CLIENT_SECRET = re.compile(r"^[0-9a-f]{40}$")
 
 
 class GitHubProvider(Provider):
@@ -33,6 +37,32 @@ class GitHubProvider(Provider):
         "GITHUB_API_URL": "https://api.github.com",
     }
     scope = "read:user user:email"
+
+    @classmethod
+    def credential_findings(cls, config: ProviderConfig) -> list[Finding]:
+        findings = []
+        if not CLIENT_ID.match(config.client_id):
+            findings.append(
+                Finding(
+                    "fail",
+                    "GITHUB_CLIENT_ID does not look like a GitHub client id "
+                    "(Ov23li…, Iv1.…, Iv23li… or 20 hex characters)",
+                    f"Copy the Client ID of your OAuth App from {cls.console_url}.",
+                )
+            )
+        if not CLIENT_SECRET.match(config.client_secret):
+            findings.append(
+                Finding(
+                    "warn",
+                    "GITHUB_CLIENT_SECRET is not 40 hex characters as GitHub's are",
+                    "Generate a new client secret in the app's settings and copy it whole.",
+                )
+            )
+        return findings
+
+    @classmethod
+    def probe_url(cls, config: ProviderConfig) -> str:
+        return config.extra["GITHUB_API_URL"] + "/"
 
     @property
     def api_url(self) -> str:

@@ -10,9 +10,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+import requests
 from authlib.integrations.flask_client import FlaskOAuth2App
 
-from .base import Identity, Provider, as_bool, login_error
+from .base import Finding, Identity, Provider, ProviderConfig, as_bool, login_error
 
 if TYPE_CHECKING:
     from ..tokens.vault import StoredToken
@@ -32,6 +33,49 @@ class GoogleProvider(Provider):
     }
     option_settings = {"GOOGLE_HOSTED_DOMAIN": ""}
     scope = "openid email profile"
+
+    @classmethod
+    def credential_findings(cls, config: ProviderConfig) -> list[Finding]:
+        if not config.client_id.endswith(".apps.googleusercontent.com"):
+            return [
+                Finding(
+                    "fail",
+                    "GOOGLE_CLIENT_ID does not end in .apps.googleusercontent.com",
+                    f"Copy the OAuth client ID of a Web application from {cls.console_url}.",
+                )
+            ]
+        return []
+
+    @classmethod
+    def probe_findings(cls, config: ProviderConfig, response: requests.Response) -> list[Finding]:
+        url = config.extra["GOOGLE_SERVER_METADATA_URL"]
+        try:
+            metadata = response.json() if response.status_code == 200 else None
+        except ValueError:
+            metadata = None
+        if not isinstance(metadata, dict):
+            return [
+                Finding(
+                    "fail",
+                    f"the discovery document at {url} did not load (HTTP {response.status_code})",
+                    "Check GOOGLE_SERVER_METADATA_URL.",
+                )
+            ]
+        issuer = metadata.get("issuer")
+        expected = url.removesuffix("/.well-known/openid-configuration")
+        if issuer not in GOOGLE_ISSUERS and issuer != expected:
+            return [
+                Finding(
+                    "fail",
+                    f"the discovery document's issuer {issuer!r} does not match {url}",
+                    "ID tokens from it would be refused: check GOOGLE_SERVER_METADATA_URL.",
+                )
+            ]
+        return [Finding("ok", f"discovery document loaded; issuer {issuer}")]
+
+    @classmethod
+    def probe_url(cls, config: ProviderConfig) -> str:
+        return config.extra["GOOGLE_SERVER_METADATA_URL"]
 
     @property
     def hosted_domain(self) -> str:

@@ -1,0 +1,200 @@
+"""`flask --app {{ cookiecutter.package_name }} auth doctor`: what is wrong, and how to fix it.
+
+It starts even when the configuration would stop the app (create_app loads the settings
+leniently for it), prints a progress line per check on stderr so a slow network does not
+look like a hang, and exits 1 when any check fails.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import click
+import redis
+import requests
+from flask import Flask
+
+from .providers import PROVIDER_CLASSES
+from .providers.base import Finding
+from .settings import Settings
+
+LOCAL_URL = "http://127.0.0.1:5000"
+# Variables that only make sense on a developer's machine.
+DEVELOPMENT_ONLY = ("FLASK_DEBUG", "AUTHLIB_INSECURE_TRANSPORT", "OAUTHLIB_INSECURE_TRANSPORT")
+
+
+@dataclass
+class Result:
+    section: str
+    status: str
+    message: str
+    hint: str | None = None
+
+
+class Doctor:
+    def __init__(self, app: Flask, quiet: bool) -> None:
+        self.app = app
+        self.settings: Settings = app.config["APP_SETTINGS"]
+        self.quiet = quiet
+        self.results: list[Result] = []
+        self.http = requests.Session()
+        self.http.headers["User-Agent"] = "{{ cookiecutter.project_name }}-doctor"
+
+    def check(self, section: str, what: str, run: Callable[[], list[Finding]]) -> None:
+        if not self.quiet:
+            click.echo(f"… {section}: {what}", err=True)
+        try:
+            findings = run()
+        except Exception as exc:  # a check that crashes is itself a finding
+            findings = [Finding("fail", f"{what} could not be checked ({type(exc).__name__})")]
+        self.results += [Result(section, f.status, f.message, f.hint) for f in findings]
+
+    def run(self) -> None:
+        self.check("configuration", "environment variables", self.configuration)
+        self.check("redis", "connection and persistence", self.redis)
+        timeout = self.settings.http_timeout
+        for name, cls in PROVIDER_CLASSES.items():
+            config = self.settings.providers.get(name)
+            if config is None:
+                reason = self.settings.disabled_providers.get(name, "not configured")
+                self.results.append(Result(cls.title, "warn", f"disabled: {reason}"))
+                continue
+            self.check(
+                cls.title,
+                f"credentials, reachability and clock ({cls.probe_url(config)})",
+                lambda cls=cls, config=config: cls.diagnose(config, self.http, timeout),
+            )
+
+    # --- checks -----------------------------------------------------------------------
+
+    def configuration(self) -> list[Finding]:
+        s = self.settings
+        findings = [Finding("fail", problem) for problem in s.problems]
+        findings.append(Finding("ok", f"APP_ENV={s.app_env}"))
+        if not s.is_production and len(s.secret_key) < 32:
+            findings.append(Finding("warn", "SECRET_KEY is weak: production will refuse it", None))
+        if not s.token_encryption_keys:
+            findings.append(
+                Finding(
+                    "warn",
+                    "TOKEN_ENCRYPTION_KEY is not set: provider tokens are not kept",
+                    "Set one (Fernet.generate_key()) to call provider APIs after login.",
+                )
+            )
+        if s.public_url is None:
+            findings.append(
+                Finding(
+                    "warn" if s.is_production else "ok",
+                    "PUBLIC_URL is not set: redirect URIs follow the request's Host header",
+                    "Set PUBLIC_URL to the address users see, e.g. https://app.example.com.",
+                )
+            )
+        elif s.is_production and s.public_url.startswith("http://"):
+            findings.append(
+                Finding(
+                    "warn",
+                    "PUBLIC_URL is http:// but production cookies are Secure (https only)",
+                    "Serve the app over https and set PUBLIC_URL=https://…",
+                )
+            )
+        if s.is_production:
+            for variable in DEVELOPMENT_ONLY:
+                if os.environ.get(variable, "").strip().lower() in ("1", "true", "yes", "on"):
+                    findings.append(
+                        Finding("fail", f"{variable} is set in production", f"Unset {variable}.")
+                    )
+        return findings
+
+    def redis(self) -> list[Finding]:
+        if not self.settings.redis_url:
+            return [Finding("ok", "in-process Redis emulation (development only)")]
+        client: redis.Redis = self.app.extensions["redis"]
+        try:
+            info = client.info("server")
+        except redis.RedisError as exc:
+            return [
+                Finding(
+                    "fail",
+                    f"Redis at REDIS_URL does not answer ({type(exc).__name__})",
+                    "Start Redis or fix REDIS_URL (host, port, password, rediss:// for TLS).",
+                )
+            ]
+        findings = [Finding("ok", f"Redis {info.get('redis_version', '?')} answers")]
+        try:
+            persistence = client.info("persistence")
+            saves = client.config_get("save").get("save", "")
+            persists = bool(saves) or persistence.get("aof_enabled") == 1
+        except redis.RedisError:  # managed services often disable CONFIG
+            return findings + [Finding("warn", "could not tell whether Redis persists data")]
+        if not persists:
+            findings.append(
+                Finding(
+                    "warn" if self.settings.is_production else "ok",
+                    "Redis keeps nothing on disk: a restart signs everyone out and drops "
+                    "stored provider tokens",
+                    "Enable RDB snapshots or AOF (appendonly yes) in production.",
+                )
+            )
+        return findings
+
+    # --- output -------------------------------------------------------------------------
+
+    def callbacks(self) -> dict[str, dict[str, object]]:
+        base = self.settings.public_url or LOCAL_URL
+        return {
+            name: {
+                "enabled": name in self.settings.providers,
+                "callback_url": f"{base}/auth/{name}/callback",
+                "console": cls.console_name,
+                "console_url": cls.console_url,
+            }
+            for name, cls in PROVIDER_CLASSES.items()
+        }
+
+    @property
+    def ok(self) -> bool:
+        return not any(r.status == "fail" for r in self.results)
+
+    def report(self, as_json: bool) -> None:
+        if as_json:
+            body = {
+                "ok": self.ok,
+                "providers": self.callbacks(),
+                "checks": [asdict(r) for r in self.results],
+            }
+            click.echo(json.dumps(body, indent=2))
+            return
+        marks = {"ok": "  ok  ", "warn": " warn ", "fail": " FAIL "}
+        section = None
+        for r in self.results:
+            if r.section != section:
+                section = r.section
+                click.echo(f"\n{section}")
+            click.echo(f"{marks[r.status]} {r.message}")
+            if r.hint and r.status != "ok":
+                click.echo(f"        -> {r.hint}")
+        click.echo("\nCallback URLs to register:")
+        for name, info in self.callbacks().items():
+            state = "" if info["enabled"] else " (disabled)"
+            click.echo(f"  {name:<9} {info['callback_url']}{state}")
+            click.echo(f"  {'':<9} in the {info['console']}: {info['console_url']}")
+        fails = sum(r.status == "fail" for r in self.results)
+        warns = sum(r.status == "warn" for r in self.results)
+        click.echo(f"\n{fails} problem(s), {warns} warning(s)")
+
+
+def doctor_requested(argv: list[str] | None = None) -> bool:
+    """Is this process `flask … auth doctor`? Then the settings are loaded leniently."""
+    args = sys.argv[1:] if argv is None else argv
+    return any(a == "auth" and args[i + 1 : i + 2] == ["doctor"] for i, a in enumerate(args))
+
+
+def run_doctor(app: Flask, as_json: bool) -> int:
+    doctor = Doctor(app, quiet=False)
+    doctor.run()
+    doctor.report(as_json)
+    return 0 if doctor.ok else 1
