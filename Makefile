@@ -1,49 +1,79 @@
-# The template's two commands: `make demo` and `make test`.
+# The template's commands. `make demo` and `make test` are the README's two commands:
+#   make demo   bake a default project into build/demo/ and run it against local mock providers
+#   make test   install the test tools into .venv/, then run the template's tests (tests/)
+#   make lint   ruff on the hooks, the template's tests and a freshly baked project
+#   make clean  remove build/ and .venv/
+# Needs GNU make, python3 (3.11+, with venv) and, for `make test`, redis-server and chromium.
+
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
+PIP := $(PY) -m pip --disable-pip-version-check -q
+COOKIECUTTER := $(VENV)/bin/cookiecutter
+RUFF := $(VENV)/bin/ruff
 BUILD := build
+# The default project_name of cookiecutter.json.
+PROJECT := flask-social-login
+TEMPLATE_PYPROJECT := {{cookiecutter.project_name}}/pyproject.toml
+
 DEMO_DIR := $(BUILD)/demo
-DEMO_PROJECT := $(DEMO_DIR)/flask-social-login
+DEMO_VENV := $(DEMO_DIR)/.venv
 DEPS_DIR := $(BUILD)/test-deps
-DEPS_STAMP := $(VENV)/.deps-$(shell cat '{{cookiecutter.project_name}}/pyproject.toml' requirements-test.txt | sha256sum | cut -c1-16)
+LINT_DIR := $(BUILD)/lint
+# The test dependencies are (re)installed only when the baked pyproject.toml or
+# requirements-test.txt change: the stamp's name carries a checksum of both.
+DEPS_SUM := $(shell cat '$(TEMPLATE_PYPROJECT)' requirements-test.txt 2>/dev/null | cksum | cut -d' ' -f1)
+DEPS_STAMP := $(VENV)/.test-deps-$(DEPS_SUM)
 
 .PHONY: demo test lint clean check-system
 
-demo: $(VENV)/bin/cookiecutter
-	rm -rf $(DEMO_DIR)
-	$(VENV)/bin/cookiecutter . --no-input -f -o $(DEMO_DIR)
-	$(PYTHON) -m venv $(DEMO_DIR)/.venv
-	$(DEMO_DIR)/.venv/bin/pip install -q --upgrade pip
-	$(DEMO_DIR)/.venv/bin/pip install -q -e '$(DEMO_PROJECT)'
-	cd $(DEMO_PROJECT) && exec ../.venv/bin/python -m mock_providers.demo
+# --- make demo ----------------------------------------------------------------------------
+# A fresh bake each time; the demo's own venv (build/demo/.venv) is kept between runs.
+demo:
+	rm -rf '$(DEMO_DIR)/$(PROJECT)'
+	test -x '$(DEMO_VENV)/bin/python' || $(PYTHON) -m venv '$(DEMO_VENV)'
+	'$(DEMO_VENV)/bin/python' -m pip --disable-pip-version-check -q install 'cookiecutter>=2.6,<3'
+	'$(DEMO_VENV)/bin/cookiecutter' . --no-input -f -o '$(DEMO_DIR)'
+	'$(DEMO_VENV)/bin/python' -m pip --disable-pip-version-check -q install -e '$(DEMO_DIR)/$(PROJECT)[dev]'
+	cd '$(DEMO_DIR)/$(PROJECT)' && exec ../.venv/bin/python -m mock_providers.demo
 
-$(VENV)/bin/cookiecutter:
-	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install -q --upgrade pip
-	$(VENV)/bin/pip install -q -r requirements-test.txt
-
-# The baked project's pyproject.toml is the single source of its dependencies:
-# bake one and install it (editable) with its [dev] extras.
-$(DEPS_STAMP): $(VENV)/bin/cookiecutter
-	rm -rf $(DEPS_DIR)
-	$(VENV)/bin/cookiecutter . --no-input -f -o $(DEPS_DIR)
-	$(VENV)/bin/pip install -q -e '$(DEPS_DIR)/flask-social-login[dev]'
-	rm -f $(VENV)/.deps-*
-	touch $@
-
-check-system:
-	@command -v redis-server >/dev/null || { echo "redis-server is missing: sudo apt-get install -y redis-server"; exit 1; }
-	@command -v chromium >/dev/null || [ -x /usr/bin/chromium ] || { echo "Chromium is missing: sudo apt-get install -y chromium"; exit 1; }
-
+# --- make test ----------------------------------------------------------------------------
 test: check-system $(DEPS_STAMP)
 	$(PY) -m pytest tests -q -p no:cacheprovider
 
+check-system:
+	@missing=''; \
+	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
+	command -v chromium >/dev/null 2>&1 || [ -n "$${CHROMIUM_PATH:-}" ] || missing="$$missing chromium"; \
+	if [ -n "$$missing" ]; then \
+		echo "make test needs these system packages, which are missing:$$missing"; \
+		echo "Install them with:"; \
+		echo "    sudo apt-get install -y$$missing"; \
+		exit 1; \
+	fi
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+# The baked project's pyproject.toml is the single source of the app's dependencies: bake a
+# default project and install it, editable, with its [dev] extras.
+$(DEPS_STAMP): | $(PY)
+	@echo "Installing the test dependencies into $(VENV)/ ..."
+	$(PIP) install -r requirements-test.txt
+	rm -rf '$(DEPS_DIR)' && mkdir -p '$(BUILD)'
+	$(COOKIECUTTER) . --no-input -f -o '$(DEPS_DIR)' >'$(BUILD)/bake.log' || { cat '$(BUILD)/bake.log'; exit 1; }
+	$(PIP) install -e '$(DEPS_DIR)/$(PROJECT)[dev]'
+	rm -f $(VENV)/.test-deps-*
+	touch '$@'
+
+# --- make lint ----------------------------------------------------------------------------
 lint: $(DEPS_STAMP)
-	$(VENV)/bin/ruff check --no-cache hooks tests
-	$(VENV)/bin/ruff format --no-cache --check hooks tests
-	$(VENV)/bin/ruff check --no-cache $(DEPS_DIR)/flask-social-login
-	$(VENV)/bin/ruff format --no-cache --check $(DEPS_DIR)/flask-social-login
+	$(RUFF) check hooks tests
+	$(RUFF) format --check hooks tests
+	rm -rf '$(LINT_DIR)' && mkdir -p '$(BUILD)'
+	$(COOKIECUTTER) . --no-input -f -o '$(LINT_DIR)' >'$(BUILD)/bake.log' || { cat '$(BUILD)/bake.log'; exit 1; }
+	cd '$(LINT_DIR)/$(PROJECT)' && '$(CURDIR)/$(RUFF)' check --no-cache . && '$(CURDIR)/$(RUFF)' format --no-cache --check .
 
 clean:
-	rm -rf $(BUILD) $(VENV)
+	rm -rf $(BUILD) $(VENV) .pytest_cache .ruff_cache
+	find hooks tests -name __pycache__ -type d -prune -exec rm -rf {} +

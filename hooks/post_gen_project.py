@@ -1,32 +1,53 @@
-"""Drop disabled providers' files, write .env with fresh secrets, print the next steps."""
+"""Drop disabled providers' files, write .env with fresh secrets, print the next steps.
+
+cookiecutter renders this file with Jinja and runs it from the baked project's root, after
+pre_gen_project.py has checked the names (so they render safely inside string literals).
+"""
 
 import base64
 import os
 import secrets
+import shutil
 from pathlib import Path
 
-PROJECT = Path.cwd()  # cookiecutter runs hooks from the baked project's root
-PROJECT_NAME = {{cookiecutter.project_name | tojson}}
-PACKAGE = {{cookiecutter.package_name | tojson}}
+PROJECT = Path.cwd()
+PROJECT_NAME = "{{ cookiecutter.project_name }}"
+PACKAGE = "{{ cookiecutter.package_name }}"
+# Booleans render as "True" / "False".
 ENABLED = {
-    "google": {{cookiecutter.use_google}},
-    "github": {{cookiecutter.use_github}},
-    "facebook": {{cookiecutter.use_facebook}},
+    "google": "{{ cookiecutter.use_google }}" == "True",
+    "github": "{{ cookiecutter.use_github }}" == "True",
+    "facebook": "{{ cookiecutter.use_facebook }}" == "True",
 }
-CONSOLES = {
-    "google": ("Google Cloud console", "https://console.cloud.google.com/apis/credentials"),
-    "github": ("GitHub developer settings", "https://github.com/settings/developers"),
-    "facebook": ("Meta for Developers", "https://developers.facebook.com/apps"),
+PROVIDERS = {
+    # name: (title, where to register the callback URL, what the console calls the credentials)
+    "google": (
+        "Google",
+        "Google Cloud console: https://console.cloud.google.com/apis/credentials",
+        "OAuth client ID and secret",
+    ),
+    "github": (
+        "GitHub",
+        "GitHub developer settings: https://github.com/settings/developers",
+        "OAuth App client ID and secret",
+    ),
+    "facebook": (
+        "Facebook",
+        "Meta for Developers: https://developers.facebook.com/apps",
+        "App ID and App Secret",
+    ),
 }
 LOCAL_URL = "http://127.0.0.1:5000"
 
 
 def provider_files(name: str) -> list[Path]:
+    """Every file that belongs to one provider only."""
     return [
         PROJECT / "src" / PACKAGE / "providers" / f"{name}.py",
         PROJECT / "src" / PACKAGE / "static" / f"{name}.svg",
         PROJECT / "mock_providers" / f"{name}.py",
         PROJECT / "tests" / f"test_{name}.py",
+        *(PROJECT / "tests").glob(f"test_{name}_*.py"),
     ]
 
 
@@ -37,47 +58,75 @@ def remove_disabled_providers() -> None:
                 path.unlink(missing_ok=True)
 
 
-def write_env() -> None:
-    """.env from .env.example with secrets of its own: never the same twice."""
-    values = {
+def remove_tool_caches() -> None:
+    """Caches that a test or lint run inside the template directory would leak into a bake."""
+    for pattern in ("__pycache__", ".pytest_cache", ".ruff_cache", "*.egg-info"):
+        for path in list(PROJECT.rglob(pattern)):
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+
+
+def fresh_values() -> dict[str, str]:
+    return {
+        "APP_ENV": "development",
         "SECRET_KEY": secrets.token_urlsafe(48),
         # The format of cryptography's Fernet.generate_key(), without importing it here.
         "TOKEN_ENCRYPTION_KEY": base64.urlsafe_b64encode(os.urandom(32)).decode(),
-        "APP_ENV": "development",
     }
+
+
+def write_env() -> None:
+    """.env: .env.example with fresh secrets filled in. .env.example keeps its empty values."""
+    values = fresh_values()
     lines = []
     for line in (PROJECT / ".env.example").read_text().splitlines():
         name = line.split("=", 1)[0].strip()
-        if not line.lstrip().startswith("#") and name in values:
-            line = f"{name}={values[name]}"
+        if "=" in line and not line.lstrip().startswith("#") and name in values:
+            line = f"{name}={values.pop(name)}"
         lines.append(line)
+    lines += [f"{name}={value}" for name, value in values.items()]  # missing from the example
     env = PROJECT / ".env"
-    env.write_text("\n".join(lines) + "\n")
-    env.chmod(0o600)
+    env.unlink(missing_ok=True)  # a re-bake over an old project: create it afresh, private
+    fd = os.open(env, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write("\n".join(lines) + "\n")
 
 
 def print_next_steps() -> None:
     enabled = [name for name, on in ENABLED.items() if on]
-    print(f"""
-Baked {PROJECT_NAME}/ with {", ".join(enabled)} sign-in. Next steps:
-
-  cd {PROJECT_NAME}
-  python -m venv .venv && . .venv/bin/activate
-  pip install -e '.[dev]'
-  python -m mock_providers.demo        # try it now with local mock providers
-
-To sign in with the real providers, register these callback URLs and put each
-client id and secret in .env (a fresh SECRET_KEY and TOKEN_ENCRYPTION_KEY are there):
-""")
+    titles = [PROVIDERS[name][0] for name in enabled]
+    listed = titles[0] if len(titles) == 1 else ", ".join(titles[:-1]) + " and " + titles[-1]
+    steps = [
+        "",
+        f"Baked {PROJECT_NAME}/ with Sign in with {listed}.",
+        ".env has a fresh SECRET_KEY and TOKEN_ENCRYPTION_KEY (it is git-ignored).",
+        "",
+        "Next steps:",
+        f"  cd {PROJECT_NAME}",
+        "  python -m venv .venv && . .venv/bin/activate",
+        "  pip install -e '.[dev]'",
+        "  python -m mock_providers.demo     # try it now with local mock providers",
+        "",
+        "To sign in with the real providers, register each callback URL below, put the",
+        "client id and secret you get in .env, then run the app:",
+    ]
     for name in enabled:
-        console, url = CONSOLES[name]
-        print(f"  {name:<9} {LOCAL_URL}/auth/{name}/callback")
-        print(f"  {'':<9} register at the {console}: {url}")
-    print(f"""
-then run:  flask --app {PACKAGE} run    and open {LOCAL_URL}
-""")
+        title, console, credentials = PROVIDERS[name]
+        variables = f"{name.upper()}_CLIENT_ID / {name.upper()}_CLIENT_SECRET"
+        steps += [
+            f"  {title}: {LOCAL_URL}/auth/{name}/callback",
+            f"    register it at the {console}",
+            f"    {credentials} -> {variables}",
+        ]
+    steps += [
+        f"  flask --app {PACKAGE} run",
+        f"and open {LOCAL_URL} (not localhost: the callback URLs must match exactly).",
+        "",
+    ]
+    print("\n".join(steps))
 
 
 remove_disabled_providers()
+remove_tool_caches()
 write_env()
 print_next_steps()

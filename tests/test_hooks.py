@@ -3,121 +3,215 @@
 from __future__ import annotations
 
 import base64
-import subprocess
-import sys
+import re
 from pathlib import Path
 
 import pytest
-from conftest import COMBINATIONS, PROVIDERS, TEMPLATE, bake
+from baking import (
+    COMBINATIONS,
+    CONSOLES,
+    CORE_VARIABLES,
+    PROVIDER_VARIABLES,
+    PROVIDERS,
+    bake,
+    bake_cli,
+    env_file,
+    text_files,
+)
 from cookiecutter.exceptions import FailedHookException
 
-
-def run_cookiecutter(output_dir: Path, *answers: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "cookiecutter",
-            str(TEMPLATE),
-            "--no-input",
-            "-o",
-            str(output_dir),
-            *answers,
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-    )
+# cookiecutter's own line after a failed hook; ours is the other `ERROR:` line.
+COOKIECUTTER_STOP = "ERROR: Stopping generation"
 
 
-@pytest.mark.parametrize(
-    "name", ["My App", "1app", "app_", "-app", "app-", "ap--p", "App", "class", "test", "redis"]
-)
-def test_invalid_project_names_are_refused(tmp_path: Path, name: str) -> None:
-    with pytest.raises(FailedHookException):
-        bake(tmp_path, project_name=name)
-    assert list(tmp_path.iterdir()) == []
+def our_errors(stderr: str) -> list[str]:
+    return [
+        line
+        for line in stderr.splitlines()
+        if line.startswith("ERROR:") and not line.startswith(COOKIECUTTER_STOP)
+    ]
 
 
-def test_refusal_is_one_clear_line(tmp_path: Path) -> None:
-    result = run_cookiecutter(tmp_path, "project_name=My App")
+# --- pre_gen_project.py ---------------------------------------------------------------------
+
+INVALID_NAMES = {
+    "My App": "project_name 'My App' is invalid",
+    "App": "project_name 'App' is invalid",
+    "1app": "project_name '1app' is invalid",
+    "app_": "project_name 'app_' is invalid",
+    "my_app": "project_name 'my_app' is invalid",
+    "-app": "project_name '-app' is invalid",
+    "app-": "project_name 'app-' is invalid",
+    "ap--p": "project_name 'ap--p' is invalid",
+    "app.web": "project_name 'app.web' is invalid",
+    'a"b': "project_name 'a\"b' is invalid",
+    "class": "package_name 'class' is not a valid Python package name",
+    "test": "package_name 'test' would shadow",
+    "flask": "package_name 'flask' would shadow",
+    "redis": "package_name 'redis' would shadow",
+    "mock-providers": "package_name 'mock_providers' would shadow",
+}
+
+
+@pytest.mark.parametrize("name", list(INVALID_NAMES))
+def test_invalid_project_name_is_refused_in_one_line(tmp_path: Path, name: str) -> None:
+    out = tmp_path / "out"
+    result = bake_cli(out, f"project_name={name}")
     assert result.returncode != 0
-    errors = [line for line in result.stderr.splitlines() if line.startswith("ERROR:")]
-    assert len(errors) == 1
-    assert "project_name 'My App' is invalid" in errors[0] and "lowercase" in errors[0]
+    errors = our_errors(result.stderr)
+    assert len(errors) == 1, result.stderr
+    assert INVALID_NAMES[name] in errors[0]
+    assert "choose another project_name" in errors[0] or "e.g. project_name=" in errors[0]
+    assert not out.exists() or list(out.iterdir()) == [], "a refused bake left files behind"
+
+
+def test_refusal_through_the_python_api(tmp_path: Path) -> None:
+    with pytest.raises(FailedHookException):
+        bake(tmp_path, project_name="My App")
     assert list(tmp_path.iterdir()) == []
 
 
 def test_no_provider_at_all_is_refused(tmp_path: Path) -> None:
-    result = run_cookiecutter(tmp_path, "use_google=no", "use_github=no", "use_facebook=no")
+    out = tmp_path / "out"
+    result = bake_cli(out, "use_google=no", "use_github=no", "use_facebook=no")
     assert result.returncode != 0
-    assert "ERROR: no provider selected" in result.stderr
-    assert list(tmp_path.iterdir()) == []
+    assert our_errors(result.stderr) == [
+        "ERROR: no sign-in provider selected: set at least one of use_google, use_github, "
+        "use_facebook to yes."
+    ]
+    assert not out.exists() or list(out.iterdir()) == []
 
 
-def test_quotes_in_the_description_are_refused(tmp_path: Path) -> None:
-    result = run_cookiecutter(tmp_path, 'project_description=say "hi"')
+@pytest.mark.parametrize(
+    "answer", ['project_description=say "hi"', "author_name=back\\slash", "author_email= "]
+)
+def test_text_that_would_break_string_literals_is_refused(tmp_path: Path, answer: str) -> None:
+    result = bake_cli(tmp_path / "out", answer)
     assert result.returncode != 0
-    assert "ERROR: project_description" in result.stderr
+    errors = our_errors(result.stderr)
+    assert len(errors) == 1 and errors[0].startswith(f"ERROR: {answer.split('=')[0]} must be")
 
 
-def test_next_steps_name_each_callback_and_console(tmp_path: Path) -> None:
-    result = run_cookiecutter(tmp_path, "use_facebook=no")
-    assert result.returncode == 0, result.stderr
+@pytest.mark.parametrize("name", ["a1", "x", "my-login-app", "app2-v3"])
+def test_valid_unusual_names_bake(tmp_path: Path, name: str) -> None:
+    project = bake(tmp_path, project_name=name, use_github=False, use_facebook=False)
+    assert project.name == name
+    assert (project / "src" / name.replace("-", "_") / "__init__.py").is_file()
+
+
+# --- post_gen_project.py: next steps -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("enabled", [PROVIDERS, ("github",), ("google", "facebook")])
+def test_next_steps_name_each_callback_and_console(
+    tmp_path: Path, enabled: tuple[str, ...]
+) -> None:
+    flags = [f"use_{p}={'yes' if p in enabled else 'no'}" for p in PROVIDERS]
+    result = bake_cli(tmp_path / "out", "project_name=my-app", *flags)
+    assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
-    assert "http://127.0.0.1:5000/auth/google/callback" in out
-    assert "https://console.cloud.google.com/apis/credentials" in out
-    assert "http://127.0.0.1:5000/auth/github/callback" in out
-    assert "https://github.com/settings/developers" in out
-    assert "facebook" not in out.lower()
-    assert "pip install -e '.[dev]'" in out and "flask --app flask_social_login run" in out
+    for step in (
+        "cd my-app",
+        "python -m venv .venv && . .venv/bin/activate",
+        "pip install -e '.[dev]'",
+        "python -m mock_providers.demo",
+        "flask --app my_app run",
+        ".env",
+    ):
+        assert step in out, step
+    for provider in PROVIDERS:
+        callback = f"http://127.0.0.1:5000/auth/{provider}/callback"
+        assert (callback in out) == (provider in enabled), provider
+        assert (CONSOLES[provider] in out) == (provider in enabled), provider
+        assert (provider in out.lower()) == (provider in enabled), provider
+    assert len(out.splitlines()) < 40, "keep the next steps short"
 
 
-def env_values(path: Path) -> dict[str, str]:
-    return dict(
-        line.split("=", 1)
-        for line in path.read_text().splitlines()
-        if "=" in line and not line.startswith("#")
-    )
+# --- post_gen_project.py: .env --------------------------------------------------------------
 
 
-def test_env_has_fresh_secrets(baked: dict[str, Path]) -> None:
-    values = [env_values(p / ".env") for p in baked.values()]
-    for env in values:
-        assert env["APP_ENV"] == "development"
-        assert len(env["SECRET_KEY"]) >= 43
-        assert len(base64.urlsafe_b64decode(env["TOKEN_ENCRYPTION_KEY"])) == 32
-    assert len({env["SECRET_KEY"] for env in values}) == len(values)
-    assert len({env["TOKEN_ENCRYPTION_KEY"] for env in values}) == len(values)
+def test_env_example_lists_the_settings_with_their_defaults(combination) -> None:
+    name, project = combination
+    expected = dict(CORE_VARIABLES)
+    for provider in COMBINATIONS[name]:
+        expected.update(PROVIDER_VARIABLES[provider])
+    example = env_file(project / ".env.example")
+    assert expected.items() <= example.items(), set(expected.items()) - set(example.items())
+    # every variable has a comment line right above it
+    lines = (project / ".env.example").read_text().splitlines()
+    for index, line in enumerate(lines):
+        if "=" in line and not line.startswith("#"):
+            assert index > 0 and lines[index - 1].startswith("# "), line
 
 
-def test_env_is_private_and_git_ignored(baked: dict[str, Path]) -> None:
+def test_env_has_fresh_secrets(combination) -> None:
+    _, project = combination
+    env = env_file(project / ".env")
+    example = env_file(project / ".env.example")
+    assert env["APP_ENV"] == "development"
+    secret_key, fernet_key = env["SECRET_KEY"], env["TOKEN_ENCRYPTION_KEY"]
+    assert len(secret_key) >= 43 and re.fullmatch(r"[A-Za-z0-9_-]+", secret_key)
+    assert re.fullmatch(r"[A-Za-z0-9_-]{43}=", fernet_key)
+    assert len(base64.urlsafe_b64decode(fernet_key)) == 32
+    # Everything else is exactly the example: no placeholder anywhere.
+    assert {k: v for k, v in env.items() if k not in ("SECRET_KEY", "TOKEN_ENCRYPTION_KEY")} == {
+        k: v for k, v in example.items() if k not in ("SECRET_KEY", "TOKEN_ENCRYPTION_KEY")
+    }
+    for value in env.values():
+        assert not re.search(r"change.?me|replace|your[-_ ]|xxx|<|>|TODO", value, re.I), value
+
+
+def test_token_encryption_key_is_a_fernet_key(baked: dict[str, Path]) -> None:
+    fernet = pytest.importorskip("cryptography.fernet")
+    key = env_file(baked["all"] / ".env")["TOKEN_ENCRYPTION_KEY"]
+    box = fernet.Fernet(key)
+    assert box.decrypt(box.encrypt(b"token")) == b"token"
+
+
+def test_secrets_differ_between_bakes(baked: dict[str, Path]) -> None:
+    envs = [env_file(project / ".env") for project in baked.values()]
+    for variable in ("SECRET_KEY", "TOKEN_ENCRYPTION_KEY"):
+        assert len({env[variable] for env in envs}) == len(envs), variable
+
+
+def test_env_is_private_and_git_ignored_and_the_example_keeps_no_secret(baked) -> None:
     project = baked["all"]
     assert (project / ".env").stat().st_mode & 0o077 == 0
-    assert ".env" in (project / ".gitignore").read_text().splitlines()
-    example = env_values(project / ".env.example")
+    ignored = (project / ".gitignore").read_text().splitlines()
+    assert ".env" in ignored and ".venv/" in ignored and "__pycache__/" in ignored
+    example = env_file(project / ".env.example")
     assert example["SECRET_KEY"] == "" and example["TOKEN_ENCRYPTION_KEY"] == ""
+
+
+# --- post_gen_project.py: disabled providers --------------------------------------------------
 
 
 def test_disabled_providers_leave_nothing_behind(combination) -> None:
     name, project = combination
     enabled = COMBINATIONS[name]
     package = project / "src" / f"app_{name}"
+    files = [path.relative_to(project).as_posix() for path, _ in text_files(project)]
+    # The app and its configuration; tests and prose may still name other providers.
+    app_files = [project / ".env", project / ".env.example", project / "pyproject.toml"]
+    app_files += [path for path, _ in text_files(package)]
     for provider in PROVIDERS:
-        files = [
+        own_files = [
             package / "providers" / f"{provider}.py",
             package / "static" / f"{provider}.svg",
             project / "mock_providers" / f"{provider}.py",
             project / "tests" / f"test_{provider}.py",
         ]
-        for path in files:
-            assert path.exists() == (provider in enabled), path
-        variable = f"{provider.upper()}_CLIENT_ID"
-        for text_file in (".env", ".env.example", "README.md"):
-            mentions = variable in (project / text_file).read_text()
-            assert mentions == (provider in enabled) or text_file == "README.md"
-        registry = (package / "providers" / "__init__.py").read_text()
-        assert (f"from .{provider} import" in registry) == (provider in enabled)
-        mock_registry = (project / "mock_providers" / "__init__.py").read_text()
-        assert (f'"{provider}"' in mock_registry) == (provider in enabled)
+        for path in own_files:
+            assert path.is_file() == (provider in enabled), path
+        if provider in enabled:
+            continue
+        assert not [f for f in files if provider in f.lower()], f"{provider} files remain"
+        for path in app_files:
+            text = path.read_text()
+            for variable in PROVIDER_VARIABLES[provider]:
+                assert variable not in text, f"{path} mentions {variable}"
+            assert f"from .{provider} import" not in text, f"{path} imports {provider}"
+    env = env_file(project / ".env")
+    for provider in enabled:
+        for variable in PROVIDER_VARIABLES[provider]:
+            assert variable in env, variable

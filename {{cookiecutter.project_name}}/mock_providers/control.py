@@ -47,3 +47,8 @@ class MockControl:
     def rotate_google_keys(self) -> str:
         """Publish a new Google signing key (the old one leaves the JWKS); returns its kid."""
         return self._call("POST", "google/rotate-keys")["kid"]
+
+    def facebook_callback(self, kind: str, **options: Any) -> dict[str, Any]:
+        """Have the mock Facebook POST a signed `deauthorize` or `data_deletion` callback to
+        the app; returns the app's answer as {"status": int, "body": ...}."""
+        return self._call("POST", f"facebook/callbacks/{kind}", json=options)

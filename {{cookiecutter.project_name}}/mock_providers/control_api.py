@@ -67,3 +67,13 @@ def rotate_google_keys() -> Response:
     if "google" not in mock.providers:
         abort(404)
     return json_response(dict(kid=mock.keys.rotate()))
+
+
+@bp.post("/facebook/callbacks/<kind>")
+def facebook_callback(kind: str) -> Response:
+    """Make the mock Facebook call the app's deauthorize or data-deletion callback."""
+    mock = state()
+    if "facebook" not in mock.providers or kind not in ("deauthorize", "data_deletion"):
+        abort(404)
+    options = request.get_json(silent=True) or {}
+    return json_response(mock.providers["facebook"].send_callback(mock, kind, options))

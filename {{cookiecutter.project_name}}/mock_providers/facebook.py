@@ -10,6 +10,7 @@ and /me sometimes answers a bare `false`.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import json
@@ -19,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
+import requests
 from flask import Blueprint, Flask, Response, redirect, request
 from werkzeug.routing import BaseConverter
 
@@ -143,6 +145,47 @@ def graph_route(rule: str, endpoint: str, methods: tuple[str, ...] = ("GET",)):
         return view
 
     return decorate
+
+
+# --- the app's callbacks, sent as Facebook sends them -------------------------------------
+
+CALLBACK_PATHS = {"deauthorize": "deauthorize", "data_deletion": "data-deletion"}
+
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def signed_request(payload: dict[str, Any], secret: str) -> str:
+    """Facebook's format: base64url(HMAC-SHA256(secret, encoded payload)).encoded payload."""
+    encoded = b64url(json.dumps(payload, separators=(",", ":")).encode())
+    signature = hmac.new(secret.encode(), encoded.encode(), hashlib.sha256).digest()
+    return f"{b64url(signature)}.{encoded}"
+
+
+def send_callback(mock: MockState, kind: str, options: dict[str, Any]) -> dict[str, Any]:
+    """POST a signed deauthorize or data-deletion callback to the app, as Facebook would.
+
+    Options: `user` (persona) or `user_id`, `algorithm` (default HMAC-SHA256), `tamper`
+    (sign with a wrong secret).
+    """
+    persona = PERSONAS.get(options.get("user", "ada"), PERSONAS["ada"])
+    payload = {
+        "algorithm": options.get("algorithm", "HMAC-SHA256"),
+        "issued_at": int(time.time()),
+        "user_id": str(options.get("user_id") or persona["id"]),
+    }
+    secret = mock.settings.facebook_client_secret
+    if options.get("tamper"):
+        secret = "not-the-app-secret"
+    url = f"{mock.settings.app_url.rstrip('/')}/auth/facebook/{CALLBACK_PATHS[kind]}"
+    form = {"signed_request": signed_request(payload, secret)}
+    response = requests.post(url, data=form, timeout=10)
+    try:
+        body: Any = response.json()
+    except ValueError:
+        body = response.text
+    return {"status": response.status_code, "body": body}
 
 
 def register(app: Flask) -> list[str]:

@@ -23,7 +23,7 @@ from .doctor import doctor_requested
 from .errors import register_error_handlers
 from .extensions import init_extensions
 from .logs import configure_logging, init_request_logging
-from .providers import PROVIDER_CLASSES
+from .providers import PROVIDER_CLASSES, provider_blueprints
 from .redis import connect
 from .sessions import SecureRedisSessionInterface
 from .settings import Settings, SettingsError, load_settings
@@ -59,6 +59,9 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
     app.register_blueprint(pages.bp)
     app.register_blueprint(auth.bp)
     app.register_blueprint(api.bp)
+    for name, blueprint in provider_blueprints().items():
+        if name in settings.providers:
+            app.register_blueprint(blueprint)
     register_error_handlers(app)
     register_cli(app)
     init_request_logging(app)

@@ -83,7 +83,7 @@ class ApiTokenStore:
             expires_at=now + lifetime,
         )
         token_hash = hash_token(secret)
-        pipe = self.client.pipeline()
+        pipe = self.client.pipeline(transaction=False)  # keys in different cluster slots
         pipe.set(self._token_key(token_hash), json.dumps(asdict(token)), ex=lifetime)
         pipe.hset(self._index_key(user_id), token.id, token_hash)
         pipe.execute()
@@ -126,8 +126,9 @@ class ApiTokenStore:
         token_hash = self.client.hget(self._index_key(user_id), token_id)
         if token_hash is None:
             return False
-        pipe = self.client.pipeline()
-        pipe.delete(self._token_key(token_hash.decode()), self._usage_key(token_id))
+        pipe = self.client.pipeline(transaction=False)
+        pipe.delete(self._token_key(token_hash.decode()))
+        pipe.delete(self._usage_key(token_id))
         pipe.hdel(self._index_key(user_id), token_id)
         pipe.execute()
         return True

@@ -8,6 +8,7 @@ import click
 from flask import Flask, current_app
 from flask.cli import AppGroup
 
+from .accounts import delete_account, sign_out_everywhere
 from .doctor import run_doctor
 from .extensions import audit_log, token_service, user_store
 from .users import User
@@ -68,8 +69,27 @@ def revoke(email_or_id: str, role: str) -> None:
     user = user_store().set_granted_role(user, role, granted=False)
     audit_log().record("roles_changed", user.id, before=before, after=user.roles, by="cli")
     click.echo(f"{user.id} ({user.email}): roles {', '.join(user.roles)}")
+    lost = set(before) - set(user.roles)
+    if lost & current_app.config["APP_SETTINGS"].security_roles:
+        ended = sign_out_everywhere(user.id, reason="role removed")
+        click.echo(f"signed out {ended} session(s): {', '.join(sorted(lost))} is security-relevant")
     if role in user.roles:
         click.echo(f"{role} comes from ADMIN_EMAILS: remove the address there", err=True)
+
+
+users_cli = AppGroup("users", help="Manage user accounts.")
+
+
+@users_cli.command("delete")
+@click.argument("email_or_id")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def delete_user(email_or_id: str, yes: bool) -> None:
+    """Delete a user: revoke provider grants; delete tokens, identities, API tokens, sessions."""
+    user = _one_user(email_or_id)
+    if not yes:
+        click.confirm(f"Delete {user.id} ({user.email}) and all their data?", abort=True)
+    delete_account(user, by="cli")
+    click.echo(f"deleted {user.id}")
 
 
 auth_cli = AppGroup("auth", help="Diagnose the sign-in configuration.")
@@ -86,3 +106,4 @@ def register_cli(app: Flask) -> None:
     app.cli.add_command(tokens_cli)
     app.cli.add_command(roles_cli)
     app.cli.add_command(auth_cli)
+    app.cli.add_command(users_cli)

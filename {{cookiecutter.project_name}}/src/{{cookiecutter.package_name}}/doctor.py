@@ -149,6 +149,7 @@ class Doctor:
             name: {
                 "enabled": name in self.settings.providers,
                 "callback_url": f"{base}/auth/{name}/callback",
+                "other_urls": {label: base + path for label, path in cls.extra_callbacks.items()},
                 "console": cls.console_name,
                 "console_url": cls.console_url,
             }
@@ -181,6 +182,8 @@ class Doctor:
         for name, info in self.callbacks().items():
             state = "" if info["enabled"] else " (disabled)"
             click.echo(f"  {name:<9} {info['callback_url']}{state}")
+            for label, url in info["other_urls"].items():
+                click.echo(f"  {'':<9} {label}: {url}")
             click.echo(f"  {'':<9} in the {info['console']}: {info['console_url']}")
         fails = sum(r.status == "fail" for r in self.results)
         warns = sum(r.status == "warn" for r in self.results)

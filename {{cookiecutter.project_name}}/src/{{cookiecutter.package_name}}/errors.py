@@ -11,7 +11,7 @@ import logging
 import secrets
 from typing import Any
 
-from flask import Flask, Response, current_app, jsonify, render_template, request
+from flask import Flask, Response, current_app, g, jsonify, render_template, request
 from redis.exceptions import RedisError
 from werkzeug.exceptions import HTTPException
 
@@ -59,8 +59,8 @@ def redis_unavailable() -> AppError:
 
 
 def wants_json() -> bool:
-    """API paths always get JSON; elsewhere the Accept header decides."""
-    if request.path.startswith("/api/"):
+    """API paths (and machine callbacks) always get JSON; elsewhere the Accept header decides."""
+    if request.path.startswith("/api/") or g.get("json_errors"):
         return True
     accept = request.accept_mimetypes
     best = accept.best_match(["text/html", "application/json"])

@@ -10,6 +10,7 @@ from .api_tokens import ApiTokenStore
 from .audit import AuditLog
 from .http import make_shared_adapter
 from .providers import PROVIDER_CLASSES, Provider
+from .session_index import SessionIndex
 from .settings import Settings
 from .tokens.refresh import TokenService
 from .tokens.vault import TokenVault
@@ -29,6 +30,9 @@ def init_extensions(app: Flask, settings: Settings, client: redis.Redis) -> None
     app.extensions["users"] = UserStore(client, settings.redis_key_prefix, settings.admin_emails)
     app.extensions["api_tokens"] = ApiTokenStore(client, settings.redis_key_prefix)
     app.extensions["audit"] = AuditLog(client, settings.redis_key_prefix)
+    app.extensions["session_index"] = SessionIndex(
+        client, settings.redis_key_prefix, settings.session_lifetime
+    )
     vault = TokenVault(client, settings.redis_key_prefix, settings.token_encryption_keys)
     app.extensions["tokens"] = TokenService(client, vault, settings.redis_key_prefix)
 
@@ -43,6 +47,10 @@ def user_store() -> UserStore:
 
 def api_token_store() -> ApiTokenStore:
     return current_app.extensions["api_tokens"]
+
+
+def session_index() -> SessionIndex:
+    return current_app.extensions["session_index"]
 
 
 def audit_log() -> AuditLog:

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import logging
+import time
 
 from flask import Blueprint, current_app, jsonify, redirect, render_template, session, url_for
 from flask.typing import ResponseReturnValue
 from redis.exceptions import RedisError
 
+from .accounts import delete_account, end_session, sign_out_everywhere
 from .api_tokens import SCOPES
 from .auth import current_user, login_required, roles_required
 from .auth.csrf import check_csrf
+from .auth.guards import remember_user
 from .errors import AppError
 from .extensions import (
     api_token_store,
@@ -19,6 +22,7 @@ from .extensions import (
     get_provider,
     oauth_client,
     redis_client,
+    session_index,
     token_service,
     user_store,
 )
@@ -37,8 +41,12 @@ def index() -> str:
 
 @bp.get("/account")
 @login_required
-def account() -> str:
-    user = current_user()
+def account() -> ResponseReturnValue:
+    user = user_store().get(current_user().id)
+    if user is None:  # deleted meanwhile
+        session.clear()
+        return redirect(url_for("auth.login_page"))
+    remember_user(user)  # the page shows the record: keep the session's copy in step
     vault = token_service().vault
     connections = []
     for provider in enabled_providers():
@@ -57,7 +65,54 @@ def account() -> str:
         scopes=SCOPES,
         max_token_days=current_app.config["APP_SETTINGS"].api_token_max_lifetime // 86400,
         events=audit_log().recent(user.id),
+        sessions=session_index().list(user.id),
+        current_session=session.get("sid_public"),
+        recent_login=recently_signed_in(),
     )
+
+
+def recently_signed_in() -> bool:
+    window = current_app.config["APP_SETTINGS"].reauth_window
+    return time.time() - session.get("login_at", 0) <= window
+
+
+@bp.post("/account/sessions/<session_id>/end")
+@login_required
+def end_one_session(session_id: str) -> ResponseReturnValue:
+    end_session(current_user().id, session_id)
+    if session_id == session.get("sid_public"):
+        session.clear()
+        return redirect(url_for("pages.index"), code=303)
+    return redirect(url_for("pages.account"), code=303)
+
+
+@bp.post("/account/sessions/sign-out-others")
+@login_required
+def sign_out_others() -> ResponseReturnValue:
+    sign_out_everywhere(current_user().id, keep=session.get("sid_public"), reason="user request")
+    return redirect(url_for("pages.account"), code=303)
+
+
+@bp.post("/account/delete")
+@login_required
+def delete_my_account() -> ResponseReturnValue:
+    """Needs a sign-in within REAUTH_WINDOW seconds: a stolen session alone cannot do it."""
+    user = user_store().get(current_user().id)
+    if user is None:
+        session.clear()
+        return redirect(url_for("pages.index"), code=303)
+    if not recently_signed_in():
+        provider = session.get("provider") or user.identities[0]["provider"]
+        raise AppError(
+            403,
+            "reauthentication_required",
+            "Sign in again to confirm it is you before deleting your account.",
+            "Sign in again, then delete the account within a few minutes.",
+            retry_url=url_for("auth.login", provider=provider, next="/account#delete"),
+        )
+    delete_account(user, by="user")
+    session.clear()
+    return redirect(url_for("pages.index", deleted=1), code=303)
 
 
 @bp.get("/admin")
@@ -73,7 +128,7 @@ def disconnect(provider: str) -> ResponseReturnValue:
     """Revoke the grant at the provider, forget its token, remove the link."""
     check_csrf()
     adapter = get_provider(provider)
-    user = current_user()
+    user = user_store().get(current_user().id)
     identity = next((i for i in user.identities if i["provider"] == provider), None)
     if identity is None:
         raise AppError(404, "not_connected", f"{adapter.title} is not connected.")
@@ -86,7 +141,7 @@ def disconnect(provider: str) -> ResponseReturnValue:
         )
     revoke_grant(user, provider, identity["subject"])
     try:
-        user_store().unlink(user, provider)
+        remember_user(user_store().unlink(user, provider))
     except LastIdentity:  # a concurrent disconnect removed the other one
         raise AppError(409, "last_identity", "This is the last way you sign in here.") from None
     audit_log().record("provider_unlinked", user.id, provider=provider)

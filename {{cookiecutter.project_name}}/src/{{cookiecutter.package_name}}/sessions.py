@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
+import warnings
 from datetime import timedelta
 
 import msgspec
@@ -23,6 +24,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from flask import Flask
 from flask_session.base import ServerSideSession
 from flask_session.redis import RedisSessionInterface
+from redis.cluster import RedisCluster
 
 log = logging.getLogger(__name__)
 
@@ -38,14 +40,25 @@ def derive_key(secret_key: str, purpose: bytes) -> bytes:
 
 
 class SecureRedisSessionInterface(RedisSessionInterface):
-    def __init__(self, app: Flask, client: redis.Redis, key_prefix: str, secret_key: str):
-        super().__init__(app, client=client, key_prefix=key_prefix, permanent=False)
+    def __init__(
+        self, app: Flask, client: redis.Redis | RedisCluster, key_prefix: str, secret_key: str
+    ):
+        with warnings.catch_warnings():
+            # Flask-Session only knows redis.Redis and would swap a RedisCluster for a
+            # client of localhost:6379 (with just a warning): we set the real one below.
+            warnings.simplefilter("ignore", RuntimeWarning)
+            super().__init__(app, client=client, key_prefix=key_prefix, permanent=False)
+        self.client = client
         self._fernet = Fernet(derive_key(secret_key, b"flask-session"))
         self._encoder = msgspec.msgpack.Encoder()
         self._decoder = msgspec.msgpack.Decoder(dict)
 
     def _get_store_id(self, sid: str) -> str:
         return self.key_prefix + hashlib.sha256(sid.encode()).hexdigest()
+
+    def store_key(self, session: ServerSideSession) -> str:
+        """The Redis key of this session (a hash of its id, never the id itself)."""
+        return self._get_store_id(session.sid)
 
     def _retrieve_session_data(self, store_id: str) -> dict | None:
         blob = self.client.get(store_id)

@@ -17,6 +17,7 @@ from .providers import PROVIDER_CLASSES
 from .providers.base import ProviderConfig, is_loopback_url
 
 DAY = 24 * 3600
+REDIS_SCHEMES = ("redis", "rediss", "unix", "redis+sentinel", "redis+cluster")
 DEVELOPMENT = "development"
 PRODUCTION = "production"
 
@@ -48,6 +49,10 @@ class Settings:
     revoke_on_logout: bool
     api_token_default_lifetime: int
     api_token_max_lifetime: int
+    # Removing one of these roles from a user signs all of their sessions out.
+    security_roles: frozenset[str]
+    # How recent a sign-in must be to delete the account.
+    reauth_window: int
     providers: Mapping[str, ProviderConfig]
     disabled_providers: Mapping[str, str]
     # Only non-empty when loaded with strict=False (for `flask auth doctor`).
@@ -148,9 +153,10 @@ def load_settings(env: Mapping[str, str] | None = None, *, strict: bool = True) 
     redis_url = env.get("REDIS_URL", "").strip() or None
     if redis_url is None and production:
         problems.append("REDIS_URL is required in production (e.g. redis://localhost:6379/0)")
-    elif redis_url and urlsplit(redis_url).scheme not in ("redis", "rediss", "unix"):
+    elif redis_url and urlsplit(redis_url).scheme not in REDIS_SCHEMES:
         problems.append(
-            f"REDIS_URL must start with redis://, rediss:// or unix://, got {redis_url!r}"
+            "REDIS_URL must start with redis://, rediss://, unix://, redis+sentinel:// or "
+            f"redis+cluster://, got {redis_url!r}"
         )
 
     public_url = env.get("PUBLIC_URL", "").strip().rstrip("/") or None
@@ -194,6 +200,10 @@ def load_settings(env: Mapping[str, str] | None = None, *, strict: bool = True) 
         revoke_on_logout=_bool(env, "REVOKE_ON_LOGOUT", problems),
         api_token_default_lifetime=min(30 * DAY, max_token_lifetime),
         api_token_max_lifetime=max_token_lifetime,
+        security_roles=frozenset(
+            r.strip() for r in env.get("SECURITY_ROLES", "admin").split(",") if r.strip()
+        ),
+        reauth_window=_int(env, "REAUTH_WINDOW", 300, problems),
         redis_key_prefix=env.get("REDIS_KEY_PREFIX", "{{ cookiecutter.package_name }}:"),
         providers=providers,
         disabled_providers=disabled,

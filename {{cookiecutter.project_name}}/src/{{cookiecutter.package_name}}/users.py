@@ -51,6 +51,19 @@ class User:
     # Roles given by hand (`flask roles grant`); `roles` adds those derived at login.
     granted_roles: list[str] = field(default_factory=list)
 
+    @classmethod
+    def from_api(cls, data: dict[str, Any]) -> User:
+        """A read-only view rebuilt from the /api/me shape (the copy kept in the session)."""
+        return cls(
+            id=data["id"],
+            name=data.get("name"),
+            email=data.get("email"),
+            email_verified=bool(data.get("email_verified")),
+            avatar_url=data.get("avatar_url"),
+            roles=list(data.get("roles", [])),
+            identities=[dict(i) for i in data.get("identities", [])],
+        )
+
     def to_api(self) -> dict[str, Any]:
         """The /api/me shape."""
         return {
@@ -132,6 +145,21 @@ class UserStore:
     def _roles(self, user: User) -> list[str]:
         return roles_for(user.identities, self.admin_emails, user.granted_roles)
 
+    def remove_identity(self, user: User, provider: str) -> User:
+        """Like unlink, but may leave the user without any identity (the provider said so)."""
+        for identity in user.identities:
+            if identity["provider"] == provider:
+                self.client.delete(self._identity_key(provider, identity["subject"]))
+        user.identities = [i for i in user.identities if i["provider"] != provider]
+        user.roles = self._roles(user)
+        self.save(user)
+        return user
+
+    def delete(self, user: User) -> None:
+        for identity in user.identities:
+            self.client.delete(self._identity_key(identity["provider"], identity["subject"]))
+        self.client.delete(self._user_key(user.id))
+
     def _update(self, user: User, identity: Identity) -> User:
         user.identities = [
             i
@@ -151,8 +179,10 @@ class UserStore:
     def all(self) -> list[User]:
         """Every user (SCAN: fine for an admin page, not for a hot path)."""
         keys = sorted(self.client.scan_iter(match=self._user_key("*"), count=500))
-        values = self.client.mget(keys) if keys else []
-        return [User(**json.loads(v)) for v in values if v]
+        pipe = self.client.pipeline(transaction=False)  # not MGET: Cluster spreads the keys
+        for key in keys:
+            pipe.get(key)
+        return [User(**json.loads(v)) for v in pipe.execute() if v]
 
     def find_by_email(self, email: str) -> list[User]:
         email = email.strip().lower()

@@ -5,9 +5,10 @@ from __future__ import annotations
 from urllib.parse import urlencode
 
 from authlib.integrations.base_client import InvalidTokenError
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, current_app, jsonify, request, session
 from flask.typing import ResponseReturnValue
 
+from ..accounts import end_session
 from ..api_tokens import SCOPES
 from ..auth import current_user, login_required, roles_required
 from ..errors import AppError
@@ -16,6 +17,7 @@ from ..extensions import (
     audit_log,
     get_provider,
     oauth_client,
+    session_index,
     token_service,
     user_store,
 )
@@ -164,3 +166,23 @@ def admin_user_events(user_id: str) -> ResponseReturnValue:
     if user_store().get(user_id) is None:
         raise AppError(404, "not_found", "No such user.")
     return jsonify(audit_log().recent(user_id, limit=100))
+
+
+# --- sessions ------------------------------------------------------------------------
+
+
+@bp.get("/sessions")
+@login_required
+def list_sessions() -> ResponseReturnValue:
+    current = session.get("sid_public")
+    sessions = session_index().list(current_user().id)
+    return jsonify([{**s, "current": s["id"] == current} for s in sessions])
+
+
+@bp.delete("/sessions/<session_id>")
+@login_required
+def delete_session(session_id: str) -> ResponseReturnValue:
+    end_session(current_user().id, session_id)
+    if session_id == session.get("sid_public"):
+        session.clear()
+    return "", 204

@@ -52,14 +52,35 @@ require_api_token.register_token_validator(ApiTokenValidator(realm=REALM))
 
 
 def current_user() -> User | None:
-    """The signed-in user (session), loaded once per request; a deleted user is signed out."""
+    """The caller, loaded once per request.
+
+    For a session this is the copy of the user stored in the session at login (and
+    refreshed whenever this app changes the user), so reading it costs no Redis call
+    beyond the session's own GET. Code that changes the user loads the full record with
+    `user_store().get(current_user().id)`; role checks always read the record.
+    """
     if "user" not in g:
-        user_id = session.get("user_id")
-        user = user_store().get(user_id) if user_id else None
-        if user_id and user is None:
-            session.clear()
-        g.user = user
+        g.user = None
+        snapshot = session.get("user")
+        if snapshot:
+            g.user = User.from_api(snapshot)
+        elif session.get("user_id"):  # a session from before the copy existed
+            user = user_store().get(session["user_id"])
+            if user is None:
+                session.clear()
+            else:
+                remember_user(user)
+                g.user = user
     return g.user
+
+
+def remember_user(user: User) -> None:
+    """Refresh the session's copy of the signed-in user after a change (writes only if it did)."""
+    snapshot = user.to_api()
+    if session.get("user") != snapshot:
+        session["user"] = snapshot
+        session["name"] = user.name
+    g.user = user
 
 
 def current_api_token() -> ApiToken | None:
@@ -140,7 +161,10 @@ def authenticate(scope: str | None = None) -> User | Response:
 
 
 def require_roles(user: User, roles: tuple[str, ...]) -> None:
-    missing = [r for r in roles if r not in user.roles]
+    # The stored record, not the session's copy: a removed role stops working at once.
+    stored = user_store().get(user.id)
+    granted = stored.roles if stored else []
+    missing = [r for r in roles if r not in granted]
     if missing:
         raise AppError(
             403,
@@ -150,20 +174,14 @@ def require_roles(user: User, roles: tuple[str, ...]) -> None:
         )
 
 
-def login_required(view: F | None = None, *, scope: str | None = None) -> Any:
-    """`@login_required`, or `@login_required(scope="profile:read")` to also accept tokens."""
-
-    def decorate(view: F) -> F:
-        @wraps(view)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            result = authenticate(scope)
-            if isinstance(result, Response):
-                return result
-            return view(*args, **kwargs)
-
-        return wrapper  # type: ignore[return-value]
-
-    return decorate(view) if view is not None else decorate
+def check_access(roles: tuple[str, ...], scope: str | None) -> Response | None:
+    """None when the caller may go on; a redirect to /login for a signed-out page visit."""
+    result = authenticate(scope)
+    if isinstance(result, Response):
+        return result
+    if roles:
+        require_roles(result, roles)
+    return None
 
 
 def roles_required(*roles: str, scope: str | None = None) -> Callable[[F], F]:
@@ -172,24 +190,19 @@ def roles_required(*roles: str, scope: str | None = None) -> Callable[[F], F]:
     def decorate(view: F) -> F:
         @wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            result = authenticate(scope)
-            if isinstance(result, Response):
-                return result
-            require_roles(result, roles)
-            return view(*args, **kwargs)
+            return check_access(roles, scope) or view(*args, **kwargs)
 
         return wrapper  # type: ignore[return-value]
 
     return decorate
 
 
+def login_required(view: F | None = None, *, scope: str | None = None) -> Any:
+    """`@login_required`, or `@login_required(scope="profile:read")` to also accept tokens."""
+    decorate = roles_required(scope=scope)
+    return decorate(view) if view is not None else decorate
+
+
 def protect_blueprint(blueprint: Blueprint, *roles: str, scope: str | None = None) -> None:
     """Guard every route of a blueprint at once."""
-
-    @blueprint.before_request
-    def guard() -> Response | None:
-        result = authenticate(scope)
-        if isinstance(result, Response):
-            return result
-        require_roles(result, roles)
-        return None
+    blueprint.before_request(lambda: check_access(roles, scope))

@@ -3,24 +3,28 @@
 from __future__ import annotations
 
 import logging
+import secrets
 import time
 
 from flask import Blueprint, current_app, redirect, render_template, request, session, url_for
 from werkzeug.wrappers import Response
 
+from ..accounts import revoke_provider_grants, sign_out_everywhere
 from ..errors import AppError
 from ..extensions import (
     audit_log,
     enabled_providers,
     get_provider,
     oauth_client,
+    session_index,
     token_service,
     user_store,
 )
 from ..providers.base import Identity, RestartLogin, invalid_state_error
+from ..session_index import LAST_SEEN_EVERY, device_summary
 from ..users import IdentityTaken, User
 from .csrf import check_csrf, new_csrf_token
-from .guards import current_user
+from .guards import current_user, remember_user
 from .urls import external_url, safe_next
 
 log = logging.getLogger(__name__)
@@ -28,6 +32,17 @@ log = logging.getLogger(__name__)
 bp = Blueprint("auth", __name__)
 
 NEXT_KEY = "login_next"
+
+
+@bp.before_app_request
+def track_last_seen() -> None:
+    """Refresh the session list's last-seen time, at most every few minutes (a write)."""
+    if "sid_public" not in session:
+        return
+    now = int(time.time())
+    if now - session.get("seen_at", 0) >= LAST_SEEN_EVERY:
+        session["seen_at"] = now
+        session_index().touch(session["user_id"], session["sid_public"])
 
 
 @bp.get("/login")
@@ -90,7 +105,8 @@ def callback(provider: str) -> Response:
             duration_ms=int((time.monotonic() - started) * 1000),
         )
         raise
-    signed_in = current_user()
+    signed_in = current_user() and user_store().get(current_user().id)
+    lost_roles: set[str] = set()
     if signed_in is None:
         previous = user_store().find_by_identity(identity.provider, identity.subject)
         user = user_store().sign_in(identity)
@@ -98,12 +114,15 @@ def callback(provider: str) -> Response:
         if previous is not None and previous.roles != user.roles:
             # ADMIN_EMAILS or the verified email changed since the last login.
             audit_log().record("roles_changed", user.id, before=previous.roles, after=user.roles)
+            lost_roles = set(previous.roles) - set(user.roles)
     else:
         user = _link(signed_in, identity)
         event = "provider_linked"
     token_service().store_login_token(user.id, adapter, token)
     next_path = session.get(NEXT_KEY)
     _start_session(user, provider)
+    if lost_roles & current_app.config["APP_SETTINGS"].security_roles:
+        sign_out_everywhere(user.id, keep=session["sid_public"], reason="role removed")
     audit_log().record(
         event,
         user.id,
@@ -141,38 +160,38 @@ def logout() -> Response:
     if user is not None:
         check_csrf()
         if current_app.config["APP_SETTINGS"].revoke_on_logout:
-            _revoke_all(user)
+            revoke_provider_grants(user)
+        if session.get("sid_public"):
+            session_index().end(user.id, session["sid_public"])
         audit_log().record("logout", user.id)
     session.clear()  # deletes the Redis record and expires the cookie
     return redirect(url_for("pages.index"), code=303)
 
 
-def _revoke_all(user: User) -> None:
-    """REVOKE_ON_LOGOUT: best effort, a provider that is down must not block signing out."""
-    tokens = token_service()
-    for identity in user.identities:
-        provider = identity["provider"]
-        token = tokens.vault.load(user.id, provider)
-        if token is None or provider not in current_app.extensions["providers"]:
-            continue
-        try:
-            get_provider(provider).revoke(oauth_client(provider), token, identity["subject"])
-        except AppError as error:
-            log.warning("revoke at logout failed provider=%s error=%s", provider, error.code)
-        tokens.vault.delete(user.id, provider)
-
-
 def _start_session(user: User, provider: str) -> None:
     """A fresh session id at login: whatever id existed before (maybe planted) is dead."""
+    index = session_index()
+    if session.get("user_id") and session.get("sid_public"):
+        index.end(session["user_id"], session["sid_public"])
     session.clear()
+    now = int(time.time())
     session["user_id"] = user.id
-    session["name"] = user.name
+    remember_user(user)
     session["provider"] = provider
     session["csrf"] = new_csrf_token()
-    session["login_at"] = int(time.time())
+    session["login_at"] = session["seen_at"] = now
+    session["sid_public"] = secrets.token_hex(8)
     session.permanent = True
     # Only after data is set: Flask-Session's regenerate() ignores an "empty" session.
     current_app.session_interface.regenerate(session)
+    index.add(
+        user.id,
+        session["sid_public"],
+        current_app.session_interface.store_key(session),
+        ip=request.remote_addr,
+        user_agent=device_summary(request.headers.get("User-Agent", "")),
+        provider=provider,
+    )
 
 
 def _abandon_login_attempt(provider: str) -> None:

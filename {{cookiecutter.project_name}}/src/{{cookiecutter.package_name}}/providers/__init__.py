@@ -6,6 +6,8 @@ and add one line here.
 
 from __future__ import annotations
 
+from flask import Blueprint
+
 from .base import Identity, Provider
 {%- if cookiecutter.use_facebook %}
 from .facebook import FacebookProvider
@@ -32,4 +34,17 @@ PROVIDER_CLASSES: dict[str, type[Provider]] = {
     ]
 }
 
-__all__ = ["PROVIDER_CLASSES", "Identity", "Provider"]
+
+
+def provider_blueprints() -> dict[str, Blueprint]:
+    """Routes that belong to one provider (imported late: they use the app's stores)."""
+    blueprints: dict[str, Blueprint] = {}
+{%- if cookiecutter.use_facebook %}
+    from .facebook_callbacks import bp as facebook_callbacks
+
+    blueprints["facebook"] = facebook_callbacks
+{%- endif %}
+    return blueprints
+
+
+__all__ = ["PROVIDER_CLASSES", "Identity", "Provider", "provider_blueprints"]

@@ -192,6 +192,8 @@ class Provider:
     option_settings: ClassVar[dict[str, str]] = {}
     scope: ClassVar[str]
     uses_pkce: ClassVar[bool] = True
+    # Other URLs of ours to register in the provider's console: {label: path}.
+    extra_callbacks: ClassVar[dict[str, str]] = {}
 
     def __init__(
         self, config: ProviderConfig, timeout: float, adapter: requests.adapters.HTTPAdapter
@@ -381,8 +383,8 @@ class Provider:
         """
         raise NotImplementedError
 
-    def call(self, send: Callable[[], requests.Response]) -> requests.Response:
-        """Run one provider API call, turning transport failures into 502/504 errors."""
+    def call(self, send: Callable[[], Any]) -> Any:
+        """Run one provider call, turning transport failures into 502/504 errors."""
         try:
             return send()
         except Exception as exc:

@@ -60,6 +60,10 @@ class FacebookProvider(Provider):
     }
     option_settings = {"FACEBOOK_GRAPH_VERSION": "v24.0"}
     scope = "email,public_profile"
+    extra_callbacks = {
+        "Deauthorize callback URL": "/auth/facebook/deauthorize",
+        "Data deletion request URL": "/auth/facebook/data-deletion",
+    }
     # Facebook documents PKCE only for its OIDC flow, still "in testing": not used here.
     uses_pkce = False
 

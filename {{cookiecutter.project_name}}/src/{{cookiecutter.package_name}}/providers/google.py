@@ -123,7 +123,7 @@ class GoogleProvider(Provider):
         return token
 
     def revoke(self, client: FlaskOAuth2App, token: StoredToken, subject: str) -> None:
-        endpoint = client.load_server_metadata().get("revocation_endpoint")
+        endpoint = self.call(client.load_server_metadata).get("revocation_endpoint")
         if not endpoint:
             return
         response = self.call(

@@ -70,6 +70,7 @@ class TokenVault:
         self.client = client
         self.prefix = prefix
         self._fernet = MultiFernet([Fernet(k) for k in keys]) if keys else None
+        self._compare_and_set = client.register_script(self._COMPARE_AND_SET)
 
     @property
     def enabled(self) -> bool:
@@ -105,6 +106,14 @@ class TokenVault:
             token.reauth_required = True
             self.save(user_id, provider, token)
 
+    _COMPARE_AND_SET = """
+        if redis.call('GET', KEYS[1]) == ARGV[1] then
+            redis.call('SET', KEYS[1], ARGV[2])
+            return 1
+        end
+        return 0
+    """
+
     def _all_keys(self) -> Iterator[bytes]:
         yield from self.client.scan_iter(match=f"{self.prefix}token:*", count=500)
 
@@ -112,27 +121,20 @@ class TokenVault:
         """Re-encrypt every record with the first key; returns (rewritten, unreadable)."""
         if self._fernet is None:
             return 0, 0
-        fernet = self._fernet
         rewritten = unreadable = 0
-
-        def rotate(pipe: redis.client.Pipeline, key: bytes, outcome: dict[str, str]) -> None:
-            blob = pipe.get(key)
-            outcome.clear()
-            if not blob:
-                return
-            try:
-                rotated = fernet.rotate(blob)
-            except InvalidToken:
-                outcome["result"] = "unreadable"
-                return
-            pipe.multi()
-            pipe.set(key, rotated)
-            outcome["result"] = "rewritten"
-
         for key in self._all_keys():
-            outcome: dict[str, str] = {}
-            # WATCH: if a refresh rewrites the record meanwhile, retry on its new value.
-            self.client.transaction(lambda pipe, k=key, o=outcome: rotate(pipe, k, o), key)
-            rewritten += outcome.get("result") == "rewritten"
-            unreadable += outcome.get("result") == "unreadable"
+            for _attempt in range(5):
+                blob = self.client.get(key)
+                if not blob:
+                    break
+                try:
+                    rotated = self._fernet.rotate(blob)
+                except InvalidToken:
+                    unreadable += 1
+                    break
+                # Compare-and-set: a refresh that rewrote the record meanwhile wins, and we
+                # try again on its value (a single-key script works on Redis Cluster too).
+                if self._compare_and_set(keys=[key], args=[blob, rotated]):
+                    rewritten += 1
+                    break
         return rewritten, unreadable

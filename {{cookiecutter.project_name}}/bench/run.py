@@ -1,0 +1,697 @@
+"""`python -m bench.run`: the app's hot paths beside three reference apps, measured with wrk.
+
+Everything runs on loopback, as child processes of this one: a `redis-server` on a free port
+(never 6379), the mock providers (in a thread), the app and three reference apps under
+gunicorn with the same settings. After one real login through the mock, wrk drives each
+target in alternating rounds. See bench/README.md for how to read the output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urljoin
+
+import redis
+import requests
+from cryptography.fernet import Fernet
+
+PACKAGE = "{{ cookiecutter.package_name }}"
+ROOT = Path(__file__).resolve().parent.parent
+APP_COOKIE = "__Host-session"  # the production session cookie (Secure: sent by hand here)
+WRK_MISSING = "wrk is missing: sudo apt-get install -y wrk"
+REDIS_MISSING = "redis-server is missing: sudo apt-get install -y redis-server"
+HTTP_TIMEOUT = 15
+
+
+# --- child processes ------------------------------------------------------------------------
+
+
+class Children:
+    """Every process this run started; `stop()` ends them all, newest first."""
+
+    def __init__(self) -> None:
+        self.processes: list[tuple[str, subprocess.Popen]] = []
+
+    def start(self, name: str, command: list[str], **kwargs: Any) -> subprocess.Popen:
+        # Our own command lines, absolute executables, no shell.
+        process = subprocess.Popen(command, **kwargs)  # noqa: S603
+        self.processes.append((name, process))
+        return process
+
+    def stop(self) -> None:
+        for _, process in reversed(self.processes):
+            if process.poll() is None:
+                process.terminate()
+        for _, process in reversed(self.processes):
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=5)
+        self.processes.clear()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(check: Callable[[], bool], process: subprocess.Popen, what: str, log: Path) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            tail = log.read_text(errors="replace")[-3000:] if log.exists() else ""
+            raise SystemExit(f"{what} exited with status {process.returncode}:\n{tail}")
+        try:
+            if check():
+                return
+        except (OSError, requests.RequestException, redis.RedisError):
+            pass
+        time.sleep(0.05)
+    raise SystemExit(f"{what} did not come up within 30s (log: {log})")
+
+
+def start_redis(children: Children, binary: str, workdir: Path) -> str:
+    port = free_port()
+    log = workdir / "redis.log"
+    process = children.start(
+        "redis-server",
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(workdir),
+            "--logfile",
+            str(log),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"redis://127.0.0.1:{port}/0"
+    wait_for(lambda: redis.Redis.from_url(url).ping(), process, "redis-server", log)
+    return url
+
+
+@dataclass
+class Server:
+    name: str
+    url: str
+    process: subprocess.Popen
+    log: Path
+
+
+def start_gunicorn(
+    children: Children,
+    name: str,
+    app_spec: str,
+    port: int,
+    env: dict[str, str],
+    workers: int,
+    workdir: Path,
+) -> Server:
+    """The same gunicorn settings for every server: sync workers, one thread each."""
+    log = workdir / f"{name}.log"
+    command = [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "--workers",
+        str(workers),
+        "--threads",
+        "1",
+        "--worker-class",
+        "sync",
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--log-level",
+        "warning",
+        app_spec,
+    ]
+    with log.open("w") as out:
+        # cwd is an empty directory: the app must not read the developer's .env.
+        process = children.start(
+            name, command, env=env, cwd=workdir, stdout=out, stderr=subprocess.STDOUT
+        )
+    url = f"http://127.0.0.1:{port}"
+    wait_for(
+        lambda: requests.get(f"{url}/healthz", timeout=1).ok,
+        process,
+        f"gunicorn ({name})",
+        log,
+    )
+    return Server(name, url, process, log)
+
+
+def base_env() -> dict[str, str]:
+    """A clean environment: the developer's own app variables must not leak in."""
+    env = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "LC_ALL", "HOME", "TZ")}
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), str(ROOT)])
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    return env
+
+
+def worker_peak_rss_kib(master: subprocess.Popen) -> list[int]:
+    """VmHWM (peak resident set) of each gunicorn worker, in KiB."""
+    peaks = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            status = (entry / "status").read_text()
+        except OSError:
+            continue
+        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+        if fields.get("PPid", "").strip() == str(master.pid) and "VmHWM" in fields:
+            peaks.append(int(fields["VmHWM"].split()[0]))
+    return sorted(peaks)
+
+
+# --- an HTTP client that carries the production cookie by hand ------------------------------
+
+
+class AppClient:
+    """`requests` will not send a Secure cookie over http://, so this keeps it itself."""
+
+    def __init__(self, base_url: str, cookie_name: str) -> None:
+        self.base_url = base_url
+        self.cookie_name = cookie_name
+        self.cookie: str | None = None
+
+    def request(self, method: str, url: str, **kwargs: Any) -> requests.Response:
+        headers = dict(kwargs.pop("headers", {}))
+        if self.cookie:
+            headers["Cookie"] = f"{self.cookie_name}={self.cookie}"
+        response = requests.request(
+            method,
+            urljoin(self.base_url, url),
+            headers=headers,
+            allow_redirects=False,
+            timeout=HTTP_TIMEOUT,
+            **kwargs,
+        )
+        for header in response.raw.headers.getlist("Set-Cookie"):
+            name, _, rest = header.partition("=")
+            if name.strip() == self.cookie_name:
+                value = rest.split(";", 1)[0]
+                self.cookie = None if not value or "01 Jan 1970" in rest else value
+        return response
+
+    def cookie_header(self) -> str:
+        if not self.cookie:
+            raise SystemExit(f"no {self.cookie_name} cookie was set")
+        return f"Cookie: {self.cookie_name}={self.cookie}"
+
+
+@dataclass
+class Login:
+    provider: str
+    outbound: dict[str, int]  # the app's calls to the provider, by mock endpoint
+    redis_commands: Counter
+    client: AppClient
+
+
+def counts_of(mock: Any, provider: str) -> Counter:
+    return Counter(mock.control.requests().get(provider, {}))
+
+
+def login(app_url: str, mock: Any, provider: str, stats: RedisStats) -> Login:
+    """A real login over HTTP: app -> mock (as a browser would) -> app callback."""
+    mock.control.reset()
+    stats.reset()
+    client = AppClient(app_url, APP_COOKIE)
+    browser = requests.Session()  # the browser's side of the mock (its own cookies)
+    browser_hits: Counter = Counter()
+    response = client.request("GET", f"/login/{provider}")
+    for _ in range(12):
+        if not response.is_redirect:
+            break
+        location = urljoin(response.url, response.headers["Location"]).split("#")[0]
+        if location.startswith(mock.url):
+            before = counts_of(mock, provider)
+            response = browser.get(location, allow_redirects=False, timeout=HTTP_TIMEOUT)
+            browser_hits += counts_of(mock, provider) - before
+        elif location.startswith(app_url):
+            response = client.request("GET", location)
+        else:
+            raise SystemExit(f"login left loopback: {location}")
+    if response.status_code != 200 or not client.cookie:
+        raise SystemExit(f"login with {provider} failed: {response.status_code} {response.text}")
+    commands = stats.read()
+    outbound = counts_of(mock, provider) - browser_hits
+    return Login(provider, dict(sorted(outbound.items())), commands, client)
+
+
+def create_api_token(client: AppClient) -> str:
+    page = client.request("GET", "/")
+    match = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+    if not match:
+        raise SystemExit("no csrf_token input on / after login")
+    response = client.request(
+        "POST",
+        "/api/tokens",
+        json={"name": "bench", "scopes": ["profile:read"], "expires_in": 3600},
+        headers={"X-CSRF-Token": match.group(1)},
+    )
+    if response.status_code != 201:
+        raise SystemExit(f"POST /api/tokens failed: {response.status_code} {response.text}")
+    return response.json()["token"]
+
+
+# --- Redis command counts -------------------------------------------------------------------
+
+
+class RedisStats:
+    """CONFIG RESETSTAT before, INFO commandstats after; our own calls are left out."""
+
+    OWN = ("config", "info", "command")
+
+    def __init__(self, url: str) -> None:
+        self.client = redis.Redis.from_url(url)
+        self._writes: dict[str, bool] = {}
+
+    def reset(self) -> None:
+        self.client.config_resetstat()
+
+    def read(self) -> Counter:
+        """The counts once they stop moving: the servers may still be answering requests
+        the load generator gave up on, and those belong to this target, not the next."""
+        calls = self._read()
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            time.sleep(0.2)
+            again = self._read()
+            if again == calls:
+                break
+            calls = again
+        return calls
+
+    def _read(self) -> Counter:
+        calls: Counter = Counter()
+        for key, value in self.client.info("commandstats").items():
+            name = key.removeprefix("cmdstat_")
+            if name.split("|")[0] not in self.OWN:
+                calls[name] += value["calls"]
+        return calls
+
+    def is_write(self, name: str) -> bool:
+        if name not in self._writes:
+            try:
+                info = self.client.execute_command("COMMAND", "INFO", name)
+                flags = next(iter(info.values()), {}).get("flags", []) if info else []
+            except (redis.RedisError, AttributeError):
+                flags = []
+            self._writes[name] = "write" in flags
+        return self._writes[name]
+
+    def writes(self, calls: Counter) -> int:
+        return sum(n for name, n in calls.items() if self.is_write(name))
+
+
+# --- wrk ------------------------------------------------------------------------------------
+
+_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}
+
+
+@dataclass
+class WrkRun:
+    requests: int
+    seconds: float
+    p50_ms: float
+    p99_ms: float
+    errors: int  # socket errors plus non-2xx/3xx responses
+
+
+def _ms(value: str, unit: str) -> float:
+    return float(value) * _UNITS[unit]
+
+
+def run_wrk(
+    wrk: str, url: str, headers: list[str], args: argparse.Namespace, seconds: int
+) -> WrkRun:
+    command = [
+        wrk,
+        f"-t{min(args.threads, args.connections)}",
+        f"-c{args.connections}",
+        f"-d{seconds}s",
+        "--timeout",
+        "10s",
+        "--latency",
+    ]
+    for header in headers:
+        command += ["-H", header]
+    command.append(url)
+    # Our own command line (wrk's absolute path), no shell.
+    result = subprocess.run(  # noqa: S603
+        command, capture_output=True, text=True, timeout=seconds + 60, check=False
+    )
+    out = result.stdout
+    total = re.search(r"(\d+) requests in ([\d.]+)(us|ms|s|m)\b", out)
+    p50 = re.search(r"^\s*50%\s+([\d.]+)(us|ms|s|m)\s*$", out, re.M)
+    p99 = re.search(r"^\s*99%\s+([\d.]+)(us|ms|s|m)\s*$", out, re.M)
+    if result.returncode != 0 or not (total and p50 and p99):
+        raise SystemExit(f"wrk failed on {url}:\n{out}\n{result.stderr}")
+    errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errors += int(non2xx.group(1)) if non2xx else 0
+    return WrkRun(
+        requests=int(total.group(1)),
+        seconds=_ms(total.group(2), total.group(3)) / 1000,
+        p50_ms=_ms(*p50.groups()),
+        p99_ms=_ms(*p99.groups()),
+        errors=errors,
+    )
+
+
+@dataclass
+class Target:
+    label: str
+    server: str
+    url: str
+    headers: list[str] = field(default_factory=list)
+    runs: list[WrkRun] = field(default_factory=list)
+    redis_calls: Counter = field(default_factory=Counter)
+
+    @property
+    def requests(self) -> int:
+        return sum(r.requests for r in self.runs)
+
+    @property
+    def rps(self) -> float:
+        return self.requests / sum(r.seconds for r in self.runs)
+
+    @property
+    def spread(self) -> float:
+        """(max - min) / mean of the per-round throughputs: how noisy the rounds were."""
+        rates = [r.requests / r.seconds for r in self.runs]
+        return (max(rates) - min(rates)) / (sum(rates) / len(rates))
+
+    def median(self, attribute: str) -> float:
+        values = sorted(getattr(r, attribute) for r in self.runs)
+        middle = len(values) // 2
+        return values[middle] if len(values) % 2 else (values[middle - 1] + values[middle]) / 2
+
+
+# --- the run --------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.run",
+        description="Benchmark the app's hot paths against reference Flask apps (loopback only).",
+    )
+    parser.add_argument("--duration", type=int, default=5, help="seconds per wrk run (5)")
+    parser.add_argument("--connections", type=int, default=16, help="wrk connections (16)")
+    parser.add_argument("--threads", type=int, default=2, help="wrk threads (2)")
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn sync workers (2)")
+    parser.add_argument("--rounds", type=int, default=2, help="rounds over all targets (2)")
+    parser.add_argument("--warmup", type=int, default=1, help="seconds of wrk warm-up (1)")
+    args = parser.parse_args(argv)
+    for name in ("duration", "connections", "threads", "workers", "rounds"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} must be at least 1")
+    return args
+
+
+@contextmanager
+def terminate_on_sigterm() -> Iterator[None]:
+    previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        print(WRK_MISSING)
+        return 1
+    redis_server = shutil.which("redis-server")
+    if redis_server is None:
+        print(REDIS_MISSING)
+        return 1
+    sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
+    children = Children()
+    with terminate_on_sigterm(), tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        try:
+            benchmark(args, wrk, redis_server, children, Path(tmp))
+        except KeyboardInterrupt:
+            print("\ninterrupted", file=sys.stderr)
+            return 130
+        finally:
+            children.stop()
+    return 0
+
+
+def benchmark(
+    args: argparse.Namespace, wrk: str, redis_server: str, children: Children, tmp: Path
+) -> None:
+    mock_providers = importlib.import_module("mock_providers")
+    provider_classes = importlib.import_module(f"{PACKAGE}.providers").PROVIDER_CLASSES
+    enabled = list(provider_classes)
+    if not enabled:
+        raise SystemExit("no provider was baked into this project")
+    provider = "github" if "github" in enabled else enabled[0]
+    # Bench providers first so the session kept for the load test is the preferred one's.
+    enabled = [p for p in enabled if p != provider] + [provider]
+
+    redis_url = start_redis(children, redis_server, tmp)
+    stats = RedisStats(redis_url)
+    app_port = free_port()
+    app_url = f"http://127.0.0.1:{app_port}"
+    mock = mock_providers.start(mock_providers.MockSettings(app_url=app_url))
+    try:
+        run_with_mock(args, wrk, children, tmp, mock, stats, redis_url, app_port, enabled)
+    finally:
+        mock.stop()
+
+
+def run_with_mock(
+    args: argparse.Namespace,
+    wrk: str,
+    children: Children,
+    tmp: Path,
+    mock: Any,
+    stats: RedisStats,
+    redis_url: str,
+    app_port: int,
+    providers: list[str],
+) -> None:
+    secret_key = secrets.token_urlsafe(48)
+    app_env = {
+        **base_env(),
+        "APP_ENV": "production",
+        "PUBLIC_URL": f"http://127.0.0.1:{app_port}",  # loopback http is allowed in production
+        "REDIS_URL": redis_url,
+        "SECRET_KEY": secret_key,
+        "TOKEN_ENCRYPTION_KEY": Fernet.generate_key().decode(),
+        "OAUTH_HTTP_TIMEOUT": "5",
+        **mock.app_env(),
+    }
+    servers = {
+        "app": start_gunicorn(
+            children, "app", f"{PACKAGE}:create_app()", app_port, app_env, args.workers, tmp
+        )
+    }
+    app_url = servers["app"].url
+    print(
+        f"app and references: gunicorn --workers {args.workers} --threads 1 (sync), "
+        f"APP_ENV=production; redis-server {redis_url}; wrk -t{min(args.threads, args.connections)}"
+        f" -c{args.connections} -d{args.duration}s x {args.rounds} rounds",
+        flush=True,
+    )
+
+    # One login per provider (twice: the first may fetch discovery documents or keys).
+    logins: list[tuple[Login, Login]] = []
+    for name in providers:
+        first = login(app_url, mock, name, stats)
+        logins.append((first, login(app_url, mock, name, stats)))
+    session = logins[-1][1].client
+    me = session.request("GET", "/api/me")
+    if me.status_code != 200:
+        raise SystemExit(f"/api/me with the session cookie: {me.status_code} {me.text}")
+    bearer = create_api_token(session)
+
+    ref_env = {**base_env(), "BENCH_BODY": me.text, "REDIS_URL": redis_url}
+    ref_env["SECRET_KEY"] = secret_key
+    ref_headers: dict[str, list[str]] = {}
+    for kind in ("bare", "redis_get", "cookie_session"):
+        spec = f"bench.reference_apps:create_app('{kind}')"
+        server = start_gunicorn(children, kind, spec, free_port(), ref_env, args.workers, tmp)
+        servers[kind] = server
+        if kind == "bare":
+            ref_headers[kind] = []
+        else:
+            response = requests.post(f"{server.url}/bench/session", timeout=HTTP_TIMEOUT)
+            cookie = response.headers["Set-Cookie"].split(";", 1)[0]
+            ref_headers[kind] = [f"Cookie: {cookie}"]
+
+    targets = [
+        Target("ref: bare Flask, no session", "bare", f"{servers['bare'].url}/api/me"),
+        Target(
+            "ref: one Redis GET (floor)",
+            "redis_get",
+            f"{servers['redis_get'].url}/api/me",
+            ref_headers["redis_get"],
+        ),
+        Target(
+            "ref: Flask cookie session",
+            "cookie_session",
+            f"{servers['cookie_session'].url}/api/me",
+            ref_headers["cookie_session"],
+        ),
+        Target("app: /api/me, session", "app", f"{app_url}/api/me", [session.cookie_header()]),
+        Target(
+            "app: /api/me, bearer token",
+            "app",
+            f"{app_url}/api/me",
+            [f"Authorization: Bearer {bearer}"],
+        ),
+        Target("app: /login, anonymous", "app", f"{app_url}/login"),
+    ]
+    for target in targets:  # every target answers 200 before it is measured
+        headers = dict(h.split(": ", 1) for h in target.headers)
+        response = requests.get(target.url, headers=headers, timeout=HTTP_TIMEOUT)
+        if response.status_code != 200:
+            raise SystemExit(f"{target.label}: {response.status_code} {response.text[:300]}")
+        if args.warmup:
+            run_wrk(wrk, target.url, target.headers, args, args.warmup)
+
+    for round_number in range(args.rounds):
+        order = targets if round_number % 2 == 0 else list(reversed(targets))
+        for target in order:
+            print(f"  round {round_number + 1}/{args.rounds}: {target.label}", flush=True)
+            stats.reset()
+            target.runs.append(run_wrk(wrk, target.url, target.headers, args, args.duration))
+            target.redis_calls += stats.read()
+
+    memory = {name: worker_peak_rss_kib(server.process) for name, server in servers.items()}
+    report(targets, logins, memory, stats, args.connections)
+
+
+# --- the report -----------------------------------------------------------------------------
+
+
+def report(
+    targets: list[Target],
+    logins: list[tuple[Login, Login]],
+    memory: dict[str, list[int]],
+    stats: RedisStats,
+    connections: int,
+) -> None:
+    bare, floor, cookie, session, bearer = targets[:5]
+    print()
+    header = (
+        f"{'target':<30} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'vs bare':>8} "
+        f"{'vs floor':>9} {'redis/req':>10} {'writes/req':>11} {'errors':>7} {'spread':>7}"
+    )
+    print(header)
+    print("-" * len(header))
+    for target in targets:
+        calls = sum(target.redis_calls.values()) / target.requests
+        writes = stats.writes(target.redis_calls) / target.requests
+        errors = sum(r.errors for r in target.runs)
+        print(
+            f"{target.label:<30} {target.rps:>8.0f} {target.median('p50_ms'):>8.2f} "
+            f"{target.median('p99_ms'):>8.2f} {target.rps / bare.rps:>8.2f} "
+            f"{target.rps / floor.rps:>9.2f} {calls:>10.2f} {writes:>11.2f} {errors:>7} "
+            f"{target.spread:>6.0%}"
+        )
+
+    print("\nRedis commands per request, by command (app routes):")
+    for target in targets[3:]:
+        parts = ", ".join(
+            f"{name} {count / target.requests:.2f}"
+            for name, count in target.redis_calls.most_common()
+        )
+        print(f"  {target.label:<30} {parts or 'none'}")
+
+    print("\nOne login per provider through the mock: the app's outbound HTTP calls, by endpoint:")
+    for first, second in logins:
+        for ordinal, done in (("first", first), ("second", second)):
+            print(
+                f"  {done.provider:<9} {ordinal:<6} {sum(done.outbound.values())} calls "
+                f"({_fmt(done.outbound)}); Redis commands {sum(done.redis_commands.values())}, "
+                f"of which writes {stats.writes(done.redis_commands)}"
+            )
+
+    print("\nPeak resident memory (VmHWM) per gunicorn worker, after the run:")
+    for name, peaks in memory.items():
+        shown = ", ".join(f"{kib / 1024:.1f} MiB" for kib in peaks) or "no worker found"
+        print(f"  {name:<15} {shown}")
+
+    session_calls = session.redis_calls
+    print("\nTargets (not asserted):")
+    _check(
+        "session /api/me >= 0.90 x floor req/s",
+        session.rps / floor.rps >= 0.9,
+        f"{session.rps / floor.rps:.2f}",
+    )
+    _check(
+        "session /api/me >= cookie session req/s",
+        session.rps >= cookie.rps,
+        f"{session.rps / cookie.rps:.2f}",
+    )
+    # wrk does not count the requests in flight when it stops, the servers still answer
+    # them: up to `connections` a run, so a count may exceed the exact figure by that much.
+    per_session = sum(session_calls.values()) / session.requests
+    slack = connections * len(session.runs) / session.requests
+    _check(
+        "exactly 1 Redis command per session read",
+        1.0 <= per_session <= 1.0 + slack,
+        f"{per_session:.3f}",
+    )
+    _check(
+        "no Redis write on a session read",
+        stats.writes(session_calls) == 0,
+        f"{stats.writes(session_calls)} writes",
+    )
+    per_bearer = sum(bearer.redis_calls.values()) / bearer.requests
+    slack = connections * len(bearer.runs) / bearer.requests
+    _check(
+        "at most 2 Redis commands per bearer request",
+        per_bearer - 2 * slack < 2.005,  # a usage flush a minute per worker is amortized
+        f"{per_bearer:.3f}",
+    )
+    print(
+        "\nspread = (max - min) / mean of the rounds' req/s; above ~10% the machine was busy, "
+        "so compare ratios with care."
+    )
+
+
+def _fmt(counts: dict[str, int]) -> str:
+    return ", ".join(f"{name} {n}" for name, n in counts.items()) or "none"
+
+
+def _check(what: str, ok: bool, measured: str) -> None:
+    print(f"  [{'met' if ok else 'MISSED'}] {what}: {measured}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,67 @@
+"""Whole-account operations: sign out everywhere, and delete an account with all its data."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import current_app
+
+from .errors import AppError
+from .extensions import (
+    api_token_store,
+    audit_log,
+    oauth_client,
+    session_index,
+    token_service,
+    user_store,
+)
+from .users import User
+
+log = logging.getLogger(__name__)
+
+
+def sign_out_everywhere(user_id: str, keep: str | None = None, reason: str = "") -> int:
+    ended = session_index().end_all(user_id, keep=keep)
+    if ended:
+        audit_log().record("sessions_ended", user_id, count=ended, reason=reason)
+    return ended
+
+
+def end_session(user_id: str, session_id: str) -> None:
+    """End one of the user's sessions (from the account page or the API)."""
+    if not session_index().end(user_id, session_id):
+        raise AppError(404, "not_found", "No such session.", "It may have ended already.")
+    audit_log().record("session_ended", user_id, session_id=session_id)
+
+
+def revoke_provider_grants(user: User) -> None:
+    """Best effort: a provider that is down must not block signing out or deleting."""
+    tokens = token_service()
+    providers = current_app.extensions["providers"]
+    for identity in user.identities:
+        name = identity["provider"]
+        token = tokens.vault.load(user.id, name)
+        if token is not None and name in providers:
+            try:
+                providers[name].revoke(oauth_client(name), token, identity["subject"])
+            except AppError as error:
+                log.warning("revoke failed provider=%s error=%s", name, error.code)
+        tokens.vault.delete(user.id, name)
+
+
+def delete_account(user: User, by: str) -> None:
+    """Revoke every grant and delete tokens, identities, API tokens, sessions and the user."""
+    revoke_provider_grants(user)
+    api_token_store().revoke_all(user.id)
+    session_index().end_all(user.id)
+    audit_log().forget(user.id)
+    user_store().delete(user)
+    # Kept in the log only, and without personal data: the id is a random internal one.
+    audit_log().record("account_deleted", None, deleted_user_id=user.id, by=by)
+
+
+def drop_identity(user: User, provider: str) -> None:
+    """Forget one provider's link and tokens (Facebook's deauthorize callback)."""
+    token_service().vault.delete(user.id, provider)
+    user_store().remove_identity(user, provider)
+    audit_log().record("provider_unlinked", user.id, provider=provider, by=provider)

@@ -1,0 +1,244 @@
+"""The audit trail: security events as JSON log lines and, per user, a bounded list in Redis.
+
+The app runs in this process (the `app` fixture), so caplog sees its log records.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+
+import pytest
+import redis
+from conftest import Browser
+from test_api_tokens import (
+    OTHER_PERSONA,
+    PACKAGE,
+    PROVIDER,
+    call,
+    cli,
+    csrf_of,
+    new_token,
+    sign_in,
+)
+from test_guards import VERIFIED, VERIFIED_EMAIL, needs_verified
+
+from {{ cookiecutter.package_name }}.extensions import audit_log
+from {{ cookiecutter.package_name }}.providers import PROVIDER_CLASSES
+
+AUDIT_LOGGER = f"{PACKAGE}.audit"
+PROVIDERS = list(PROVIDER_CLASSES)
+
+
+@pytest.fixture()
+def audit_lines(caplog: pytest.LogCaptureFixture):
+    """The audit log lines emitted so far, parsed."""
+    caplog.set_level(logging.INFO, logger=AUDIT_LOGGER)
+
+    def lines() -> list[dict]:
+        return [
+            json.loads(record.getMessage())
+            for record in caplog.records
+            if record.name == AUDIT_LOGGER
+        ]
+
+    return lines
+
+
+def stored_events(db: redis.Redis, user_id: str) -> list[dict]:
+    """The user's events as kept in Redis, newest first."""
+    (key,) = list(db.scan_iter(match=f"*events:{user_id}"))
+    assert db.type(key) == b"list"
+    return [json.loads(raw) for raw in db.lrange(key, 0, -1)]
+
+
+def named(events: list[dict], name: str) -> list[dict]:
+    return [e for e in events if e["event"] == name]
+
+
+def disconnect(browser: Browser, provider: str):
+    return browser.http.post(
+        f"{browser.app_url}/account/connections/{provider}/disconnect",
+        data={"csrf_token": csrf_of(browser)},
+        allow_redirects=False,
+        timeout=10,
+    )
+
+
+# --- what is recorded -----------------------------------------------------------------
+
+
+def test_sign_in_is_logged_and_kept(app, mock, redis_db, audit_lines) -> None:
+    before = int(time.time())
+    browser = sign_in(app.url, mock)
+    user_id = browser.me().json()["id"]
+    (stored,) = named(stored_events(redis_db, user_id), "login_succeeded")
+    assert stored["user_id"] == user_id and stored["provider"] == PROVIDER
+    assert before <= stored["at"] <= time.time()
+    (logged,) = named(audit_lines(), "login_succeeded")
+    assert logged == stored
+
+
+def test_failed_sign_in_of_a_signed_in_user_is_recorded(app, mock, redis_db, audit_lines) -> None:
+    browser = sign_in(app.url, mock)
+    user_id = browser.me().json()["id"]
+    mock.control.switch(PROVIDER, deny=True)
+    assert browser.login(PROVIDER).status_code == 403
+    (failed,) = named(stored_events(redis_db, user_id), "login_failed")
+    assert failed["provider"] == PROVIDER and failed["error"] == "access_denied"
+    assert named(audit_lines(), "login_failed")[0]["user_id"] == user_id
+
+
+@pytest.mark.skipif(len(PROVIDERS) < 2, reason="baked with a single provider")
+def test_link_and_unlink_are_recorded(app, mock, redis_db, audit_lines) -> None:
+    first, second = PROVIDERS[:2]
+    browser = sign_in(app.url, mock, provider=first)
+    user_id = browser.me().json()["id"]
+    mock.control.switch(second, user="ada")
+    assert browser.login(second).status_code == 200
+    assert len(browser.me().json()["identities"]) == 2
+    assert disconnect(browser, second).status_code == 303
+    events = stored_events(redis_db, user_id)
+    (linked,) = named(events, "provider_linked")
+    (unlinked,) = named(events, "provider_unlinked")
+    assert linked["provider"] == unlinked["provider"] == second
+    assert events.index(unlinked) < events.index(linked)  # newest first
+    logged = [e["event"] for e in audit_lines()]
+    assert logged.index("provider_linked") < logged.index("provider_unlinked")
+
+
+def test_token_lifecycle_is_recorded_and_use_is_throttled(app, mock, redis_db, audit_lines) -> None:
+    browser = sign_in(app.url, mock)
+    user_id = browser.me().json()["id"]
+    token = new_token(browser, name="ci-bot", scopes=["profile:read"])
+    started = int(time.time())
+    for _ in range(10):
+        assert call(app.url, token["token"]).status_code == 200
+    listed = browser.get("/api/tokens").json()[0]
+    assert started <= listed["last_used_at"] <= time.time()
+    assert 1 <= listed["uses_today"] <= 10
+    revoked = browser.http.delete(
+        f"{app.url}/api/tokens/{token['id']}", headers={"X-CSRF-Token": csrf_of(browser)}
+    )
+    assert revoked.status_code == 204
+    events = stored_events(redis_db, user_id)
+    (created,) = named(events, "api_token_created")
+    assert created["token_id"] == token["id"] and created["token_name"] == "ci-bot"
+    assert created["scopes"] == ["profile:read"]
+    (used,) = named(events, "api_token_used")  # one event for ten uses within a minute
+    assert used["token_id"] == token["id"]
+    (gone,) = named(events, "api_token_revoked")
+    assert gone["token_id"] == token["id"]
+    logged = [e["event"] for e in audit_lines()]
+    assert logged.count("api_token_used") == 1
+    assert logged.index("api_token_created") < logged.index("api_token_revoked")
+
+
+def test_role_changes_by_cli_are_recorded(app, mock, redis_db, app_env, audit_lines) -> None:
+    browser = sign_in(app.url, mock)
+    user_id = browser.me().json()["id"]
+    assert cli(app_env, "roles", "grant", user_id, "admin").exit_code == 0
+    assert cli(app_env, "roles", "revoke", user_id, "admin").exit_code == 0
+    revoked, granted = named(stored_events(redis_db, user_id), "roles_changed")
+    assert "admin" not in granted["before"] and "admin" in granted["after"]
+    assert "admin" in revoked["before"] and "admin" not in revoked["after"]
+    assert len(named(audit_lines(), "roles_changed")) == 2
+
+
+@needs_verified
+def test_role_change_at_login_is_recorded(variant, mock, redis_db) -> None:
+    app = variant(ADMIN_EMAILS=VERIFIED_EMAIL[VERIFIED])
+    user_id = sign_in(app.url, mock, provider=VERIFIED).me().json()["id"]
+    app = variant(ADMIN_EMAILS=None)
+    sign_in(app.url, mock, provider=VERIFIED)
+    (change,) = named(stored_events(redis_db, user_id), "roles_changed")
+    assert "admin" in change["before"] and change["after"] == ["user"]
+
+
+def test_events_per_user_are_bounded(app, mock, redis_db) -> None:
+    browser = sign_in(app.url, mock)
+    user_id = browser.me().json()["id"]
+    with app.app.app_context():
+        for n in range(130):
+            audit_log().record("test_event", user_id, n=n)
+    (key,) = list(redis_db.scan_iter(match=f"*events:{user_id}"))
+    assert redis_db.llen(key) == 100
+    events = stored_events(redis_db, user_id)
+    assert [e["n"] for e in events] == list(range(129, 29, -1))
+    new_token(browser, name="one more")
+    assert redis_db.llen(key) == 100
+    assert stored_events(redis_db, user_id)[0]["event"] == "api_token_created"
+
+
+# --- where they are shown ---------------------------------------------------------------
+
+
+def test_account_page_shows_recent_events(app, mock) -> None:
+    browser = sign_in(app.url, mock)
+    new_token(browser, name="ci-bot")
+    page = browser.get("/account").text
+    events = page.split('<ul class="events">')[-1].split("</ul>")[0]
+    assert "login succeeded" in events
+    assert "api token created" in events and "ci-bot" in events
+    assert "Nothing yet" not in events
+
+
+def test_admin_sees_a_users_events_others_get_403(app, mock, app_env) -> None:
+    user = sign_in(app.url, mock)
+    user_id = user.me().json()["id"]
+    new_token(user, name="ci-bot")
+    admin = sign_in(app.url, mock, persona=OTHER_PERSONA[PROVIDER])
+    admin_id = admin.me().json()["id"]
+    assert admin_id != user_id
+    assert admin.get(f"/api/admin/users/{user_id}/events").status_code == 403
+    assert cli(app_env, "roles", "grant", admin_id, "admin").exit_code == 0
+    response = admin.get(f"/api/admin/users/{user_id}/events")
+    assert response.status_code == 200
+    events = response.json()
+    assert [e["event"] for e in events][:2] == ["api_token_created", "login_succeeded"]
+    assert all(e["user_id"] == user_id for e in events)
+    refused = user.get(f"/api/admin/users/{admin_id}/events")
+    assert refused.status_code == 403 and refused.json()["error"] == "forbidden"
+    assert admin.get("/api/admin/users/nobody/events").status_code == 404
+    anonymous = Browser(app.url).get(f"/api/admin/users/{user_id}/events")
+    assert anonymous.status_code == 401
+
+
+# --- never a secret -----------------------------------------------------------------
+
+
+def test_no_secret_appears_in_any_event(app, mock, redis_db, app_env, caplog) -> None:
+    caplog.set_level(logging.INFO, logger=AUDIT_LOGGER)
+    browser = sign_in(app.url, mock)
+    user_id = browser.me().json()["id"]
+    if len(PROVIDERS) > 1:
+        assert browser.login(PROVIDERS[1]).status_code == 200  # link
+        assert disconnect(browser, PROVIDERS[1]).status_code == 303  # unlink
+    mock.control.switch(PROVIDER, deny=True)
+    browser.login(PROVIDER)  # a failed sign-in
+    mock.control.switch(PROVIDER, deny=False)
+    cli(app_env, "roles", "grant", user_id, "admin")
+    tokens = [new_token(browser, name=f"t{i}", scopes=["profile:read", "admin"]) for i in range(2)]
+    for token in tokens:
+        assert call(app.url, token["token"]).status_code == 200
+        assert call(app.url, token["token"], f"/api/admin/users/{user_id}/events").ok
+    browser.http.delete(
+        f"{app.url}/api/tokens/{tokens[0]['id']}", headers={"X-CSRF-Token": csrf_of(browser)}
+    )
+    secrets_ = [*mock.control.minted(), *(t["token"] for t in tokens)]
+    secrets_ += [browser.cookie(), csrf_of(browser)]
+    assert len(secrets_) > 4
+    stored = b"\n".join(
+        b"\n".join(redis_db.lrange(key, 0, -1)) for key in redis_db.scan_iter(match="*events:*")
+    ).decode()
+    logged = "\n".join(
+        record.getMessage() + json.dumps(getattr(record, "fields", None), default=str)
+        for record in caplog.records
+        if record.name == AUDIT_LOGGER
+    )
+    for event in ("login_succeeded", "login_failed", "api_token_created", "api_token_used"):
+        assert event in stored and event in logged
+    for secret in secrets_:
+        assert secret and secret not in stored and secret not in logged
+        assert secret[-16:] not in stored and secret[-16:] not in logged

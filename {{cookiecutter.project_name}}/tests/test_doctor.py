@@ -1,0 +1,415 @@
+"""`flask auth doctor`, run as a real process against redis-server and the mock providers.
+
+Every provider URL points at 127.0.0.1 (the mock, a closed port or a tiny origin served
+here): the doctor never reaches a real provider from these tests.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from email.utils import formatdate
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from subprocess import PIPE
+
+import pytest
+
+from {{ cookiecutter.package_name }}.providers import PROVIDER_CLASSES
+
+PACKAGE = "{{ cookiecutter.package_name }}"
+PROVIDERS = list(PROVIDER_CLASSES)
+CLOSED = "http://127.0.0.1:1"
+# The URL each provider's doctor check fetches, and how to point it elsewhere.
+PROBE_VARIABLE = {
+    "google": "GOOGLE_SERVER_METADATA_URL",
+    "github": "GITHUB_API_URL",
+    "facebook": "FACEBOOK_GRAPH_URL",
+}
+DISCOVERY_PATH = "/.well-known/openid-configuration"
+
+
+def only(provider: str):
+    return pytest.mark.skipif(provider not in PROVIDER_CLASSES, reason=f"baked without {provider}")
+
+
+@dataclass
+class Report:
+    """One doctor run: exit code, stdout, stderr, and the parsed --json body if asked."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+    body: dict | None
+
+    def checks(self, section: str | None = None, status: str | None = None) -> list[dict]:
+        assert self.body is not None
+        return [
+            c
+            for c in self.body["checks"]
+            if (section is None or c["section"] == section)
+            and (status is None or c["status"] == status)
+        ]
+
+    def messages(self, section: str | None = None, status: str | None = None) -> str:
+        return "\n".join(c["message"] for c in self.checks(section, status))
+
+    def status_of(self, section: str, pattern: str) -> str:
+        matching = [c["status"] for c in self.checks(section) if re.search(pattern, c["message"])]
+        assert len(matching) == 1, (pattern, self.checks(section))
+        return matching[0]
+
+
+@pytest.fixture()
+def doctor(project_env, app_env, tmp_path: Path, redis_db, mock):
+    """Run the doctor: `doctor(APP_ENV="production", REDIS_URL=None)`; None unsets.
+
+    `doctor.many(dict, dict, ...)` runs several at once (each run mostly imports the app).
+    """
+
+    def start(overrides: dict[str, str | None], as_json: bool) -> subprocess.Popen:
+        env = {**project_env, **app_env, **overrides}
+        env = {k: v for k, v in env.items() if v is not None}
+        command = [sys.executable, "-m", "flask", "--app", PACKAGE, "auth", "doctor"]
+        if as_json:
+            command.append("--json")
+        # cwd=tmp_path: no .env is read.
+        return subprocess.Popen(command, env=env, cwd=tmp_path, stdout=PIPE, stderr=PIPE, text=True)
+
+    def finish(process: subprocess.Popen, as_json: bool) -> Report:
+        stdout, stderr = process.communicate(timeout=60)
+        assert "Traceback" not in stdout + stderr, stderr
+        body = json.loads(stdout) if as_json else None
+        return Report(process.returncode, stdout, stderr, body)
+
+    def run(as_json: bool = True, **overrides: str | None) -> Report:
+        return finish(start(overrides, as_json), as_json)
+
+    def many(*runs: dict[str, str | None]) -> list[Report]:
+        processes = [start(overrides, True) for overrides in runs]
+        return [finish(process, True) for process in processes]
+
+    run.many = many
+    return run
+
+
+def title(provider: str) -> str:
+    return PROVIDER_CLASSES[provider].title
+
+
+# --- a tiny origin whose answers (and Date header) we choose ------------------------
+
+
+class Origin:
+    """A plain HTTP server on 127.0.0.1: every GET answers `body` with a Date `skew` off."""
+
+    def __init__(self) -> None:
+        self.body: dict = {}
+        self.status = 200
+        self.skew = 0
+        origin = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802
+                payload = json.dumps(origin.body).encode()
+                self.send_response_only(origin.status)  # no automatic Date header
+                self.send_header("Date", formatdate(time.time() + origin.skew, usegmt=True))
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture()
+def origin() -> Iterator[Origin]:
+    running = Origin()
+    yield running
+    running.close()
+
+
+# --- all is well --------------------------------------------------------------------
+
+
+def test_a_healthy_setup_exits_0_with_callbacks_consoles_and_progress(doctor, redis_db) -> None:
+    report = doctor(PUBLIC_URL="https://login.example.com")
+    assert report.returncode == 0, report.stdout
+    assert report.body["ok"] is True
+    assert not report.checks(status="fail")
+    assert set(report.body["providers"]) == set(PROVIDERS)
+    for name, info in report.body["providers"].items():
+        assert info["enabled"] is True
+        assert info["callback_url"] == f"https://login.example.com/auth/{name}/callback"
+        assert info["console"] == PROVIDER_CLASSES[name].console_name
+        assert info["console_url"] == PROVIDER_CLASSES[name].console_url
+        assert info["console_url"].startswith("https://")
+        assert report.status_of(title(name), "clock") == "ok"
+        assert report.status_of(title(name), "reachable|discovery document loaded") == "ok"
+    version = redis_db.info("server")["redis_version"]
+    assert report.status_of("redis", f"^Redis {re.escape(version)} answers$") == "ok"
+    # Development: a Redis without persistence is only mentioned.
+    assert report.status_of("redis", "keeps nothing on disk") == "ok"
+    # A progress line per check on stderr, so a slow network does not look like a hang.
+    progress = [line for line in report.stderr.splitlines() if line.startswith("… ")]
+    sections = ["configuration", "redis"] + [title(p) for p in PROVIDERS]
+    assert [line[2:].split(":")[0] for line in progress] == sections
+
+
+def test_the_human_report_lists_what_to_register_where(doctor, app_env) -> None:
+    report = doctor(as_json=False)
+    assert report.returncode == 0, report.stdout
+    public_url = app_env["PUBLIC_URL"]
+    assert "Callback URLs to register:" in report.stdout
+    for name, cls in PROVIDER_CLASSES.items():
+        assert f"{public_url}/auth/{name}/callback" in report.stdout
+        assert f"in the {cls.console_name}: {cls.console_url}" in report.stdout
+    assert re.search(r"\n0 problem\(s\), \d+ warning\(s\)\n?$", report.stdout)
+    assert "… configuration" in report.stderr and "… configuration" not in report.stdout
+
+
+def test_a_healthy_production_setup_passes_with_warnings(doctor) -> None:
+    """Production against the loopback mock and our non-persisting redis-server."""
+    report = doctor(APP_ENV="production")
+    assert report.returncode == 0, report.checks(status="fail")
+    assert report.body["ok"] is True
+    assert report.status_of("redis", "keeps nothing on disk") == "warn"  # --save ""
+    # PUBLIC_URL is http://127.0.0.1:<port>: allowed on loopback, but cookies are Secure.
+    assert report.status_of("configuration", "PUBLIC_URL") == "warn"
+    assert "Secure" in report.messages("configuration", "warn")
+    assert "SECRET_KEY" not in report.messages()  # the test key is strong
+    assert "https" not in report.messages(status="fail")  # loopback http mocks are fine
+
+
+def test_a_persisting_redis_is_not_warned_about(doctor, redis_db) -> None:
+    redis_db.config_set("save", "3600 1")
+    try:
+        report = doctor(APP_ENV="production")
+    finally:
+        redis_db.config_set("save", "")
+    assert "keeps nothing on disk" not in report.messages("redis")
+    assert not report.checks("redis", "warn")
+
+
+def test_development_is_lenient_but_says_what_production_would_refuse(doctor) -> None:
+    last = PROVIDERS[-1]
+    prefix = PROVIDER_CLASSES[last].env_prefix
+    report = doctor(
+        SECRET_KEY="dev",
+        TOKEN_ENCRYPTION_KEY=None,
+        FLASK_DEBUG="1",
+        AUTHLIB_INSECURE_TRANSPORT="1",
+        **{f"{prefix}_CLIENT_SECRET": None},
+    )
+    assert report.returncode == 0, report.checks(status="fail")
+    assert report.status_of("configuration", "SECRET_KEY") == "warn"
+    assert report.status_of("configuration", "TOKEN_ENCRYPTION_KEY") == "warn"
+    assert "FLASK_DEBUG" not in report.messages()
+    assert "AUTHLIB_INSECURE_TRANSPORT" not in report.messages()
+    # A disabled provider: shown, with the reason and its callback URL all the same.
+    info = report.body["providers"][last]
+    assert info["enabled"] is False
+    assert info["callback_url"].endswith(f"/auth/{last}/callback")
+    (finding,) = report.checks(title(last))
+    assert finding["status"] == "warn"
+    assert "disabled" in finding["message"] and f"{prefix}_CLIENT_SECRET" in finding["message"]
+
+
+# --- providers ------------------------------------------------------------------------
+
+BAD_CREDENTIALS = {
+    # provider: (variables, complaints)
+    "google": ({"GOOGLE_CLIENT_ID": "123456789012-abc.example.com"}, ["GOOGLE_CLIENT_ID"]),
+    "github": (
+        # the secret pasted in the id field
+        {"GITHUB_CLIENT_ID": "0123456789abcdef0123456789abcdef01234567"},
+        ["GITHUB_CLIENT_ID does not look like a GitHub client id"],
+    ),
+    "facebook": (
+        {
+            "FACEBOOK_CLIENT_ID": "my-app",
+            "FACEBOOK_CLIENT_SECRET": "not-a-hex-secret",
+            "FACEBOOK_GRAPH_VERSION": "v19.0",
+        },
+        [
+            "FACEBOOK_CLIENT_ID",
+            "FACEBOOK_CLIENT_SECRET",
+            "FACEBOOK_GRAPH_VERSION v19.0 is older than",
+        ],
+    ),
+}
+
+
+def test_malformed_credentials_and_an_old_graph_version_fail(doctor) -> None:
+    overrides: dict[str, str] = {}
+    for name in PROVIDERS:
+        overrides.update(BAD_CREDENTIALS[name][0])
+    report = doctor(**overrides)
+    assert report.returncode == 1
+    assert report.body["ok"] is False
+    for name in PROVIDERS:
+        failures = report.checks(title(name), "fail")
+        for complaint in BAD_CREDENTIALS[name][1]:
+            (failed,) = [c for c in failures if complaint in c["message"]]
+            assert failed["hint"], failed
+        assert report.status_of(title(name), "clock") == "ok"  # still probed
+
+
+def test_an_unreachable_provider_or_redis_fails_quickly(doctor) -> None:
+    overrides = {PROBE_VARIABLE[name]: CLOSED for name in PROVIDERS}
+    if "google" in PROVIDER_CLASSES:
+        overrides["GOOGLE_SERVER_METADATA_URL"] = CLOSED + DISCOVERY_PATH
+    started = time.monotonic()
+    report = doctor(REDIS_URL="redis://127.0.0.1:1/0", **overrides)
+    assert time.monotonic() - started < 15
+    assert report.returncode == 1
+    for name in PROVIDERS:
+        (failed,) = report.checks(title(name), "fail")
+        assert "unreachable" in failed["message"] and "127.0.0.1:1" in failed["message"]
+        assert failed["hint"]
+    (failed,) = report.checks("redis", "fail")
+    assert "does not answer" in failed["message"] and "REDIS_URL" in failed["hint"]
+
+
+@only("google")
+def test_a_discovery_document_with_another_issuer_or_none_fails(doctor) -> None:
+    other_issuer, missing = Origin(), Origin()
+    try:
+        other_issuer.body = {"issuer": "https://accounts.evil.example"}
+        missing.status = 404
+        wrong, absent = doctor.many(
+            {"GOOGLE_SERVER_METADATA_URL": other_issuer.url + DISCOVERY_PATH},
+            {"GOOGLE_SERVER_METADATA_URL": missing.url + DISCOVERY_PATH},
+        )
+    finally:
+        other_issuer.close()
+        missing.close()
+    assert wrong.returncode == 1
+    assert re.search(
+        r"issuer .*accounts\.evil\.example.* does not match", wrong.messages("Google", "fail")
+    )
+    assert absent.returncode == 1
+    assert "did not load (HTTP 404)" in absent.messages("Google", "fail")
+
+
+@pytest.mark.parametrize(
+    ("skew", "status", "direction"),
+    [(30, "warn", "behind"), (300, "fail", "behind"), (-300, "fail", "ahead of")],
+)
+def test_clock_skew_against_the_date_header(doctor, origin, skew, status, direction) -> None:
+    origin.body = {"issuer": "https://accounts.google.com"}  # serves every provider's probe
+    origin.skew = skew
+    overrides = {PROBE_VARIABLE[name]: origin.url for name in PROVIDERS}
+    if "google" in PROVIDER_CLASSES:
+        overrides["GOOGLE_SERVER_METADATA_URL"] = origin.url + DISCOVERY_PATH
+    report = doctor(**overrides)
+    assert report.returncode == (1 if status == "fail" else 0)
+    for name in PROVIDERS:
+        (clock,) = [c for c in report.checks(title(name)) if "clock" in c["message"]]
+        assert clock["status"] == status
+        measured = re.search(rf"(\d+)s {direction} {title(name)}'s", clock["message"])
+        assert measured, clock["message"]
+        assert abs(int(measured.group(1)) - abs(skew)) <= 2  # Date has a 1 s resolution
+        assert "NTP" in clock["hint"]
+
+
+def test_the_mock_clock_skew_switch_is_caught(doctor, mock) -> None:
+    for name in PROVIDERS:
+        mock.control.switch(name, clock_skew=300)
+    report = doctor()
+    assert report.returncode == 1
+    for name in PROVIDERS:
+        assert report.status_of(title(name), "clock") == "fail"
+
+
+# --- settings -------------------------------------------------------------------------
+
+
+def test_it_starts_on_settings_the_app_refuses(doctor) -> None:
+    """Production without REDIS_URL: exit 1 with the problem listed, not a crash."""
+    report = doctor(APP_ENV="production", REDIS_URL=None)
+    assert report.returncode == 1
+    assert report.body["ok"] is False
+    assert "REDIS_URL is required in production" in report.messages("configuration", "fail")
+    assert report.body["providers"]  # and the rest of the report is there
+    text = doctor(APP_ENV="production", REDIS_URL=None, as_json=False)
+    assert text.returncode == 1
+    assert " FAIL  REDIS_URL is required in production" in text.stdout
+    assert "Callback URLs to register:" in text.stdout
+
+
+def test_every_bad_production_setting_is_listed_in_one_run(doctor) -> None:
+    unfetched = [  # URL variables the doctor does not fetch: nothing leaves 127.0.0.1
+        variable
+        for name, cls in PROVIDER_CLASSES.items()
+        for variable in cls.url_settings
+        if variable != PROBE_VARIABLE[name]
+    ]
+    plain_http = {unfetched[0]: "http://sso.example.com"} if unfetched else {}
+    report = doctor(
+        APP_ENV="production",
+        SECRET_KEY="changeme",
+        TOKEN_ENCRYPTION_KEY=None,
+        PUBLIC_URL="http://app.example.com",
+        OAUTH_HTTP_TIMEOUT="soon",
+        FLASK_DEBUG="1",
+        AUTHLIB_INSECURE_TRANSPORT="true",
+        **plain_http,
+    )
+    assert report.returncode == 1
+    failures = report.messages(status="fail")
+    for expected in (
+        "SECRET_KEY is too weak",
+        "TOKEN_ENCRYPTION_KEY is required in production",
+        "PUBLIC_URL must use https://",
+        "OAUTH_HTTP_TIMEOUT",
+        "FLASK_DEBUG is set in production",
+        "AUTHLIB_INSECURE_TRANSPORT is set in production",
+    ):
+        assert expected in failures
+    for variable in plain_http:
+        assert f"{variable} must use https:// in production" in failures
+
+
+@pytest.mark.parametrize(
+    ("overrides", "variable"),
+    [
+        pytest.param({"TOKEN_ENCRYPTION_KEY": "not-a-fernet-key"}, "TOKEN_ENCRYPTION_KEY"),
+        pytest.param({"REDIS_URL": "http://127.0.0.1:1/0"}, "REDIS_URL"),
+        pytest.param({"APP_ENV": "staging", "REVOKE_ON_LOGOUT": "maybe"}, "APP_ENV"),
+    ],
+)
+def test_a_bad_value_is_a_finding_not_a_crash(doctor, overrides, variable) -> None:
+    report = doctor(**overrides)
+    assert report.returncode == 1
+    assert variable in report.messages(status="fail")
+    assert report.body["providers"]
+
+
+def test_public_url_unset_or_malformed(doctor) -> None:
+    unset, malformed = doctor.many(
+        {"APP_ENV": "production", "PUBLIC_URL": None}, {"PUBLIC_URL": "app.example.com"}
+    )
+    assert unset.status_of("configuration", "PUBLIC_URL is not set") == "warn"
+    assert all(
+        info["callback_url"].startswith("http://127.0.0.1:5000/auth/")
+        for info in unset.body["providers"].values()
+    )
+    assert malformed.returncode == 1
+    assert "PUBLIC_URL must look like" in malformed.messages("configuration", "fail")

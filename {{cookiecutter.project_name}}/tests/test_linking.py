@@ -1,0 +1,291 @@
+"""Several providers on one account: linking, refusing to merge, and disconnecting.
+
+Real Redis, real HTTP to the mock providers; the mock's counters show which revoke calls
+the app made, and the vault (the app's own `TokenVault`) shows what it still keeps.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+
+import pytest
+import redis
+import requests
+from conftest import Browser, RunningApp
+
+from {{ cookiecutter.package_name }}.providers import PROVIDER_CLASSES
+from {{ cookiecutter.package_name }}.tokens import TokenVault
+
+PROVIDERS = list(PROVIDER_CLASSES)
+# A second account at each provider (the mock's `user` switch).
+OTHER_PERSONA = {"google": "grace", "github": "private", "facebook": "phone"}
+# The mock endpoint each provider's revoke lands on.
+REVOKE_ENDPOINT = {"google": "revoke", "github": "revoke_grant", "facebook": "permissions"}
+# The variable pointing the app at the provider host that serves the revoke call.
+REVOKE_HOST_SETTING = {
+    "google": "GOOGLE_SERVER_METADATA_URL",
+    "github": "GITHUB_API_URL",
+    "facebook": "FACEBOOK_GRAPH_URL",
+}
+
+needs_two = pytest.mark.skipif(len(PROVIDERS) < 2, reason="baked with a single provider")
+
+
+@pytest.fixture(params=PROVIDERS)
+def provider(request) -> str:
+    return request.param
+
+
+def other_than(provider: str) -> str:
+    return next(p for p in PROVIDERS if p != provider)
+
+
+# --- helpers ------------------------------------------------------------------------
+
+
+def vault_of(running: RunningApp) -> TokenVault:
+    return running.app.extensions["tokens"].vault
+
+
+def me(browser: Browser) -> dict:
+    response = browser.me()
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def providers_of(browser: Browser) -> list[str]:
+    return sorted(i["provider"] for i in me(browser)["identities"])
+
+
+def counts(mock, provider: str) -> dict[str, int]:
+    return mock.control.requests()[provider]
+
+
+def connection(page: str, provider: str) -> str:
+    """The account page's list item for one provider."""
+    return page.split(f'data-provider="{provider}"', 1)[1].split("</li>", 1)[0]
+
+
+def disconnect_form(browser: Browser, provider: str) -> tuple[str, dict[str, str]]:
+    """The action and fields of the provider's Disconnect form on the account page."""
+    item = connection(browser.get("/account").text, provider)
+    action = item.split('<form method="post" action="', 1)[1].split('"', 1)[0]
+    csrf = item.split('name="csrf_token" value="', 1)[1].split('"', 1)[0]
+    return action, {"csrf_token": csrf}
+
+
+def post(browser: Browser, path: str, data: dict[str, str], **headers: str):
+    return browser.http.post(
+        f"{browser.app_url}{path}",
+        data=data,
+        headers=headers,
+        allow_redirects=False,
+        timeout=10,
+    )
+
+
+def identity_owner(db: redis.Redis, running: RunningApp, provider: str, subject: str):
+    prefix = vault_of(running).prefix
+    owner = db.get(f"{prefix}identity:{provider}:{subject}")
+    return owner.decode() if owner else None
+
+
+# --- linking ------------------------------------------------------------------------
+
+
+@needs_two
+def test_second_provider_links_to_the_signed_in_user(app, browser, provider, redis_db) -> None:
+    first = other_than(provider)
+    browser.login(first)
+    uid = me(browser)["id"]
+    assert browser.login(provider).status_code == 200
+    body = me(browser)
+    assert body["id"] == uid
+    assert sorted(i["provider"] for i in body["identities"]) == sorted([first, provider])
+    for name in (first, provider):
+        assert vault_of(app).load(uid, name) is not None
+    # The link signs in: a new browser using only the second provider is the same user.
+    later = Browser(app.url)
+    later.login(provider)
+    assert me(later)["id"] == uid
+
+
+@needs_two
+def test_identity_of_another_user_is_refused_not_merged(app, provider, redis_db) -> None:
+    owner, intruder = Browser(app.url), Browser(app.url)
+    owner.login(provider)
+    owner_body = me(owner)
+    (identity,) = owner_body["identities"]
+    intruder.login(other_than(provider))
+    intruder_body = me(intruder)
+    assert intruder_body["id"] != owner_body["id"]
+
+    response = intruder.login(provider)
+    assert response.status_code == 409
+    assert "identity_in_use" in response.text
+    assert "Traceback" not in response.text
+    assert me(intruder) == intruder_body  # still signed in, nothing linked
+    assert me(owner) == owner_body
+    assert identity_owner(redis_db, app, provider, identity["subject"]) == owner_body["id"]
+    assert vault_of(app).load(intruder_body["id"], provider) is None
+
+
+@pytest.mark.skipif(
+    not {"github", "facebook"} <= set(PROVIDERS), reason="needs GitHub and Facebook"
+)
+def test_same_email_at_two_providers_stays_two_users(app) -> None:
+    # The mock's GitHub "ada" and Facebook "ada" both say ada@example.com.
+    github, facebook = Browser(app.url), Browser(app.url)
+    github.login("github")
+    facebook.login("facebook")
+    a, b = me(github), me(facebook)
+    assert a["identities"][0]["email"] == b["identities"][0]["email"] == "ada@example.com"
+    assert a["id"] != b["id"]
+    assert len(a["identities"]) == len(b["identities"]) == 1
+
+
+def test_second_account_of_a_connected_provider_is_refused(browser, app, mock, provider) -> None:
+    browser.login(provider)
+    before = me(browser)
+    token = vault_of(app).load(before["id"], provider)
+    mock.control.switch(provider, user=OTHER_PERSONA[provider])
+    response = browser.login(provider)
+    assert response.status_code == 409
+    assert "provider_already_connected" in response.text
+    assert me(browser) == before
+    # The first account's token is kept, the second account's is not stored.
+    assert vault_of(app).load(before["id"], provider).access_token == token.access_token
+
+
+# --- disconnecting ------------------------------------------------------------------
+
+
+@needs_two
+def test_disconnect_revokes_and_forgets_the_link(app, browser, mock, provider, redis_db) -> None:
+    browser.login(other_than(provider))
+    browser.login(provider)
+    body = me(browser)
+    uid = body["id"]
+    subject = next(i["subject"] for i in body["identities"] if i["provider"] == provider)
+    action, data = disconnect_form(browser, provider)
+    assert action == f"/account/connections/{provider}/disconnect"
+
+    response = post(browser, action, data)
+    assert response.status_code == 303
+    assert response.headers["Location"].endswith("/account")
+    assert counts(mock, provider)[REVOKE_ENDPOINT[provider]] == 1
+    assert vault_of(app).load(uid, provider) is None
+    assert not redis_db.exists(vault_of(app).key(uid, provider))
+    assert providers_of(browser) == [other_than(provider)]
+    assert identity_owner(redis_db, app, provider, subject) is None
+    page = browser.get("/account").text
+    assert "not connected" in connection(page, provider)
+
+
+@needs_two
+@pytest.mark.parametrize(
+    ("with_token", "headers"),
+    [(False, {}), (True, {"Origin": "https://evil.example"}), (False, {"Origin": "x"})],
+)
+def test_disconnect_without_csrf_is_refused(browser, app, mock, with_token, headers) -> None:
+    name = PROVIDERS[1]
+    browser.login(PROVIDERS[0])
+    browser.login(name)
+    action, data = disconnect_form(browser, name)
+    response = post(browser, action, data if with_token else {}, **headers)
+    assert response.status_code == 403
+    assert "csrf_failed" in response.text
+    assert counts(mock, name)[REVOKE_ENDPOINT[name]] == 0
+    assert name in providers_of(browser)
+    assert vault_of(app).load(me(browser)["id"], name) is not None
+
+
+def revoke_at_provider(mock, app: RunningApp, uid: str, provider: str) -> None:
+    """The user removed the app at the provider before disconnecting here."""
+    env = mock.app_env()
+    token = vault_of(app).load(uid, provider)
+    if provider == "google":
+        response = requests.post(
+            f"{mock.url}/google/revoke",
+            data={"token": token.refresh_token or token.access_token},
+            timeout=10,
+        )
+        assert response.status_code == 200
+    elif provider == "github":
+        response = requests.delete(
+            f"{env['GITHUB_API_URL']}/applications/{env['GITHUB_CLIENT_ID']}/grant",
+            auth=(env["GITHUB_CLIENT_ID"], env["GITHUB_CLIENT_SECRET"]),
+            json={"access_token": token.access_token},
+            timeout=10,
+        )
+        assert response.status_code == 204
+    else:
+        graph = f"{env['FACEBOOK_GRAPH_URL']}/{env['FACEBOOK_GRAPH_VERSION']}"
+        app_token = f"{env['FACEBOOK_CLIENT_ID']}|{env['FACEBOOK_CLIENT_SECRET']}"
+        subject = next(i for i in me_of(app, uid)["identities"] if i["provider"] == provider)
+        response = requests.delete(
+            f"{graph}/{subject['subject']}/permissions",
+            params={"access_token": app_token},
+            timeout=10,
+        )
+        assert response.json() == {"success": True}
+
+
+def me_of(app: RunningApp, uid: str) -> dict:
+    return app.app.extensions["users"].get(uid).to_api()
+
+
+@needs_two
+def test_already_revoked_grant_still_disconnects(app, browser, mock, provider) -> None:
+    browser.login(other_than(provider))
+    browser.login(provider)
+    uid = me(browser)["id"]
+    revoke_at_provider(mock, app, uid, provider)
+    action, data = disconnect_form(browser, provider)
+    response = post(browser, action, data)
+    assert response.status_code == 303, response.text
+    assert provider not in providers_of(browser)
+    assert vault_of(app).load(uid, provider) is None
+
+
+def test_last_identity_cannot_be_disconnected(browser, app, mock, provider) -> None:
+    browser.login(provider)
+    uid = me(browser)["id"]
+    page = browser.get("/account").text
+    assert "Disconnect" not in connection(page, provider)  # no button to press...
+    csrf = browser.get("/").text.split('name="csrf_token" value="')[1].split('"')[0]
+    response = post(browser, f"/account/connections/{provider}/disconnect", {"csrf_token": csrf})
+    assert response.status_code == 409  # ...and a forged request is refused
+    assert "last_identity" in response.text
+    assert counts(mock, provider)[REVOKE_ENDPOINT[provider]] == 0
+    assert providers_of(browser) == [provider]
+    assert vault_of(app).load(uid, provider) is not None
+
+
+@pytest.fixture()
+def black_hole() -> Iterator[str]:
+    """A host that accepts connections and never answers: a provider that hangs."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(64)
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+
+@needs_two
+def test_provider_down_during_revoke_keeps_the_link(variant, mock, provider, black_hole) -> None:
+    running = variant()
+    browser = Browser(running.url)
+    browser.login(other_than(provider))
+    browser.login(provider)
+    uid = me(browser)["id"]
+    action, data = disconnect_form(browser, provider)
+    # Restarted while the provider hangs: its revoke call cannot finish in time.
+    hung_url = black_hole + "/.well-known/openid-configuration" * (provider == "google")
+    running = variant(OAUTH_HTTP_TIMEOUT="0.5", **{REVOKE_HOST_SETTING[provider]: hung_url})
+    response = post(browser, action, data)
+    assert response.status_code == 504, response.text
+    assert "provider_timeout" in response.text
+    assert "Traceback" not in response.text
+    assert sorted(providers_of(browser)) == sorted([other_than(provider), provider])
+    assert vault_of(running).load(uid, provider) is not None

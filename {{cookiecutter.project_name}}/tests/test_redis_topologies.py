@@ -1,0 +1,189 @@
+"""Many instances: two apps on one Redis, Redis Sentinel (with a failover) and Redis Cluster.
+
+Every server here is a real `redis-server` child process on a free loopback port.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from conftest import Browser, RunningApp, free_port, wait_for
+
+from {{ cookiecutter.package_name }} import create_app
+from {{ cookiecutter.package_name }}.providers import PROVIDER_CLASSES
+
+PROVIDER = "github" if "github" in PROVIDER_CLASSES else next(iter(PROVIDER_CLASSES))
+REDIS_SERVER = shutil.which("redis-server") or "redis-server"
+REDIS_CLI = shutil.which("redis-cli") or "redis-cli"
+
+
+class Servers:
+    """redis-server processes started for one test, all stopped at its end."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.processes: list[subprocess.Popen] = []
+
+    def start(self, port: int, *args: str) -> subprocess.Popen:
+        directory = self.workdir / str(port)
+        directory.mkdir()
+        process = subprocess.Popen(
+            [REDIS_SERVER, *args, "--port", str(port), "--bind", "127.0.0.1",
+             "--save", "", "--appendonly", "no", "--dir", str(directory)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+        )
+        self.processes.append(process)
+        wait_for(lambda: redis.Redis(port=port).ping(), what=f"redis-server :{port}")
+        return process
+
+    def sentinel(self, port: int, master_port: int) -> subprocess.Popen:
+        config = self.workdir / f"sentinel-{port}.conf"
+        config.write_text(
+            f"port {port}\nbind 127.0.0.1\ndir {self.workdir}\n"
+            f"sentinel monitor mymaster 127.0.0.1 {master_port} 1\n"
+            "sentinel down-after-milliseconds mymaster 1000\n"
+            "sentinel failover-timeout mymaster 3000\n"
+        )
+        process = subprocess.Popen(
+            [REDIS_SERVER, str(config), "--sentinel"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+        )
+        self.processes.append(process)
+        wait_for(lambda: redis.Redis(port=port).ping(), what="redis-sentinel")
+        return process
+
+    def stop(self) -> None:
+        for process in self.processes:
+            process.terminate()
+        for process in self.processes:
+            process.wait(timeout=10)
+
+
+@pytest.fixture()
+def servers(tmp_path: Path) -> Iterator[Servers]:
+    running = Servers(tmp_path)
+    yield running
+    running.stop()
+
+
+def serve(app_env: dict[str, str], port: int, **overrides: str) -> RunningApp:
+    env = {**app_env, **overrides}
+    return RunningApp(f"http://127.0.0.1:{port}", port, create_app(env)).start()
+
+
+def sign_in_and_use(app_url: str) -> Browser:
+    browser = Browser(app_url)
+    assert browser.login(PROVIDER).status_code == 200
+    assert browser.me().status_code == 200
+    return browser
+
+
+def test_two_instances_share_sessions_through_redis(released_port, app_env, mock) -> None:
+    first = serve(app_env, released_port)  # the port the mock knows as the callback
+    second = serve(app_env, free_port())
+    try:
+        browser = sign_in_and_use(first.url)
+        other = Browser(second.url)
+        other.http.cookies = browser.http.cookies
+        me = other.me()
+        assert me.status_code == 200
+        assert me.json()["id"] == browser.me().json()["id"]
+    finally:
+        first.stop()
+        second.stop()
+
+
+@pytest.mark.skipif("google" not in PROVIDER_CLASSES, reason="baked without Google")
+def test_a_refresh_on_one_instance_is_seen_by_the_other(released_port, app_env, mock) -> None:
+    first = serve(app_env, released_port)
+    second = serve(app_env, free_port())
+    try:
+        mock.control.switch("google", expires_in=60)  # due for refresh at once
+        browser = Browser(first.url)
+        browser.login("google")
+        mock.control.switch("google", expires_in=3599)
+        assert browser.get("/api/providers/google/profile").status_code == 200
+        refreshes = mock.control.requests()["google"]["token"]
+        other = Browser(second.url)
+        other.http.cookies = browser.http.cookies
+        assert other.get("/api/providers/google/profile").status_code == 200
+        assert mock.control.requests()["google"]["token"] == refreshes  # no second refresh
+    finally:
+        first.stop()
+        second.stop()
+
+
+def test_redis_sentinel_with_failover(servers, released_port, app_env, mock) -> None:
+    master, replica, sentinel = free_port(), free_port(), free_port()
+    servers.start(master)
+    servers.start(replica, "--replicaof", "127.0.0.1", str(master))
+    servers.sentinel(sentinel, master)
+    wait_for(
+        lambda: redis.Redis(port=replica).info("replication")["master_link_status"] == "up",
+        what="replication",
+    )
+    app = serve(
+        app_env, released_port, REDIS_URL=f"redis+sentinel://127.0.0.1:{sentinel}/mymaster"
+    )
+    try:
+        browser = sign_in_and_use(app.url)
+        # Let the replica catch up, then fail the master over to it.
+        wait_for(lambda: redis.Redis(port=master).info("replication")["connected_slaves"] == 1)
+        time.sleep(0.5)
+        redis.Redis(port=sentinel).execute_command("SENTINEL", "FAILOVER", "mymaster")
+        wait_for(
+            lambda: redis.Redis(port=sentinel).execute_command(
+                "SENTINEL", "GET-MASTER-ADDR-BY-NAME", "mymaster"
+            )[1]
+            == str(replica).encode(),
+            timeout=15,
+            what="failover",
+        )
+        wait_for(lambda: browser.me().status_code == 200, timeout=15, what="session after failover")
+        assert redis.Redis(port=replica).info("replication")["role"] == "master"
+        # Writes go to the new master: a new login works too.
+        sign_in_and_use(app.url)
+    finally:
+        app.stop()
+
+
+def test_redis_cluster(servers, released_port, app_env, mock) -> None:
+    ports = [free_port() for _ in range(3)]
+    for port in ports:
+        servers.start(port, "--cluster-enabled", "yes", "--cluster-config-file",
+                      f"nodes-{port}.conf", "--cluster-node-timeout", "2000")
+    subprocess.run(
+        [REDIS_CLI, "--cluster", "create", *[f"127.0.0.1:{p}" for p in ports],
+         "--cluster-replicas", "0", "--cluster-yes"],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    wait_for(
+        lambda: redis.Redis(port=ports[0]).cluster("info")["cluster_state"] == "ok",
+        timeout=20,
+        what="cluster",
+    )
+    nodes = ",".join(f"127.0.0.1:{p}" for p in ports)
+    app = serve(app_env, released_port, REDIS_URL=f"redis+cluster://{nodes}")
+    try:
+        browser = sign_in_and_use(app.url)
+        cluster = redis.RedisCluster(host="127.0.0.1", port=ports[0])
+        keys = list(cluster.scan_iter(match="*", count=1000))
+        assert any(b":session:" in k for k in keys) and any(b":user:" in k for k in keys)
+        # Sessions live on the cluster: logout deletes the record there.
+        page = browser.get("/").text
+        csrf = page.split('name="csrf_token" value="')[1].split('"')[0]
+        browser.http.post(f"{app.url}/logout", data={"csrf_token": csrf})
+        assert browser.me().status_code == 401
+        assert not [k for k in cluster.scan_iter(match="*:session:*")]
+    finally:
+        app.stop()

@@ -1,0 +1,647 @@
+"""Provider tokens after login: the encrypted vault, refresh, rotation and the provider API.
+
+Real Redis, real HTTP to the mock providers; the vault is inspected with the app's own
+`TokenVault` and the test key, and the mock's counters tell how often the app called it.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+import redis
+import requests
+from conftest import TEST_TOKEN_KEY, Browser, RunningApp, query, wait_for
+from cryptography.fernet import Fernet
+
+from {{ cookiecutter.package_name }} import create_app
+from {{ cookiecutter.package_name }}.providers import PROVIDER_CLASSES
+from {{ cookiecutter.package_name }}.tokens import StoredToken, TokenVault
+
+PACKAGE = create_app.__module__
+PROVIDERS = list(PROVIDER_CLASSES)
+# Providers whose tokens expire and come with a refresh token (GitHub in app mode).
+REFRESHABLE = [p for p in ("google", "github") if p in PROVIDER_CLASSES]
+# The mock endpoint each provider's revoke lands on.
+REVOKE_ENDPOINT = {"google": "revoke", "github": "revoke_grant", "facebook": "permissions"}
+# The mock endpoint the provider API call (`/api/providers/<p>/profile`) lands on.
+PROFILE_ENDPOINT = {"google": "userinfo", "github": "user", "facebook": "me"}
+FACEBOOK_LONG_LIVED = 5183944  # what Facebook (and the mock) give a long-lived token
+
+needs_google = pytest.mark.skipif("google" not in PROVIDER_CLASSES, reason="baked without Google")
+needs_github = pytest.mark.skipif("github" not in PROVIDER_CLASSES, reason="baked without GitHub")
+needs_facebook = pytest.mark.skipif(
+    "facebook" not in PROVIDER_CLASSES, reason="baked without Facebook"
+)
+
+
+@pytest.fixture(params=PROVIDERS)
+def provider(request) -> str:
+    return request.param
+
+
+@pytest.fixture(params=REFRESHABLE)
+def refreshable(request) -> str:
+    return request.param
+
+
+# --- helpers ------------------------------------------------------------------------
+
+
+def vault_of(running: RunningApp) -> TokenVault:
+    return running.app.extensions["tokens"].vault
+
+
+def vault_with(running: RunningApp, db: redis.Redis, *keys: str) -> TokenVault:
+    """A vault over the same records that only knows `keys`."""
+    return TokenVault(db, vault_of(running).prefix, keys)
+
+
+def user_id(browser: Browser) -> str:
+    response = browser.me()
+    assert response.status_code == 200, response.text
+    return response.json()["id"]
+
+
+def login_all(browser: Browser) -> str:
+    """Sign in with the first provider and connect every other one; return the user id."""
+    for name in PROVIDERS:
+        final = browser.login(name)
+        assert final.status_code == 200, final.text
+    body = browser.me().json()
+    assert sorted(i["provider"] for i in body["identities"]) == sorted(PROVIDERS)
+    return body["id"]
+
+
+def profile(browser: Browser, provider: str) -> requests.Response:
+    return browser.get(f"/api/providers/{provider}/profile")
+
+
+def counts(mock, provider: str) -> dict[str, int]:
+    return mock.control.requests()[provider]
+
+
+def expiring(mock, provider: str) -> None:
+    """The next login gets an access token that expires within the refresh leeway."""
+    if provider == "github":
+        mock.control.switch("github", app_mode=True, expires_in=60)
+    else:
+        mock.control.switch(provider, expires_in=60)
+
+
+def long_lived(mock, provider: str) -> None:
+    """Tokens issued from now on have hours of life left."""
+    mock.control.switch(provider, expires_in=28800 if provider == "github" else 3599)
+
+
+def connection(page: str, provider: str) -> str:
+    """The account page's list item for one provider."""
+    return page.split(f'data-provider="{provider}"', 1)[1].split("</li>", 1)[0]
+
+
+def assert_reauth_required(response: requests.Response, provider: str) -> None:
+    assert response.status_code == 401, response.text
+    body = response.json()
+    assert body["error"] == "reauth_required"
+    assert body["provider"] == provider
+    assert body["login_url"].startswith(f"/login/{provider}?next=")
+    assert query(body["login_url"])["next"] == "/account"
+
+
+def assert_reconnect_shown(browser: Browser, provider: str, shown: bool = True) -> None:
+    page = browser.get("/account")
+    assert page.status_code == 200
+    assert ("Reconnect" in connection(page.text, provider)) is shown
+
+
+def redis_contents(db: redis.Redis) -> bytes:
+    """Every key and every value of every type, read type-aware, plus each key's DUMP."""
+    parts: list[bytes] = []
+    for key in db.scan_iter(count=1000):
+        parts.append(key)
+        kind = db.type(key)
+        if kind == b"string":
+            parts.append(db.get(key) or b"")
+        elif kind == b"hash":
+            for field, value in db.hgetall(key).items():
+                parts += [field, value]
+        elif kind == b"list":
+            parts += db.lrange(key, 0, -1)
+        elif kind == b"set":
+            parts += list(db.smembers(key))
+        elif kind == b"zset":
+            parts += [member for member, _ in db.zrange(key, 0, -1, withscores=True)]
+        elif kind == b"stream":
+            for _id, fields in db.xrange(key):
+                parts += [*fields.keys(), *fields.values()]
+        elif kind != b"none":  # expired between SCAN and TYPE
+            raise AssertionError(f"unexpected Redis type {kind!r} for {key!r}")
+        parts.append(db.dump(key) or b"")
+    return b"\n".join(parts)
+
+
+def token_keys(db: redis.Redis) -> list[bytes]:
+    return list(db.scan_iter(match="*token:*"))
+
+
+# --- the vault: encrypted at rest, key rotation, unreadable records --------------------
+
+
+def test_no_minted_secret_is_stored_in_clear(browser, app, mock, redis_db) -> None:
+    for name in REFRESHABLE:
+        expiring(mock, name)  # every API call below refreshes (and GitHub rotates)
+    if "facebook" in PROVIDERS:
+        mock.control.switch("facebook", short_lived=True)  # exchanged at login
+    uid = login_all(browser)
+    for _ in range(3):
+        for name in PROVIDERS:
+            assert profile(browser, name).status_code == 200
+    for name in REFRESHABLE:
+        assert counts(mock, name)["token"] == 4  # the login and three refreshes
+    minted = mock.control.minted()
+    vault = vault_of(app)
+    for name in PROVIDERS:
+        assert vault.load(uid, name).access_token in minted  # tokens are kept...
+    assert len(token_keys(redis_db)) == len(PROVIDERS)
+    contents = redis_contents(redis_db)
+    leaked = [secret for secret in minted if secret.encode() in contents]
+    assert not leaked, f"{len(leaked)} provider secrets stored in clear"  # ...encrypted
+
+
+def test_key_rotation_and_reencrypt(variant, app_env, mock, redis_db) -> None:
+    key_a, key_b = TEST_TOKEN_KEY, Fernet.generate_key().decode()
+    running = variant(TOKEN_ENCRYPTION_KEY=key_a)
+    browser = Browser(running.url)
+    uid = login_all(browser)
+    only_a = vault_with(running, redis_db, key_a)
+    only_b = vault_with(running, redis_db, key_b)
+    assert all(only_a.load(uid, name) for name in PROVIDERS)
+
+    # A new key first, the old one after it: nobody has to reconnect.
+    rotated_env = {**app_env, "TOKEN_ENCRYPTION_KEY": f"{key_b},{key_a}"}
+    variant(TOKEN_ENCRYPTION_KEY=rotated_env["TOKEN_ENCRYPTION_KEY"])
+    for name in PROVIDERS:
+        assert profile(browser, name).status_code == 200
+    assert not any(only_b.load(uid, name) for name in PROVIDERS)  # still under key A
+
+    result = create_app(rotated_env).test_cli_runner().invoke(args=["tokens", "reencrypt"])
+    assert result.exit_code == 0, result.output
+    assert f"re-encrypted {len(PROVIDERS)} token(s)" in result.output
+    for name in PROVIDERS:
+        assert only_b.load(uid, name) is not None
+        assert only_a.load(uid, name) is None
+
+    # The old key can now be dropped.
+    variant(TOKEN_ENCRYPTION_KEY=key_b)
+    for name in PROVIDERS:
+        assert profile(browser, name).status_code == 200
+        assert_reconnect_shown(browser, name, shown=False)
+
+
+def test_undecryptable_record_asks_to_reconnect(browser, app, provider, redis_db) -> None:
+    browser.login(provider)
+    uid = user_id(browser)
+    key = vault_of(app).key(uid, provider)
+    ours = Fernet(TEST_TOKEN_KEY)
+    bad_records = [
+        b"garbage",  # not Fernet at all
+        Fernet(Fernet.generate_key()).encrypt(b'{"access_token": "x"}'),  # an unknown key
+        ours.encrypt(b"not json"),
+        ours.encrypt(b'{"no_such_field": 1}'),
+    ]
+    for blob in bad_records:
+        redis_db.set(key, blob)
+        assert_reauth_required(profile(browser, provider), provider)
+        assert_reconnect_shown(browser, provider)
+        assert browser.me().status_code == 200  # still signed in
+    browser.login(provider)  # reconnecting stores a readable record again
+    assert profile(browser, provider).status_code == 200
+    assert_reconnect_shown(browser, provider, shown=False)
+
+
+# --- refresh before an API call -----------------------------------------------------
+
+
+@needs_google
+def test_google_token_expiring_within_the_leeway_is_refreshed_once(browser, app, mock) -> None:
+    mock.control.switch("google", expires_in=60)
+    browser.login("google")
+    uid = user_id(browser)
+    before = vault_of(app).load(uid, "google")
+    assert before.refresh_token and counts(mock, "google")["token"] == 1
+    response = profile(browser, "google")
+    assert response.status_code == 200, response.text
+    assert counts(mock, "google")["token"] == 2
+    after = vault_of(app).load(uid, "google")
+    assert after.access_token != before.access_token
+    # Google's refresh response has no refresh_token: the old one is kept.
+    assert after.refresh_token == before.refresh_token
+    # ...and still works: the refreshed token also expires within the leeway.
+    assert profile(browser, "google").status_code == 200
+    assert counts(mock, "google")["token"] == 3
+
+
+@needs_google
+def test_google_token_with_life_left_is_not_refreshed(browser, app, mock) -> None:
+    browser.login("google")  # expires_in 3599
+    for _ in range(3):
+        assert profile(browser, "google").status_code == 200
+    assert counts(mock, "google")["token"] == 1
+    assert counts(mock, "google")["userinfo"] == 3
+
+
+def test_single_flight_refresh_across_gunicorn_workers(
+    released_port, project_env, app_env, app_url, tmp_path, mock
+) -> None:
+    if not REFRESHABLE:
+        pytest.skip("baked without Google and GitHub: no refresh tokens")
+    name = REFRESHABLE[0]
+    command = [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "--workers",
+        "2",
+        "--threads",
+        "8",
+        "--bind",
+        f"127.0.0.1:{released_port}",
+        f"{PACKAGE}:create_app()",
+    ]
+    log_path = tmp_path / "gunicorn.log"
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            command, env={**project_env, **app_env}, cwd=tmp_path, stdout=log, stderr=log
+        )
+        try:
+            wait_for(
+                lambda: requests.get(f"{app_url}/healthz", timeout=1).ok,
+                timeout=30,
+                what="gunicorn",
+            )
+            browser = Browser(app_url)
+            expiring(mock, name)
+            assert browser.login(name).status_code == 200
+            long_lived(mock, name)  # the refreshed token is not due again
+            assert counts(mock, name)["token"] == 1
+            with ThreadPoolExecutor(20) as pool:
+                responses = list(pool.map(lambda _: profile(browser, name), range(20)))
+        finally:
+            process.terminate()
+            process.wait(timeout=15)
+    assert [r.status_code for r in responses] == [200] * 20, log_path.read_text()[-2000:]
+    assert counts(mock, name)["token"] == 2  # exactly one refresh
+    assert len({r.json()["profile"]["subject"] for r in responses}) == 1
+
+
+# --- refresh-token rotation and token lifetimes -----------------------------------------
+
+
+def github_refresh_at_mock(mock, refresh_token: str) -> dict[str, Any]:
+    env = mock.app_env()
+    response = requests.post(
+        f"{env['GITHUB_URL']}/login/oauth/access_token",
+        data={
+            "client_id": env["GITHUB_CLIENT_ID"],
+            "client_secret": env["GITHUB_CLIENT_SECRET"],
+            "grant_type": "refresh_token",
+            "refresh_token": refresh_token,
+        },
+        headers={"Accept": "application/json"},
+        timeout=10,
+    )
+    return response.json()
+
+
+def github_user_status(mock, access_token: str) -> int:
+    env = mock.app_env()
+    return requests.get(
+        f"{env['GITHUB_API_URL']}/user",
+        headers={"Authorization": f"Bearer {access_token}", "User-Agent": "tests"},
+        timeout=10,
+    ).status_code
+
+
+@needs_github
+def test_github_app_refresh_rotates_and_the_vault_keeps_the_new_token(browser, app, mock) -> None:
+    expiring(mock, "github")
+    browser.login("github")
+    uid = user_id(browser)
+    vault = vault_of(app)
+    seen = {vault.load(uid, "github").refresh_token}
+    for round_ in range(1, 4):
+        old = vault.load(uid, "github")
+        assert profile(browser, "github").status_code == 200
+        assert counts(mock, "github")["token"] == 1 + round_
+        new = vault.load(uid, "github")
+        assert new.refresh_token.startswith("ghr_") and new.refresh_token not in seen
+        assert new.access_token.startswith("ghu_") and new.access_token != old.access_token
+        seen.add(new.refresh_token)
+        # The old pair is dead at GitHub; the stored one works.
+        assert github_user_status(mock, old.access_token) == 401
+        assert github_user_status(mock, new.access_token) == 200
+    assert github_refresh_at_mock(mock, old.refresh_token)["error"] == "bad_refresh_token"
+
+
+@needs_github
+def test_github_oauth_app_token_never_expires(browser, app, mock) -> None:
+    browser.login("github")
+    uid = user_id(browser)
+    vault = vault_of(app)
+    token = vault.load(uid, "github")
+    assert token.access_token.startswith("gho_")
+    assert token.expires_at is None and token.refresh_token is None
+    token.updated_at -= 365 * 86400  # a year old: age alone must not matter
+    vault.save(uid, "github", token)
+    for _ in range(3):
+        assert profile(browser, "github").status_code == 200
+    assert counts(mock, "github")["token"] == 1
+    assert vault.load(uid, "github").access_token == token.access_token
+
+
+@needs_github
+def test_github_app_user_token_works_then_refreshes_when_expired(browser, app, mock) -> None:
+    mock.control.switch("github", app_mode=True)  # 8-hour tokens
+    browser.login("github")
+    uid = user_id(browser)
+    vault = vault_of(app)
+    token = vault.load(uid, "github")
+    assert token.access_token.startswith("ghu_") and token.refresh_token.startswith("ghr_")
+    assert abs(token.expires_at - (time.time() + 28800)) < 30
+    assert profile(browser, "github").status_code == 200
+    assert counts(mock, "github")["token"] == 1
+    token.expires_at = int(time.time()) - 10  # eight hours later
+    vault.save(uid, "github", token)
+    assert profile(browser, "github").status_code == 200
+    assert counts(mock, "github")["token"] == 2
+    assert vault.load(uid, "github").expires_at > time.time() + 28000
+
+
+# --- Facebook: long-lived tokens, no refresh --------------------------------------------
+
+
+@needs_facebook
+def test_facebook_short_lived_login_token_is_exchanged(browser, app, mock) -> None:
+    mock.control.switch("facebook", short_lived=True)
+    browser.login("facebook")
+    assert counts(mock, "facebook")["token"] == 2  # code exchange + fb_exchange_token
+    token = vault_of(app).load(user_id(browser), "facebook")
+    issued = [s for s in mock.control.minted() if s.startswith("EAAR")]
+    assert len(issued) == 2 and token.access_token == issued[-1]  # the long-lived one
+    assert abs(token.expires_at - (time.time() + FACEBOOK_LONG_LIVED)) < 60
+    assert profile(browser, "facebook").status_code == 200
+
+
+@needs_facebook
+def test_facebook_long_lived_login_token_is_not_exchanged(browser, app, mock) -> None:
+    browser.login("facebook")
+    assert counts(mock, "facebook")["token"] == 1
+    token = vault_of(app).load(user_id(browser), "facebook")
+    assert abs(token.expires_at - (time.time() + FACEBOOK_LONG_LIVED)) < 60
+
+
+@needs_facebook
+def test_facebook_expired_token_needs_reauth_without_calling_facebook(browser, app, mock) -> None:
+    mock.control.switch("facebook", expires_in=1)
+    browser.login("facebook")
+    token = vault_of(app).load(user_id(browser), "facebook")
+    time.sleep(max(0.0, token.expires_at - time.time()) + 0.05)
+    before = counts(mock, "facebook")["me"]
+    assert_reauth_required(profile(browser, "facebook"), "facebook")
+    assert counts(mock, "facebook")["me"] == before  # known expired: no Graph call
+    assert_reconnect_shown(browser, "facebook")
+
+
+@needs_facebook
+def test_facebook_session_expired_at_facebook_needs_reauth(browser, mock) -> None:
+    browser.login("facebook")
+    mock.control.switch("facebook", me="expired")
+    assert_reauth_required(profile(browser, "facebook"), "facebook")
+    assert_reconnect_shown(browser, "facebook")
+
+
+# --- Google: when to ask for consent again ---------------------------------------------
+
+
+@needs_google
+def test_google_asks_for_consent_only_without_a_stored_refresh_token(browser, app) -> None:
+    def authorize_params() -> dict[str, str]:
+        response = browser.get("/login/google")
+        assert response.status_code == 302
+        return query(response.headers["Location"])
+
+    signed_out = authorize_params()
+    assert signed_out["access_type"] == "offline" and "prompt" not in signed_out
+
+    browser.login("google")  # the first consent gives a refresh token
+    uid = user_id(browser)
+    vault = vault_of(app)
+    assert vault.load(uid, "google").refresh_token
+    with_refresh = authorize_params()
+    assert with_refresh["access_type"] == "offline"
+    assert "consent" not in with_refresh.get("prompt", "")
+
+    without = [
+        None,  # record deleted
+        StoredToken(access_token="ya29.x", expires_at=int(time.time()) + 3000),
+        StoredToken(access_token="ya29.x", refresh_token="1//x", reauth_required=True),
+    ]
+    for record in without:
+        if record is None:
+            vault.delete(uid, "google")
+        else:
+            vault.save(uid, "google", record)
+        params = authorize_params()
+        assert params["access_type"] == "offline" and params["prompt"] == "consent"
+
+    browser.login("google")  # consenting again brings a refresh token back
+    token = vault.load(uid, "google")
+    assert token.refresh_token and token.refresh_token != "1//x"
+    assert not token.reauth_required
+
+
+# --- a dead refresh token -------------------------------------------------------------
+
+
+def kill_refresh_token(mock, app: RunningApp, uid: str, provider: str) -> None:
+    if provider == "google":
+        mock.control.switch("google", refresh="invalid_grant")
+    else:  # someone else used the rotating refresh token first
+        stolen = vault_of(app).load(uid, "github").refresh_token
+        assert "access_token" in github_refresh_at_mock(mock, stolen)
+
+
+def test_dead_refresh_token_marks_the_link_for_reconnect(browser, app, mock, refreshable) -> None:
+    expiring(mock, refreshable)
+    uid = login_all(browser)
+    kill_refresh_token(mock, app, uid, refreshable)
+    tokens_before = counts(mock, refreshable)["token"]
+    response = profile(browser, refreshable)
+    assert_reauth_required(response, refreshable)
+    assert counts(mock, refreshable)["token"] == tokens_before + 1
+    # Known dead: the next call does not spend another request at the provider.
+    assert_reauth_required(profile(browser, refreshable), refreshable)
+    assert counts(mock, refreshable)["token"] == tokens_before + 1
+    assert_reconnect_shown(browser, refreshable)
+    me = browser.me()
+    assert me.status_code == 200 and me.json()["id"] == uid
+    assert sorted(i["provider"] for i in me.json()["identities"]) == sorted(PROVIDERS)
+    for other in PROVIDERS:
+        if other != refreshable:
+            assert_reconnect_shown(browser, other, shown=False)
+            assert profile(browser, other).status_code == 200
+
+    # Reconnecting (a login while signed in) clears it.
+    if refreshable == "google":
+        mock.control.switch("google", refresh="ok")
+    long_lived(mock, refreshable)
+    login = browser.get(f"/login/{refreshable}")
+    if refreshable == "google":
+        assert query(login.headers["Location"])["prompt"] == "consent"
+    assert browser.login(refreshable).status_code == 200
+    assert user_id(browser) == uid
+    assert profile(browser, refreshable).status_code == 200
+    assert_reconnect_shown(browser, refreshable, shown=False)
+
+
+# --- the provider API client ----------------------------------------------------------
+
+
+def test_profile_returns_the_fresh_normalised_profile(browser, mock, provider) -> None:
+    browser.login(provider)
+    (identity,) = browser.me().json()["identities"]
+    before = counts(mock, provider)[PROFILE_ENDPOINT[provider]]
+    response = profile(browser, provider)
+    assert response.status_code == 200, response.text
+    assert response.headers["Cache-Control"] == "no-store"
+    assert response.json() == {"provider": provider, "profile": identity}
+    assert counts(mock, provider)[PROFILE_ENDPOINT[provider]] == before + 1  # asked live
+
+
+RATE_LIMITS = [
+    pytest.param("github", {"rate_limit": "primary"}, (3500, 3600), marks=needs_github),
+    pytest.param("github", {"rate_limit": "secondary"}, (60, 60), marks=needs_github),
+    pytest.param("google", {"userinfo": "quota"}, (1, 3600), marks=needs_google),
+    pytest.param("facebook", {"usage_percent": 100}, (1, 3600), marks=needs_facebook),
+]
+
+
+@pytest.mark.parametrize(("name", "switches", "retry_range"), RATE_LIMITS)
+def test_rate_limit_is_503_with_retry_after(
+    browser, app, mock, name, switches, retry_range
+) -> None:
+    browser.login(name)
+    mock.control.switch(name, **switches)
+    response = profile(browser, name)
+    assert response.status_code in (429, 503), response.text
+    assert response.json()["error"] == "provider_rate_limited"
+    low, high = retry_range
+    assert low <= int(response.headers["Retry-After"]) <= high
+    # A rate limit is not a dead grant: the link stays usable.
+    assert not vault_of(app).load(user_id(browser), name).reauth_required
+    assert_reconnect_shown(browser, name, shown=False)
+    defaults = {"rate_limit": None, "userinfo": "ok", "usage_percent": None}
+    mock.control.switch(name, **{k: defaults[k] for k in switches})
+    assert profile(browser, name).status_code == 200
+
+
+def test_provider_5xx_is_a_502_and_keeps_the_link(browser, app, mock, refreshable) -> None:
+    expiring(mock, refreshable)
+    browser.login(refreshable)
+    uid = user_id(browser)
+    mock.control.switch(refreshable, token_http_status=503)
+    response = profile(browser, refreshable)
+    assert response.status_code == 502, response.text
+    assert response.json()["error"] == "provider_unavailable"
+    assert not vault_of(app).load(uid, refreshable).reauth_required
+    mock.control.switch(refreshable, token_http_status=None)
+    assert profile(browser, refreshable).status_code == 200
+
+
+def test_provider_timeout_is_a_504(variant, mock) -> None:
+    running = variant(OAUTH_HTTP_TIMEOUT="0.5")
+    browser = Browser(running.url)
+    uid = login_all(browser)
+    for name in PROVIDERS:
+        mock.control.switch(name, delay=1.0)
+        response = profile(browser, name)
+        assert response.status_code == 504, response.text
+        assert response.json()["error"] == "provider_timeout"
+        mock.control.switch(name, delay=0.0)
+        assert not vault_of(running).load(uid, name).reauth_required
+
+
+def revoke_grant_at_provider(mock, app: RunningApp, uid: str, provider: str) -> None:
+    """The user removes the app at the provider (or it revokes the grant on its own)."""
+    if provider == "google":
+        mock.control.switch("google", userinfo="unauthorized")
+    elif provider == "github":
+        env = mock.app_env()
+        response = requests.delete(
+            f"{env['GITHUB_API_URL']}/applications/{env['GITHUB_CLIENT_ID']}/grant",
+            auth=(env["GITHUB_CLIENT_ID"], env["GITHUB_CLIENT_SECRET"]),
+            json={"access_token": vault_of(app).load(uid, "github").access_token},
+            timeout=10,
+        )
+        assert response.status_code == 204
+    else:
+        mock.control.switch("facebook", me="password_changed")
+
+
+def test_revoked_grant_is_reauth_required(browser, app, mock, provider) -> None:
+    uid = login_all(browser)
+    revoke_grant_at_provider(mock, app, uid, provider)
+    assert_reauth_required(profile(browser, provider), provider)
+    assert_reconnect_shown(browser, provider)
+    me = browser.me()
+    assert me.status_code == 200
+    assert len(me.json()["identities"]) == len(PROVIDERS)
+
+
+def test_provider_not_connected_is_404(browser) -> None:
+    assert profile(browser, PROVIDERS[0]).status_code == 401  # signed out
+    browser.login(PROVIDERS[0])
+    for name in PROVIDERS[1:]:
+        response = profile(browser, name)
+        assert response.status_code == 404
+        assert response.json()["error"] == "not_connected"
+    assert profile(browser, "nope").status_code == 404
+
+
+# --- logout ---------------------------------------------------------------------------
+
+
+def logout(browser: Browser) -> None:
+    page = browser.get("/").text
+    csrf = page.split('name="csrf_token" value="')[1].split('"')[0]
+    response = browser.http.post(
+        f"{browser.app_url}/logout", data={"csrf_token": csrf}, allow_redirects=False
+    )
+    assert response.status_code == 303
+    assert browser.me().status_code == 401
+
+
+def test_revoke_on_logout_revokes_every_grant(variant, mock, redis_db) -> None:
+    running = variant(REVOKE_ON_LOGOUT="true")
+    browser = Browser(running.url)
+    uid = login_all(browser)
+    github_token = vault_of(running).load(uid, "github") if "github" in PROVIDERS else None
+    logout(browser)
+    for name in PROVIDERS:
+        assert counts(mock, name)[REVOKE_ENDPOINT[name]] == 1
+        assert vault_of(running).load(uid, name) is None
+    assert not token_keys(redis_db)
+    if github_token:
+        assert github_user_status(mock, github_token.access_token) == 401
+
+
+def test_logout_revokes_nothing_by_default(browser, app, mock) -> None:
+    uid = login_all(browser)
+    logout(browser)
+    for name in PROVIDERS:
+        assert counts(mock, name)[REVOKE_ENDPOINT[name]] == 0
+        assert vault_of(app).load(uid, name) is not None
