@@ -12,8 +12,8 @@ PIP := $(PY) -m pip --disable-pip-version-check -q
 COOKIECUTTER := $(VENV)/bin/cookiecutter
 RUFF := $(VENV)/bin/ruff
 BUILD := build
-# The default project_name of cookiecutter.json.
-PROJECT := flask-social-login
+# The default project_name of cookiecutter.json (flask-social-login).
+PROJECT := $(shell $(PYTHON) -c 'import json; print(json.load(open("cookiecutter.json"))["project_name"])')
 TEMPLATE_PYPROJECT := {{cookiecutter.project_name}}/pyproject.toml
 
 DEMO_DIR := $(BUILD)/demo
@@ -33,13 +33,15 @@ demo:
 	rm -rf '$(DEMO_DIR)/$(PROJECT)'
 	test -x '$(DEMO_VENV)/bin/python' || $(PYTHON) -m venv '$(DEMO_VENV)'
 	'$(DEMO_VENV)/bin/python' -m pip --disable-pip-version-check -q install 'cookiecutter>=2.6,<3'
-	'$(DEMO_VENV)/bin/cookiecutter' . --no-input -f -o '$(DEMO_DIR)'
+	'$(DEMO_VENV)/bin/cookiecutter' . --no-input -f -o '$(DEMO_DIR)' >'$(DEMO_DIR)/bake.log' || { cat '$(DEMO_DIR)/bake.log'; exit 1; }
 	'$(DEMO_VENV)/bin/python' -m pip --disable-pip-version-check -q install -e '$(DEMO_DIR)/$(PROJECT)[dev]'
 	cd '$(DEMO_DIR)/$(PROJECT)' && exec ../.venv/bin/python -m mock_providers.demo
 
 # --- make test ----------------------------------------------------------------------------
+# Extra pytest arguments: make test PYTEST_ARGS='-k hooks'
+PYTEST_ARGS ?=
 test: check-system $(DEPS_STAMP)
-	$(PY) -m pytest tests -q -p no:cacheprovider
+	$(PY) -m pytest tests -q -p no:cacheprovider $(PYTEST_ARGS)
 
 check-system:
 	@missing=''; \

@@ -23,17 +23,17 @@ PROVIDERS = {
     # name: (title, where to register the callback URL, what the console calls the credentials)
     "google": (
         "Google",
-        "Google Cloud console: https://console.cloud.google.com/apis/credentials",
+        "in the Google Cloud console: https://console.cloud.google.com/apis/credentials",
         "OAuth client ID and secret",
     ),
     "github": (
         "GitHub",
-        "GitHub developer settings: https://github.com/settings/developers",
+        "in your GitHub developer settings: https://github.com/settings/developers",
         "OAuth App client ID and secret",
     ),
     "facebook": (
         "Facebook",
-        "Meta for Developers: https://developers.facebook.com/apps",
+        "at Meta for Developers: https://developers.facebook.com/apps",
         "App ID and App Secret",
     ),
 }
@@ -44,6 +44,8 @@ def provider_files(name: str) -> list[Path]:
     """Every file that belongs to one provider only."""
     return [
         PROJECT / "src" / PACKAGE / "providers" / f"{name}.py",
+        *(PROJECT / "src" / PACKAGE / "providers").glob(f"{name}_*.py"),
+        *(PROJECT / "src" / PACKAGE / "templates").glob(f"{name}_*.html"),
         PROJECT / "src" / PACKAGE / "static" / f"{name}.svg",
         PROJECT / "mock_providers" / f"{name}.py",
         PROJECT / "tests" / f"test_{name}.py",
@@ -115,7 +117,7 @@ def print_next_steps() -> None:
         variables = f"{name.upper()}_CLIENT_ID / {name.upper()}_CLIENT_SECRET"
         steps += [
             f"  {title}: {LOCAL_URL}/auth/{name}/callback",
-            f"    register it at the {console}",
+            f"    register it {console}",
             f"    {credentials} -> {variables}",
         ]
     steps += [

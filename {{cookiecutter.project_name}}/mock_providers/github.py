@@ -166,6 +166,11 @@ class Refresh:
     expires_at: float
 
 
+def api_root() -> Response:
+    """The REST API root answers without a token, as api.github.com does."""
+    return json_response({"current_user_url": f"{base_url()}/github/api/user"})
+
+
 def make_blueprint(name: str) -> Blueprint:
     """The GitHub web and API endpoints, laid out as github.com or as an Enterprise Server."""
     web, api = LAYOUTS[name]
@@ -173,6 +178,7 @@ def make_blueprint(name: str) -> Blueprint:
     bp = Blueprint(name, __name__)
     bp.add_url_rule("/login/oauth/authorize", "authorize", authorize, methods=["GET", "POST"])
     bp.add_url_rule("/login/oauth/access_token", "token", access_token, methods=["POST"])
+    bp.add_url_rule(f"{api_path}/", "api_root", api_root)
     bp.add_url_rule(f"{api_path}/user", "user", user)
     bp.add_url_rule(f"{api_path}/user/emails", "emails", emails)
     bp.add_url_rule(

@@ -18,14 +18,23 @@ from .core import MockState, base_url, state
 from .settings import MockSettings
 
 
-class QuietRequestHandler(WSGIRequestHandler):
+class MockRequestHandler(WSGIRequestHandler):
+    """Leaves the Date header to the app, so a provider's clock can be skewed."""
+
+    def send_response(self, code: int, message: str | None = None) -> None:
+        self.log_request(code)
+        self.send_response_only(code, message)
+        self.send_header("Server", self.version_string())
+
+
+class QuietRequestHandler(MockRequestHandler):
     """No access log: tests start the mock and only want their own output."""
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         pass
 
 
-class PathOnlyRequestHandler(WSGIRequestHandler):
+class PathOnlyRequestHandler(MockRequestHandler):
     """Access log without query strings: `/me?access_token=...` must not end up in a log."""
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
@@ -58,13 +67,11 @@ def create_app(settings: MockSettings | None = None) -> Flask:
 
 
 def skew_date_header(response: Response) -> Response:
-    """The `clock_skew` switch: a provider whose clock is off says so in its Date header."""
+    """Every answer's Date; the `clock_skew` switch shifts a provider's clock."""
     blueprint = (request.endpoint or "").rpartition(".")[0]
     provider = state().blueprint_provider.get(blueprint)
-    if provider:
-        skew = int(state().switch(provider, "clock_skew") or 0)
-        if skew:
-            response.headers["Date"] = http_date(time.time() + skew)
+    skew = int(state().switch(provider, "clock_skew") or 0) if provider else 0
+    response.headers["Date"] = http_date(time.time() + skew)
     return response
 
 

@@ -34,8 +34,20 @@ class Servers:
         directory = self.workdir / str(port)
         directory.mkdir()
         process = subprocess.Popen(
-            [REDIS_SERVER, *args, "--port", str(port), "--bind", "127.0.0.1",
-             "--save", "", "--appendonly", "no", "--dir", str(directory)],
+            [
+                REDIS_SERVER,
+                *args,
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(directory),
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.STDOUT,
         )
@@ -130,9 +142,7 @@ def test_redis_sentinel_with_failover(servers, released_port, app_env, mock) -> 
         lambda: redis.Redis(port=replica).info("replication")["master_link_status"] == "up",
         what="replication",
     )
-    app = serve(
-        app_env, released_port, REDIS_URL=f"redis+sentinel://127.0.0.1:{sentinel}/mymaster"
-    )
+    app = serve(app_env, released_port, REDIS_URL=f"redis+sentinel://127.0.0.1:{sentinel}/mymaster")
     try:
         browser = sign_in_and_use(app.url)
         # Let the replica catch up, then fail the master over to it.
@@ -140,10 +150,12 @@ def test_redis_sentinel_with_failover(servers, released_port, app_env, mock) -> 
         time.sleep(0.5)
         redis.Redis(port=sentinel).execute_command("SENTINEL", "FAILOVER", "mymaster")
         wait_for(
-            lambda: redis.Redis(port=sentinel).execute_command(
-                "SENTINEL", "GET-MASTER-ADDR-BY-NAME", "mymaster"
-            )[1]
-            == str(replica).encode(),
+            lambda: (
+                redis.Redis(port=sentinel).execute_command(
+                    "SENTINEL", "GET-MASTER-ADDR-BY-NAME", "mymaster"
+                )[1]
+                == str(replica).encode()
+            ),
             timeout=15,
             what="failover",
         )
@@ -158,11 +170,25 @@ def test_redis_sentinel_with_failover(servers, released_port, app_env, mock) -> 
 def test_redis_cluster(servers, released_port, app_env, mock) -> None:
     ports = [free_port() for _ in range(3)]
     for port in ports:
-        servers.start(port, "--cluster-enabled", "yes", "--cluster-config-file",
-                      f"nodes-{port}.conf", "--cluster-node-timeout", "2000")
+        servers.start(
+            port,
+            "--cluster-enabled",
+            "yes",
+            "--cluster-config-file",
+            f"nodes-{port}.conf",
+            "--cluster-node-timeout",
+            "2000",
+        )
     subprocess.run(
-        [REDIS_CLI, "--cluster", "create", *[f"127.0.0.1:{p}" for p in ports],
-         "--cluster-replicas", "0", "--cluster-yes"],
+        [
+            REDIS_CLI,
+            "--cluster",
+            "create",
+            *[f"127.0.0.1:{p}" for p in ports],
+            "--cluster-replicas",
+            "0",
+            "--cluster-yes",
+        ],
         check=True,
         capture_output=True,
         timeout=60,

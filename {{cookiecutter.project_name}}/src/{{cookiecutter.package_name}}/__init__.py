@@ -13,7 +13,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from dotenv import load_dotenv
-from flask import Flask
+from flask import Flask, abort, request
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import api, auth, pages
@@ -64,6 +64,7 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
             app.register_blueprint(blueprint)
     register_error_handlers(app)
     register_cli(app)
+    app.before_request(refuse_large_bodies)
     init_request_logging(app)
     app.jinja_env.globals.update(csrf_token=csrf_token, provider_title=provider_title)
     app.jinja_env.filters["datetime"] = format_timestamp
@@ -79,6 +80,12 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
         ",".join(settings.providers) or "none",
     )
     return app
+
+
+def refuse_large_bodies() -> None:
+    """413 before anything else looks at the request (guards, CSRF, views)."""
+    if (request.content_length or 0) > MAX_CONTENT_LENGTH:
+        abort(413)
 
 
 def format_timestamp(timestamp: int | float) -> str:

@@ -12,6 +12,7 @@ import os
 import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from urllib.parse import urlsplit
 
 import click
 import redis
@@ -20,7 +21,7 @@ from flask import Flask
 
 from .providers import PROVIDER_CLASSES
 from .providers.base import Finding
-from .settings import Settings
+from .settings import REDIS_SCHEMES, Settings
 
 LOCAL_URL = "http://127.0.0.1:5000"
 # Variables that only make sense on a developer's machine.
@@ -110,8 +111,11 @@ class Doctor:
         return findings
 
     def redis(self) -> list[Finding]:
-        if not self.settings.redis_url:
+        url = self.settings.redis_url
+        if not url:
             return [Finding("ok", "in-process Redis emulation (development only)")]
+        if urlsplit(url).scheme not in REDIS_SCHEMES:
+            return [Finding("fail", "REDIS_URL is not a Redis URL (see the configuration above)")]
         client: redis.Redis = self.app.extensions["redis"]
         try:
             info = client.info("server")

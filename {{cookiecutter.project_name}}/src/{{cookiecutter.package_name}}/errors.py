@@ -80,7 +80,7 @@ def error_response(error: AppError, exc_info: BaseException | None = None) -> Re
     }
     log.log(
         logging.ERROR if exc_info else level,
-        "error ref=%s code=%s status=%s path=%s",
+        "error ref=%s error=%s status=%s path=%s",
         reference,
         error.code,
         error.status,

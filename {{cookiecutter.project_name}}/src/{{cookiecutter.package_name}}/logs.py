@@ -49,10 +49,11 @@ class RedactingFilter(logging.Filter):
     """Scrubs the formatted message; attaches the request id for the formatters."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        cleaned = redact(message)
-        if cleaned != message:
-            record.msg, record.args = cleaned, None
+        if not getattr(record, "safe", False):  # our own request lines hold no secrets
+            message = record.getMessage()
+            cleaned = redact(message)
+            if cleaned != message:
+                record.msg, record.args = cleaned, None
         if record.exc_info and record.exc_info[1] is not None:
             # Exception text can carry secrets too (e.g. a URL with a code).
             record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
@@ -63,9 +64,15 @@ class RedactingFilter(logging.Filter):
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, request id, and the event's fields."""
 
+    _second = -1
+    _stamp = ""
+
     def format(self, record: logging.LogRecord) -> str:
+        second = int(record.created)
+        if second != self._second:  # formatting the time is the slow part: once a second
+            self._second, self._stamp = second, self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z")
         entry: dict[str, Any] = {
-            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"),
+            "time": self._stamp,
             "level": record.levelname.lower(),
             "logger": record.name,
             "request_id": getattr(record, "request_id", "-"),
@@ -127,5 +134,8 @@ def init_request_logging(app: Flask) -> None:
                 "duration_ms": round((time.monotonic() - g.get("started", 0.0)) * 1000, 1),
                 "provider": (request.view_args or {}).get("provider"),
             }
-            access.info("%(method)s %(path)s %(status)s", fields, extra={"fields": fields})
+            # Method, path (never the query string) and status: nothing to redact.
+            access.info(
+                "%(method)s %(path)s %(status)s", fields, extra={"fields": fields, "safe": True}
+            )
         return response

@@ -19,7 +19,7 @@ import redis
 from redis.cluster import ClusterNode, RedisCluster
 from redis.sentinel import Sentinel
 
-from .settings import Settings
+from .settings import REDIS_SCHEMES, Settings
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,8 @@ def _password(netloc: str) -> str | None:
 
 def connect(settings: Settings) -> redis.Redis | RedisCluster:
     url = settings.redis_url
-    if not url:
+    if not url or urlsplit(url).scheme not in REDIS_SCHEMES:
+        # Unset (development), or refused by the settings and only reached by the doctor.
         import fakeredis
 
         log.warning(

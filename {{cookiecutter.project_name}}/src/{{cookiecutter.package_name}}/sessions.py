@@ -1,25 +1,27 @@
 """Server-side sessions in Redis (Flask-Session), hardened.
 
 - The Redis key is a SHA-256 of the session id, so a Redis dump yields no usable cookie.
-- The value is encrypted (Fernet, key derived from SECRET_KEY): Authlib keeps the PKCE
-  verifier and nonce in the session during a login, and Flask-Session's decoder would
-  otherwise fall back to pickle on data it cannot read.
+- The value is encrypted and authenticated (AES-256-GCM, key derived from SECRET_KEY, the
+  Redis key as associated data): Authlib keeps the PKCE verifier and nonce in the session
+  during a login, and Flask-Session's decoder would otherwise fall back to pickle on data it
+  cannot read. AES-GCM with one key object costs a microsecond per request; Fernet, ~20.
 - A session that has not signed in yet lives a few minutes, not the full lifetime.
 - With SESSION_REFRESH_EACH_REQUEST off, a request that only reads costs one GET.
 """
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import logging
+import os
 import warnings
 from datetime import timedelta
 
 import msgspec
 import redis
-from cryptography.fernet import Fernet, InvalidToken
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from flask import Flask
 from flask_session.base import ServerSideSession
@@ -31,12 +33,14 @@ log = logging.getLogger(__name__)
 LOGIN_ATTEMPT_TTL = 15 * 60  # seconds a not-yet-signed-in session is kept
 
 
+NONCE_BYTES = 12
+
+
 def derive_key(secret_key: str, purpose: bytes) -> bytes:
-    """A Fernet key for one purpose, derived from SECRET_KEY with HKDF."""
-    raw = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=purpose).derive(
+    """A 256-bit key for one purpose, derived from SECRET_KEY with HKDF."""
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=purpose).derive(
         secret_key.encode()
     )
-    return base64.urlsafe_b64encode(raw)
 
 
 class SecureRedisSessionInterface(RedisSessionInterface):
@@ -49,7 +53,7 @@ class SecureRedisSessionInterface(RedisSessionInterface):
             warnings.simplefilter("ignore", RuntimeWarning)
             super().__init__(app, client=client, key_prefix=key_prefix, permanent=False)
         self.client = client
-        self._fernet = Fernet(derive_key(secret_key, b"flask-session"))
+        self._aead = AESGCM(derive_key(secret_key, b"flask-session"))
         self._encoder = msgspec.msgpack.Encoder()
         self._decoder = msgspec.msgpack.Decoder(dict)
 
@@ -65,8 +69,10 @@ class SecureRedisSessionInterface(RedisSessionInterface):
         if not blob:
             return None
         try:
-            return self._decoder.decode(self._fernet.decrypt(blob))
-        except (InvalidToken, msgspec.DecodeError):
+            nonce, ciphertext = blob[:NONCE_BYTES], blob[NONCE_BYTES:]
+            plain = self._aead.decrypt(nonce, ciphertext, store_id.encode())
+            return self._decoder.decode(plain)
+        except (InvalidTag, ValueError, msgspec.DecodeError):
             # Written with another SECRET_KEY, or tampered with: start a fresh session.
             log.warning("discarding an unreadable session record")
             return None
@@ -76,5 +82,7 @@ class SecureRedisSessionInterface(RedisSessionInterface):
     ) -> None:
         signed_in = "user_id" in session
         ttl = int(session_lifetime.total_seconds()) if signed_in else LOGIN_ATTEMPT_TTL
-        blob = self._fernet.encrypt(self._encoder.encode(dict(session)))
+        nonce = os.urandom(NONCE_BYTES)
+        plain = self._encoder.encode(dict(session))
+        blob = nonce + self._aead.encrypt(nonce, plain, store_id.encode())
         self.client.set(store_id, blob, ex=ttl)

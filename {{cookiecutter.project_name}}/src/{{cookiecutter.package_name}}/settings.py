@@ -120,6 +120,7 @@ def _encryption_keys(raw: str, production: bool, problems: list[str]) -> tuple[s
                 "'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'`"
             )
         return ()
+    valid = []
     for index, key in enumerate(keys, start=1):
         try:
             Fernet(key)
@@ -127,7 +128,9 @@ def _encryption_keys(raw: str, production: bool, problems: list[str]) -> tuple[s
             problems.append(
                 f"TOKEN_ENCRYPTION_KEY key #{index} is not a Fernet key (32 url-safe base64 bytes)"
             )
-    return keys
+        else:
+            valid.append(key)
+    return tuple(valid)
 
 
 def load_settings(env: Mapping[str, str] | None = None, *, strict: bool = True) -> Settings:

@@ -87,7 +87,10 @@ def reauth_required(provider: str) -> ResponseReturnValue:
 def create_token() -> ResponseReturnValue:
     """Create a token for the signed-in user (session only: a token cannot mint tokens)."""
     user = current_user()
-    body = request.get_json(silent=True)
+    try:
+        body = request.get_json(silent=True)
+    except RecursionError:  # absurdly nested JSON
+        body = None
     if not isinstance(body, dict):
         raise AppError(400, "invalid_request", "Send a JSON object.", TOKEN_BODY_HINT)
     name, scopes, lifetime = _token_request(body)

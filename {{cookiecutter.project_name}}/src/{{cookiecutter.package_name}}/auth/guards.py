@@ -138,7 +138,10 @@ def authenticate(scope: str | None = None) -> User | Response:
     `scope` is what a personal API token needs for this route; a route without one does not
     accept API tokens at all.
     """
-    if "user" in g and g.user is not None:
+    token = g.get("api_token")
+    if token is not None:  # already authenticated by a token: check this route's scope too
+        if scope is None or scope not in token.scopes:
+            raise bearer_error(403, "insufficient_scope", scope)
         return g.user
     if request.headers.get("Authorization", "").lower().startswith("bearer "):
         if not request.path.startswith("/api/"):

@@ -35,7 +35,6 @@ PROVIDER_CLASSES: dict[str, type[Provider]] = {
 }
 
 
-
 def provider_blueprints() -> dict[str, Blueprint]:
     """Routes that belong to one provider (imported late: they use the app's stores)."""
     blueprints: dict[str, Blueprint] = {}

@@ -100,7 +100,7 @@ def data_deletion_status(code: str) -> ResponseReturnValue:
     raw = redis_client().get(_status_key(code)) if code.isalnum() and len(code) <= 64 else None
     if raw is None:
         raise AppError(404, "not_found", "No data-deletion request has this confirmation code.")
-    return render_template("data_deletion.html", code=code, status=json.loads(raw))
+    return render_template("facebook_data_deletion.html", code=code, status=json.loads(raw))
 
 
 def _status_key(code: str) -> str:
