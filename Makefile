@@ -1,6 +1,7 @@
 # The template's commands. `make demo` and `make test` are the README's two commands:
 #   make demo   bake a default project into build/demo/ and run it against local mock providers
 #   make test   install the test tools into .venv/, then run the template's tests (tests/)
+#   make bench  measure the baked app beside reference Flask apps (needs wrk and redis-server)
 #   make lint   ruff on the hooks, the template's tests and a freshly baked project
 #   make clean  remove build/ and .venv/
 # Needs GNU make, python3 (3.11+, with venv) and, for `make test`, redis-server and chromium.
@@ -25,7 +26,7 @@ LINT_DIR := $(BUILD)/lint
 DEPS_SUM := $(shell cat '$(TEMPLATE_PYPROJECT)' requirements-test.txt 2>/dev/null | cksum | cut -d' ' -f1)
 DEPS_STAMP := $(VENV)/.test-deps-$(DEPS_SUM)
 
-.PHONY: demo test lint clean check-system
+.PHONY: demo test lint bench clean check-system
 
 # --- make demo ----------------------------------------------------------------------------
 # A fresh bake each time; the demo's own venv (build/demo/.venv) is kept between runs.
@@ -67,6 +68,17 @@ $(DEPS_STAMP): | $(PY)
 	$(PIP) install -e '$(DEPS_DIR)/$(PROJECT)[dev]'
 	rm -f $(VENV)/.test-deps-*
 	touch '$@'
+
+# --- make bench ---------------------------------------------------------------------------
+# The baked app under gunicorn against bare Flask, a one-Redis-GET route and Flask's cookie
+# session, driven by wrk (see the baked project's bench/README.md).
+BENCH_DIR := $(BUILD)/bench
+bench: $(DEPS_STAMP)
+	@command -v wrk >/dev/null 2>&1 || { echo "wrk is missing: sudo apt-get install -y wrk"; exit 1; }
+	@command -v redis-server >/dev/null 2>&1 || { echo "redis-server is missing: sudo apt-get install -y redis-server"; exit 1; }
+	rm -rf '$(BENCH_DIR)'
+	$(COOKIECUTTER) . --no-input -f -o '$(BENCH_DIR)' >/dev/null
+	cd '$(BENCH_DIR)/$(PROJECT)' && '$(CURDIR)/$(PY)' -m bench.run $(BENCH_ARGS)
 
 # --- make lint ----------------------------------------------------------------------------
 lint: $(DEPS_STAMP)

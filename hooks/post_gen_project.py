@@ -40,17 +40,20 @@ PROVIDERS = {
 LOCAL_URL = "http://127.0.0.1:5000"
 
 
+def belongs_to(filename: str, name: str) -> bool:
+    """The naming convention of provider-only files: <p>.*, <p>_*, test_<p>.py, test_<p>_*.
+
+    e.g. providers/facebook.py, providers/facebook_callbacks.py, static/facebook.svg,
+    templates/facebook_data_deletion.html, mock_providers/facebook.py, tests/test_facebook.py.
+    Only file names count, never directories: the package may be called github_login.
+    """
+    stem = filename.split(".", 1)[0].removeprefix("test_")
+    return stem == name or stem.startswith(f"{name}_")
+
+
 def provider_files(name: str) -> list[Path]:
     """Every file that belongs to one provider only."""
-    return [
-        PROJECT / "src" / PACKAGE / "providers" / f"{name}.py",
-        *(PROJECT / "src" / PACKAGE / "providers").glob(f"{name}_*.py"),
-        *(PROJECT / "src" / PACKAGE / "templates").glob(f"{name}_*.html"),
-        PROJECT / "src" / PACKAGE / "static" / f"{name}.svg",
-        PROJECT / "mock_providers" / f"{name}.py",
-        PROJECT / "tests" / f"test_{name}.py",
-        *(PROJECT / "tests").glob(f"test_{name}_*.py"),
-    ]
+    return sorted(p for p in PROJECT.rglob("*") if p.is_file() and belongs_to(p.name, name))
 
 
 def remove_disabled_providers() -> None:

@@ -92,11 +92,14 @@ def test_text_that_would_break_string_literals_is_refused(tmp_path: Path, answer
     assert len(errors) == 1 and errors[0].startswith(f"ERROR: {answer.split('=')[0]} must be")
 
 
-@pytest.mark.parametrize("name", ["a1", "x", "my-login-app", "app2-v3"])
+@pytest.mark.parametrize("name", ["a1", "x", "my-login-app", "app2-v3", "github-login"])
 def test_valid_unusual_names_bake(tmp_path: Path, name: str) -> None:
     project = bake(tmp_path, project_name=name, use_github=False, use_facebook=False)
     assert project.name == name
-    assert (project / "src" / name.replace("-", "_") / "__init__.py").is_file()
+    package = project / "src" / name.replace("-", "_")
+    assert (package / "__init__.py").is_file()
+    assert (package / "providers" / "google.py").is_file()
+    assert not (package / "providers" / "github.py").exists()
 
 
 # --- post_gen_project.py: next steps -----------------------------------------------------------
@@ -205,7 +208,8 @@ def test_disabled_providers_leave_nothing_behind(combination) -> None:
             assert path.is_file() == (provider in enabled), path
         if provider in enabled:
             continue
-        assert not [f for f in files if provider in f.lower()], f"{provider} files remain"
+        remaining = [f for f in files if provider in f.lower()]
+        assert not remaining, f"files of the disabled {provider} provider remain: {remaining}"
         for path in app_files:
             text = path.read_text()
             for variable in PROVIDER_VARIABLES[provider]:

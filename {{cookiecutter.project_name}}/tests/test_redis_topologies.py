@@ -5,7 +5,9 @@ Every server here is a real `redis-server` child process on a free loopback port
 
 from __future__ import annotations
 
+import random
 import shutil
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -21,6 +23,20 @@ from {{ cookiecutter.package_name }}.providers import PROVIDER_CLASSES
 PROVIDER = "github" if "github" in PROVIDER_CLASSES else next(iter(PROVIDER_CLASSES))
 REDIS_SERVER = shutil.which("redis-server") or "redis-server"
 REDIS_CLI = shutil.which("redis-cli") or "redis-cli"
+
+
+def free_cluster_port() -> int:
+    """A free port whose cluster-bus port (port + 10000) is free and below 65536 too."""
+    for _ in range(100):
+        port = random.randint(20000, 50000)
+        try:
+            for candidate in (port, port + 10000):
+                with socket.socket() as sock:
+                    sock.bind(("127.0.0.1", candidate))
+        except OSError:
+            continue
+        return port
+    raise RuntimeError("no free port pair for a cluster node")
 
 
 class Servers:
@@ -168,7 +184,7 @@ def test_redis_sentinel_with_failover(servers, released_port, app_env, mock) -> 
 
 
 def test_redis_cluster(servers, released_port, app_env, mock) -> None:
-    ports = [free_port() for _ in range(3)]
+    ports = [free_cluster_port() for _ in range(3)]
     for port in ports:
         servers.start(
             port,

@@ -1,0 +1,289 @@
+"""Deleting an account, by its owner (POST /account/delete) or an operator (`flask users delete`).
+
+Every grant is revoked at the provider (the mock counts the calls), and afterwards nothing in
+the real Redis names the user: no key holds their id or a provider subject, no value their
+email. The audit line that records the deletion holds no personal data either.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import logging
+import re
+import time
+from urllib.parse import urljoin
+
+import pytest
+import redis
+import requests
+from conftest import Browser
+
+from {{ cookiecutter.package_name }} import create_app
+from {{ cookiecutter.package_name }}.providers import PROVIDER_CLASSES
+
+PACKAGE = create_app.__module__
+AUDIT_LOGGER = f"{PACKAGE}.audit"
+PROVIDERS = list(PROVIDER_CLASSES)
+PROVIDER = PROVIDERS[0]
+# The mock endpoint each provider's grant revocation lands on.
+REVOKE_ENDPOINT = {"google": "revoke", "github": "revoke_grant", "facebook": "permissions"}
+# Where each provider's revocation request goes.
+PROVIDER_API = {
+    "google": "GOOGLE_SERVER_METADATA_URL",
+    "github": "GITHUB_API_URL",
+    "facebook": "FACEBOOK_GRAPH_URL",
+}
+
+
+# --- helpers ------------------------------------------------------------------------
+
+
+def sign_in(app_url: str, mock, provider: str = PROVIDER) -> Browser:
+    browser = Browser(app_url)
+    final = browser.login(provider)
+    assert final.status_code == 200, final.text
+    assert browser.me().status_code == 200
+    return browser
+
+
+def connect_all(browser: Browser) -> dict:
+    """Connect every other provider to the signed-in user; return /api/me."""
+    for name in PROVIDERS[1:]:
+        assert browser.login(name).status_code == 200
+    me = browser.me().json()
+    assert sorted(i["provider"] for i in me["identities"]) == sorted(PROVIDERS)
+    return me
+
+
+def csrf_of(browser: Browser) -> str:
+    page = browser.get("/").text
+    return page.split('name="csrf_token" value="')[1].split('"')[0]
+
+
+def new_api_token(browser: Browser) -> str:
+    response = browser.http.post(
+        f"{browser.app_url}/api/tokens",
+        json={"name": "script", "scopes": ["profile:read"]},
+        headers={"X-CSRF-Token": csrf_of(browser)},
+        timeout=10,
+    )
+    assert response.status_code == 201, response.text
+    return response.json()["token"]
+
+
+def with_token(app_url: str, token: str) -> requests.Response:
+    return requests.get(
+        f"{app_url}/api/me", headers={"Authorization": f"Bearer {token}"}, timeout=10
+    )
+
+
+def delete_account(browser: Browser, csrf: str | None = "page", **kwargs) -> requests.Response:
+    data = {"csrf_token": csrf_of(browser) if csrf == "page" else csrf} if csrf else {}
+    return browser.http.post(
+        f"{browser.app_url}/account/delete",
+        data=data,
+        allow_redirects=False,
+        timeout=10,
+        **kwargs,
+    )
+
+
+def revoke_counts(mock) -> dict[str, int]:
+    counts = mock.control.requests()
+    return {name: counts[name][REVOKE_ENDPOINT[name]] for name in PROVIDERS}
+
+
+def redis_keys_and_values(db: redis.Redis) -> tuple[list[bytes], bytes]:
+    keys = list(db.scan_iter(count=1000))
+    values: list[bytes] = []
+    for key in keys:
+        kind = db.type(key)
+        if kind == b"string":
+            values.append(db.get(key) or b"")
+        elif kind == b"hash":
+            values += [b for pair in db.hgetall(key).items() for b in pair]
+        elif kind == b"list":
+            values += db.lrange(key, 0, -1)
+        elif kind == b"set":
+            values += list(db.smembers(key))
+        elif kind == b"zset":
+            values += db.zrange(key, 0, -1)
+        values.append(db.dump(key) or b"")
+    return keys, b"\n".join(values)
+
+
+def assert_nothing_left(db: redis.Redis, me: dict) -> None:
+    """No key names the user or their provider subjects; no value holds their email."""
+    keys, values = redis_keys_and_values(db)
+    names = [me["id"], *(i["subject"] for i in me["identities"])]
+    left = [k for k in keys if any(n.encode() in k for n in names)]
+    assert not left, f"keys left behind: {left}"
+    emails = {me["email"], *(i.get("email") for i in me["identities"])} - {None}
+    for email in emails:
+        assert email.encode() not in values, f"{email} is still stored"
+    assert me["id"].encode() not in values
+
+
+@pytest.fixture()
+def audit_lines(caplog: pytest.LogCaptureFixture):
+    """The raw audit log lines emitted so far (the app runs in this process)."""
+    caplog.set_level(logging.INFO, logger=AUDIT_LOGGER)
+    return lambda: [r.getMessage() for r in caplog.records if r.name == AUDIT_LOGGER]
+
+
+def assert_one_anonymous_deletion(lines: list[str], me: dict, by: str) -> None:
+    deleted = [json.loads(line) for line in lines if json.loads(line)["event"] == "account_deleted"]
+    assert len(deleted) == 1, lines
+    (event,) = deleted
+    assert event["by"] == by
+    raw = next(line for line in lines if '"account_deleted"' in line)
+    personal = [me["email"], me["name"]]
+    for identity in me["identities"]:
+        personal += [identity[k] for k in ("subject", "email", "name", "username")]
+    for value in filter(None, personal):
+        assert value not in raw, f"{value!r} in the audit line"
+
+
+# --- the page and its guards ------------------------------------------------------------
+
+
+def test_the_account_page_offers_deletion_behind_csrf(app, mock) -> None:
+    browser = sign_in(app.url, mock)
+    page = browser.get("/account").text
+    assert 'action="/account/delete"' in page and "Delete my account" in page
+    for csrf in (None, "not-the-token"):
+        response = delete_account(browser, csrf=csrf)
+        assert response.status_code == 403
+        assert 'data-error="csrf_failed"' in response.text
+    assert browser.me().status_code == 200
+    signed_out = delete_account(Browser(app.url), csrf="anything")
+    assert signed_out.status_code == 302  # to /login
+    assert signed_out.headers["Location"].startswith("/login?")
+
+
+def test_deletion_needs_a_recent_sign_in(variant, mock, redis_db) -> None:
+    running = variant(REAUTH_WINDOW="1")
+    browser = sign_in(running.url, mock)
+    me = browser.me().json()
+    time.sleep(1.5)
+    assert 'action="/account/delete"' not in browser.get("/account").text
+
+    refused = delete_account(browser)
+    assert refused.status_code == 403
+    assert 'data-error="reauthentication_required"' in refused.text
+    retry = html.unescape(re.search(r'id="retry" href="([^"]+)"', refused.text).group(1))
+    assert retry.startswith(f"/login/{PROVIDER}?")
+    as_json = delete_account(browser, headers={"Accept": "application/json"})
+    assert as_json.status_code == 403
+    assert as_json.json()["error"] == "reauthentication_required"
+    assert browser.me().status_code == 200
+
+    # "Try again": sign in again while signed in (started early in a second, so the
+    # one-second window is not eaten by rounding), then delete at once.
+    while time.time() % 1 > 0.3:
+        time.sleep(0.02)
+    to_provider = browser.get(retry)
+    assert to_provider.status_code == 302
+    at_provider = browser.http.get(
+        to_provider.headers["Location"], allow_redirects=False, timeout=10
+    )
+    callback = urljoin(at_provider.url, at_provider.headers["Location"])
+    page = browser.finish_login(callback)
+    assert page.url.endswith("/account")
+    csrf = page.text.split('name="csrf_token" value="')[1].split('"')[0]
+    deleted = delete_account(browser, csrf=csrf)
+    assert deleted.status_code == 303, deleted.text
+    assert deleted.headers["Location"] == "/?deleted=1"
+    assert browser.me().status_code == 401
+    assert_nothing_left(redis_db, me)
+
+
+# --- what deletion removes --------------------------------------------------------------
+
+
+def test_deleting_an_account_revokes_and_removes_everything(
+    app, mock, redis_db, audit_lines
+) -> None:
+    browser = sign_in(app.url, mock)
+    me = connect_all(browser)
+    other_device = sign_in(app.url, mock)
+    token = new_api_token(browser)
+    assert with_token(app.url, token).status_code == 200
+    before = revoke_counts(mock)
+
+    response = delete_account(browser)
+    assert response.status_code == 303, response.text
+    assert response.headers["Location"] == "/?deleted=1"
+
+    after = revoke_counts(mock)
+    assert {name: after[name] - before[name] for name in PROVIDERS} == dict.fromkeys(PROVIDERS, 1)
+    assert browser.me().status_code == 401
+    assert other_device.me().status_code == 401
+    assert with_token(app.url, token).status_code == 401
+    assert_nothing_left(redis_db, me)
+    assert_one_anonymous_deletion(audit_lines(), me, by="user")
+
+    # Signing in again makes a brand-new account.
+    again = sign_in(app.url, mock)
+    assert again.me().json()["id"] != me["id"]
+
+
+def test_a_provider_that_is_down_does_not_block_deletion(variant, mock, redis_db) -> None:
+    running = variant()
+    browser = sign_in(running.url, mock)
+    me = connect_all(browser)
+    other_device = sign_in(running.url, mock)
+    # Every provider API now points at a closed port: revoking fails, deleting goes on.
+    running = variant(**{PROVIDER_API[name]: "http://127.0.0.1:1" for name in PROVIDERS})
+    before = revoke_counts(mock)
+    response = delete_account(browser)
+    assert response.status_code == 303, response.text
+    assert revoke_counts(mock) == before
+    assert browser.me().status_code == 401
+    assert other_device.me().status_code == 401
+    assert_nothing_left(redis_db, me)
+
+
+# --- the operator's command -------------------------------------------------------------
+
+
+def test_operator_deletes_a_user_from_the_command_line(
+    app, mock, redis_db, app_env, audit_lines
+) -> None:
+    browser = sign_in(app.url, mock)
+    me = connect_all(browser)
+    other_device = sign_in(app.url, mock)
+    token = new_api_token(browser)
+    runner = create_app(app_env).test_cli_runner()
+
+    kept = runner.invoke(args=["users", "delete", me["email"]], input="n\n")
+    assert kept.exit_code != 0
+    assert browser.me().status_code == 200
+
+    unknown = runner.invoke(args=["users", "delete", "nobody@example.org", "--yes"])
+    assert unknown.exit_code != 0
+    assert "nobody@example.org" in unknown.output
+    assert browser.me().status_code == 200
+
+    before = revoke_counts(mock)
+    result = runner.invoke(args=["users", "delete", me["email"], "--yes"])
+    assert result.exit_code == 0, result.output
+    assert f"deleted {me['id']}" in result.output
+    after = revoke_counts(mock)
+    assert {name: after[name] - before[name] for name in PROVIDERS} == dict.fromkeys(PROVIDERS, 1)
+    assert browser.me().status_code == 401
+    assert other_device.me().status_code == 401
+    assert with_token(app.url, token).status_code == 401
+    assert_nothing_left(redis_db, me)
+    assert_one_anonymous_deletion(audit_lines(), me, by="cli")
+
+
+def test_operator_deletes_by_user_id(app, mock, redis_db, app_env) -> None:
+    browser = sign_in(app.url, mock)
+    me = browser.me().json()
+    runner = create_app(app_env).test_cli_runner()
+    result = runner.invoke(args=["users", "delete", me["id"], "--yes"])
+    assert result.exit_code == 0, result.output
+    assert browser.me().status_code == 401
+    assert_nothing_left(redis_db, me)

@@ -1,0 +1,314 @@
+"""Facebook's deauthorize and data-deletion callbacks: a `signed_request` POSTed by Facebook.
+
+The mock Facebook sends them as Facebook does (`mock.control.facebook_callback`); others are
+built here by hand with hmac. Only a request signed with the App Secret is obeyed; anything
+else is a 400, never a 500. Real Redis, real HTTP.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+import redis
+import requests
+from conftest import Browser
+
+from {{ cookiecutter.package_name }} import create_app
+from {{ cookiecutter.package_name }}.providers import PROVIDER_CLASSES
+
+PACKAGE = create_app.__module__
+OTHERS = [p for p in PROVIDER_CLASSES if p != "facebook"]
+needs_another_provider = pytest.mark.skipif(not OTHERS, reason="baked with Facebook only")
+ADA_ID = "10229384756102938"  # the mock's Facebook persona "ada"
+UNKNOWN_ID = "10000000000000001"
+PATHS = {
+    "deauthorize": "/auth/facebook/deauthorize",
+    "data_deletion": "/auth/facebook/data-deletion",
+}
+KINDS = list(PATHS)
+
+
+# --- helpers ------------------------------------------------------------------------
+
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def signed_request(payload: object, secret: str, raw: bytes | None = None) -> str:
+    """Facebook's format: base64url(HMAC-SHA256(secret, encoded payload)) "." encoded payload."""
+    encoded = b64url(raw if raw is not None else json.dumps(payload).encode())
+    signature = hmac.new(secret.encode(), encoded.encode(), hashlib.sha256).digest()
+    return f"{b64url(signature)}.{encoded}"
+
+
+def payload(user_id: str = ADA_ID, **extra: object) -> dict:
+    return {"algorithm": "HMAC-SHA256", "issued_at": int(time.time()), "user_id": user_id, **extra}
+
+
+def post(app_url: str, kind: str, data: dict | None = None, **kwargs) -> requests.Response:
+    return requests.post(f"{app_url}{PATHS[kind]}", data=data, timeout=10, **kwargs)
+
+
+def sign_in(app_url: str, provider: str = "facebook") -> Browser:
+    browser = Browser(app_url)
+    final = browser.login(provider)
+    assert final.status_code == 200, final.text
+    return browser
+
+
+def csrf_of(browser: Browser) -> str:
+    page = browser.get("/").text
+    return page.split('name="csrf_token" value="')[1].split('"')[0]
+
+
+def keys_and_values(db: redis.Redis) -> tuple[list[bytes], bytes]:
+    keys = list(db.scan_iter(count=1000))
+    values: list[bytes] = []
+    for key in keys:
+        kind = db.type(key)
+        if kind == b"string":
+            values.append(db.get(key) or b"")
+        elif kind == b"hash":
+            values += [b for pair in db.hgetall(key).items() for b in pair]
+        elif kind == b"list":
+            values += db.lrange(key, 0, -1)
+    return keys, b"\n".join(values)
+
+
+def stored_user(db: redis.Redis, user_id: str) -> dict | None:
+    keys = list(db.scan_iter(match=f"*user:{user_id}"))
+    return json.loads(db.get(keys[0])) if keys else None
+
+
+def token_key_exists(db: redis.Redis, user_id: str, provider: str) -> bool:
+    return bool(list(db.scan_iter(match=f"*token:{user_id}:{provider}")))
+
+
+def identity_key_exists(db: redis.Redis, provider: str, subject: str) -> bool:
+    return bool(list(db.scan_iter(match=f"*identity:{provider}:{subject}")))
+
+
+# --- refused callbacks ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_mock_facebook_callbacks_signed_wrongly_are_400(app, mock, kind) -> None:
+    sign_in(app.url)
+    for options in ({"tamper": True}, {"algorithm": "HS512"}, {"algorithm": "none"}):
+        answer = mock.control.facebook_callback(kind, **options)
+        assert answer["status"] == 400, (options, answer)
+        assert answer["body"]["error"] == "invalid_signed_request"
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_garbage_is_400_never_500(app, app_env, kind) -> None:
+    secret = app_env["FACEBOOK_CLIENT_SECRET"]
+    deep = signed_request(None, secret, raw=b"[" * 5000 + b"]" * 5000)
+    forms = [
+        None,  # no signed_request at all
+        {"signed_request": ""},
+        {"signed_request": "garbage"},
+        {"signed_request": "."},
+        {"signed_request": "a.b"},
+        {"signed_request": "!!!.???"},
+        {"signed_request": "é.é"},
+        {"signed_request": signed_request(payload(), secret).split(".")[1]},  # payload only
+        {"signed_request": signed_request(payload(), "another-secret")},
+        {"signed_request": signed_request(payload(algorithm="HMAC-SHA1"), secret)},
+        {"signed_request": signed_request({"issued_at": 1, "user_id": ADA_ID}, secret)},
+        {"signed_request": signed_request(None, secret, raw=b"not json")},
+        {"signed_request": signed_request(None, secret, raw=b"\xff\xfe")},
+        {"signed_request": signed_request(["HMAC-SHA256"], secret)},
+        {"signed_request": signed_request({"algorithm": "HMAC-SHA256"}, secret)},  # no user_id
+        {"signed_request": signed_request(payload(user_id="ada"), secret)},
+        {"signed_request": signed_request(payload(user_id=None), secret)},
+        {"signed_request": deep},  # nesting deep enough to break a recursive parser
+    ]
+    for form in forms:
+        response = post(app.url, kind, form)
+        assert response.status_code == 400, (form, response.status_code, response.text[:200])
+        assert response.json()["error"] == "invalid_signed_request", form
+    as_json = post(app.url, kind, json={"signed_request": signed_request(payload(), secret)})
+    assert as_json.status_code == 400
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_unknown_user_is_200_with_nothing_to_delete(app, mock, redis_db, app_env, kind) -> None:
+    browser = sign_in(app.url)
+    me = browser.me().json()
+    by_mock = mock.control.facebook_callback(kind, user_id=UNKNOWN_ID)
+    assert by_mock["status"] == 200, by_mock
+    by_hand = post(
+        app.url,
+        kind,
+        {"signed_request": signed_request(payload(UNKNOWN_ID), app_env["FACEBOOK_CLIENT_SECRET"])},
+    )
+    assert by_hand.status_code == 200, by_hand.text
+    assert browser.me().json()["identities"] == me["identities"]
+    assert identity_key_exists(redis_db, "facebook", ADA_ID)
+    assert token_key_exists(redis_db, me["id"], "facebook")
+
+
+# --- deauthorize ----------------------------------------------------------------------
+
+
+def test_deauthorize_drops_the_link_and_its_tokens_but_keeps_the_user(
+    app, mock, redis_db, app_env
+) -> None:
+    browser = sign_in(app.url, OTHERS[0]) if OTHERS else sign_in(app.url)
+    if OTHERS:
+        assert browser.login("facebook").status_code == 200
+    me = browser.me().json()
+    assert "facebook" in [i["provider"] for i in me["identities"]]
+    assert token_key_exists(redis_db, me["id"], "facebook")
+    secret = app_env["FACEBOOK_CLIENT_SECRET"]
+
+    response = post(app.url, "deauthorize", {"signed_request": signed_request(payload(), secret)})
+    assert response.status_code == 200, response.text
+
+    assert not token_key_exists(redis_db, me["id"], "facebook")
+    assert not identity_key_exists(redis_db, "facebook", ADA_ID)
+    user = stored_user(redis_db, me["id"])
+    assert user is not None  # the account stays
+    assert [i["provider"] for i in user["identities"]] == OTHERS[:1]
+    for other in OTHERS[:1]:
+        assert token_key_exists(redis_db, me["id"], other)
+    # The signed-in person sees it too (if the app chose to keep their session at all).
+    after = browser.me()
+    assert after.status_code in (200, 401)
+    if after.status_code == 200:
+        assert [i["provider"] for i in after.json()["identities"]] == OTHERS[:1]
+    # A repeat (Facebook retries) finds nobody: still 200.
+    assert mock.control.facebook_callback("deauthorize")["status"] == 200
+
+
+# --- data deletion ------------------------------------------------------------------
+
+
+def test_data_deletion_of_a_facebook_only_user_deletes_the_account(
+    app, mock, redis_db, app_env
+) -> None:
+    browser = sign_in(app.url)
+    other_device = sign_in(app.url)
+    me = browser.me().json()
+    token = browser.http.post(
+        f"{app.url}/api/tokens",
+        json={"name": "script", "scopes": ["profile:read"]},
+        headers={"X-CSRF-Token": csrf_of(browser)},
+        timeout=10,
+    ).json()["token"]
+    bearer = {"Authorization": f"Bearer {token}"}
+    assert requests.get(f"{app.url}/api/me", headers=bearer, timeout=10).status_code == 200
+
+    answer = mock.control.facebook_callback("data_deletion", user="ada")
+    assert answer["status"] == 200, answer
+    body = answer["body"]
+    assert set(body) == {"url", "confirmation_code"}
+    code = body["confirmation_code"]
+    assert code.isalnum() and len(code) >= 8
+    assert body["url"] == f"{app_env['PUBLIC_URL']}/auth/facebook/data-deletion/{code}"
+
+    assert browser.me().status_code == 401
+    assert other_device.me().status_code == 401
+    assert requests.get(f"{app.url}/api/me", headers=bearer, timeout=10).status_code == 401
+    keys, values = keys_and_values(redis_db)
+    names = [me["id"], ADA_ID]
+    assert not [k for k in keys if any(n.encode() in k for n in names)]
+    assert me["email"] and me["email"].encode() not in values
+    assert ADA_ID.encode() not in values
+
+    status = requests.get(body["url"], timeout=10)
+    assert status.status_code == 200
+    assert code in status.text
+    assert "Ada" not in status.text and me["email"] not in status.text
+
+
+@needs_another_provider
+def test_data_deletion_keeps_an_account_that_signs_in_another_way(
+    app, mock, redis_db, app_env
+) -> None:
+    other = OTHERS[0]
+    browser = sign_in(app.url, other)
+    assert browser.login("facebook").status_code == 200
+    me = browser.me().json()
+    secret = app_env["FACEBOOK_CLIENT_SECRET"]
+    response = post(app.url, "data_deletion", {"signed_request": signed_request(payload(), secret)})
+    assert response.status_code == 200, response.text
+    assert set(response.json()) == {"url", "confirmation_code"}
+
+    user = stored_user(redis_db, me["id"])
+    assert user is not None
+    assert [i["provider"] for i in user["identities"]] == [other]
+    assert not token_key_exists(redis_db, me["id"], "facebook")
+    assert not identity_key_exists(redis_db, "facebook", ADA_ID)
+    assert token_key_exists(redis_db, me["id"], other)
+    # Nothing that came from Facebook stays: not even the profile picture it gave.
+    assert "/facebook/" not in (user["avatar_url"] or ""), user["avatar_url"]
+    assert ADA_ID.encode() not in keys_and_values(redis_db)[1]
+    after = browser.me()
+    if after.status_code == 200:  # still signed in: without Facebook
+        assert [i["provider"] for i in after.json()["identities"]] == [other]
+    again = sign_in(app.url, other)
+    assert again.me().json()["id"] == me["id"]
+    assert [i["provider"] for i in again.me().json()["identities"]] == [other]
+
+
+def test_data_deletion_status_page(app, mock) -> None:
+    answer = mock.control.facebook_callback("data_deletion", user_id=UNKNOWN_ID)
+    assert answer["status"] == 200
+    url = answer["body"]["url"]
+    code = answer["body"]["confirmation_code"]
+    page = requests.get(url, timeout=10)
+    assert page.status_code == 200
+    assert f'<code id="code">{code}</code>' in page.text
+    for unknown in ("0123456789abcdef0123", code[:-1], "..%2f..%2fetc", "x" * 100):
+        response = requests.get(f"{app.url}/auth/facebook/data-deletion/{unknown}", timeout=10)
+        assert response.status_code == 404, unknown
+
+
+# --- the doctor lists both URLs ---------------------------------------------------------
+
+
+def test_doctor_lists_both_callback_urls(
+    project_env, app_env, app_url, mock, redis_db, tmp_path: Path
+) -> None:
+    env = {**project_env, **app_env}
+    # Only loopback traffic: every URL the doctor may fetch is the mock or our Redis.
+    for name, value in app_env.items():
+        if "://" in value:
+            assert urlsplit(value).hostname == "127.0.0.1", name
+    result = subprocess.run(
+        [sys.executable, "-m", "flask", "--app", PACKAGE, "auth", "doctor", "--json"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert "Traceback" not in result.stderr, result.stderr
+    facebook = json.loads(result.stdout)["providers"]["facebook"]
+    assert facebook["enabled"] is True
+    assert facebook["other_urls"] == {
+        "Deauthorize callback URL": f"{app_url}/auth/facebook/deauthorize",
+        "Data deletion request URL": f"{app_url}/auth/facebook/data-deletion",
+    }
+    human = subprocess.run(
+        [sys.executable, "-m", "flask", "--app", PACKAGE, "auth", "doctor"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert f"Deauthorize callback URL: {app_url}/auth/facebook/deauthorize" in human.stdout
+    assert f"Data deletion request URL: {app_url}/auth/facebook/data-deletion" in human.stdout
