@@ -7,6 +7,7 @@ in development, `gunicorn '{{ cookiecutter.package_name }}:create_app()'` in pro
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from collections.abc import Mapping
 from datetime import timedelta
@@ -42,7 +43,12 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
             # The doctor must start even on a configuration the app would refuse.
             settings = load_settings(strict=not doctor_requested())
         except SettingsError as error:
-            raise SystemExit(str(error)) from None  # one clear message, no traceback
+            # One clear message, no traceback. Under gunicorn, exit code 4 (app load error)
+            # stops the master instead of restarting a worker that can never boot.
+            if "gunicorn.arbiter" in sys.modules:
+                print(error, file=sys.stderr)
+                raise SystemExit(4) from None
+            raise SystemExit(str(error)) from None
     else:
         settings = load_settings(env)
     configure_logging(settings)

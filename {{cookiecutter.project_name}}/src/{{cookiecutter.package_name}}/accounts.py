@@ -27,6 +27,13 @@ def sign_out_everywhere(user_id: str, keep: str | None = None, reason: str = "")
     return ended
 
 
+def refresh_sessions(user: User) -> None:
+    """Put the changed user into every live session's copy (roles, identities, profile)."""
+    changes = {"user": user.to_api(), "name": user.name}
+    for store_key in session_index().store_keys(user.id):
+        current_app.session_interface.rewrite(store_key, changes)
+
+
 def end_session(user_id: str, session_id: str) -> None:
     """End one of the user's sessions (from the account page or the API)."""
     if not session_index().end(user_id, session_id):
@@ -63,5 +70,5 @@ def delete_account(user: User, by: str) -> None:
 def drop_identity(user: User, provider: str) -> None:
     """Forget one provider's link and tokens (Facebook's deauthorize callback)."""
     token_service().vault.delete(user.id, provider)
-    user_store().remove_identity(user, provider)
+    refresh_sessions(user_store().remove_identity(user, provider))
     audit_log().record("provider_unlinked", user.id, provider=provider, by=provider)

@@ -8,7 +8,7 @@ import click
 from flask import Flask, current_app
 from flask.cli import AppGroup
 
-from .accounts import delete_account, sign_out_everywhere
+from .accounts import delete_account, refresh_sessions, sign_out_everywhere
 from .doctor import run_doctor
 from .extensions import audit_log, token_service, user_store
 from .users import User
@@ -55,6 +55,7 @@ def grant(email_or_id: str, role: str) -> None:
     user = _one_user(email_or_id)
     before = list(user.roles)
     user = user_store().set_granted_role(user, role, granted=True)
+    refresh_sessions(user)
     audit_log().record("roles_changed", user.id, before=before, after=user.roles, by="cli")
     click.echo(f"{user.id} ({user.email}): roles {', '.join(user.roles)}")
 
@@ -67,6 +68,7 @@ def revoke(email_or_id: str, role: str) -> None:
     user = _one_user(email_or_id)
     before = list(user.roles)
     user = user_store().set_granted_role(user, role, granted=False)
+    refresh_sessions(user)
     audit_log().record("roles_changed", user.id, before=before, after=user.roles, by="cli")
     click.echo(f"{user.id} ({user.email}): roles {', '.join(user.roles)}")
     lost = set(before) - set(user.roles)

@@ -12,6 +12,7 @@ import os
 import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import click
@@ -195,8 +196,16 @@ class Doctor:
 
 
 def doctor_requested(argv: list[str] | None = None) -> bool:
-    """Is this process `flask … auth doctor`? Then the settings are loaded leniently."""
-    args = sys.argv[1:] if argv is None else argv
+    """Is this process the Flask CLI running `auth doctor`? Then settings load leniently.
+
+    Only the `flask` command (or `python -m flask`) qualifies: gunicorn, which accepts stray
+    arguments, must never start leniently.
+    """
+    argv = sys.argv if argv is None else argv
+    program = Path(argv[0]) if argv else Path()
+    if program.name != "flask" and program.parent.name != "flask":
+        return False
+    args = argv[1:]
     return any(a == "auth" and args[i + 1 : i + 2] == ["doctor"] for i, a in enumerate(args))
 
 

@@ -9,7 +9,7 @@ from flask import Blueprint, current_app, jsonify, redirect, render_template, se
 from flask.typing import ResponseReturnValue
 from redis.exceptions import RedisError
 
-from .accounts import delete_account, end_session, sign_out_everywhere
+from .accounts import delete_account, end_session, refresh_sessions, sign_out_everywhere
 from .api_tokens import SCOPES
 from .auth import current_user, login_required, roles_required
 from .auth.csrf import check_csrf
@@ -141,9 +141,11 @@ def disconnect(provider: str) -> ResponseReturnValue:
         )
     revoke_grant(user, provider, identity["subject"])
     try:
-        remember_user(user_store().unlink(user, provider))
+        user = user_store().unlink(user, provider)
     except LastIdentity:  # a concurrent disconnect removed the other one
         raise AppError(409, "last_identity", "This is the last way you sign in here.") from None
+    remember_user(user)
+    refresh_sessions(user)
     audit_log().record("provider_unlinked", user.id, provider=provider)
     return redirect(url_for("pages.account"), code=303)
 

@@ -99,6 +99,9 @@ class SessionIndex:
         ]
         return sorted(sessions, key=lambda s: s["last_seen_at"], reverse=True)
 
+    def store_keys(self, user_id: str) -> list[str]:
+        return [json.loads(v)["store_key"] for v in self.client.hvals(self._key(user_id))]
+
     def end(self, user_id: str, public_id: str) -> bool:
         raw = self.client.hget(self._key(user_id), public_id)
         if raw is None:

@@ -64,6 +64,17 @@ class SecureRedisSessionInterface(RedisSessionInterface):
         """The Redis key of this session (a hash of its id, never the id itself)."""
         return self._get_store_id(session.sid)
 
+    def rewrite(self, store_key: str, changes: dict) -> None:
+        """Update values inside another live session (its TTL kept); a gone one is skipped."""
+        data = self._retrieve_session_data(store_key)
+        if data is not None:
+            data.update(changes)
+            self.client.set(store_key, self._seal(store_key, data), keepttl=True)
+
+    def _seal(self, store_id: str, data: dict) -> bytes:
+        nonce = os.urandom(NONCE_BYTES)
+        return nonce + self._aead.encrypt(nonce, self._encoder.encode(data), store_id.encode())
+
     def _retrieve_session_data(self, store_id: str) -> dict | None:
         blob = self.client.get(store_id)
         if not blob:
@@ -82,7 +93,4 @@ class SecureRedisSessionInterface(RedisSessionInterface):
     ) -> None:
         signed_in = "user_id" in session
         ttl = int(session_lifetime.total_seconds()) if signed_in else LOGIN_ATTEMPT_TTL
-        nonce = os.urandom(NONCE_BYTES)
-        plain = self._encoder.encode(dict(session))
-        blob = nonce + self._aead.encrypt(nonce, plain, store_id.encode())
-        self.client.set(store_id, blob, ex=ttl)
+        self.client.set(store_id, self._seal(store_id, dict(session)), ex=ttl)

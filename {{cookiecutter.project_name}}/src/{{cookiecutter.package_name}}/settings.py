@@ -148,6 +148,10 @@ def load_settings(env: Mapping[str, str] | None = None, *, strict: bool = True) 
         app_env = PRODUCTION
     production = app_env == PRODUCTION
 
+    if production and env.get("FLASK_DEBUG", "").strip().lower() in ("1", "true", "yes", "on"):
+        # The debugger runs any code a visitor types: never on a production app.
+        problems.append("FLASK_DEBUG (or flask run --debug) must be off in production")
+
     secret_key = env.get("SECRET_KEY", "").strip()
     secret_problem = _secret_key_problem(secret_key)
     if secret_problem and (production or not secret_key):

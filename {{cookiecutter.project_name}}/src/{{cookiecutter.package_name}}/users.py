@@ -138,7 +138,7 @@ class UserStore:
             if identity["provider"] == provider:
                 self.client.delete(self._identity_key(provider, identity["subject"]))
         user.identities = remaining
-        user.roles = self._roles(user)
+        self._recompute_profile(user)
         self.save(user)
         return user
 
@@ -151,9 +151,21 @@ class UserStore:
             if identity["provider"] == provider:
                 self.client.delete(self._identity_key(provider, identity["subject"]))
         user.identities = [i for i in user.identities if i["provider"] != provider]
-        user.roles = self._roles(user)
+        self._recompute_profile(user)
         self.save(user)
         return user
+
+    def _recompute_profile(self, user: User) -> None:
+        """After an identity left: nothing of it may stay (name, email, picture URL)."""
+        user.name = next((i["name"] for i in user.identities if i.get("name")), None)
+        verified = [i for i in user.identities if i.get("email") and i.get("email_verified")]
+        with_email = verified or [i for i in user.identities if i.get("email")]
+        user.email = with_email[0]["email"] if with_email else None
+        user.email_verified = bool(verified)
+        user.avatar_url = next(
+            (i["avatar_url"] for i in user.identities if i.get("avatar_url")), None
+        )
+        user.roles = self._roles(user)
 
     def delete(self, user: User) -> None:
         for identity in user.identities:

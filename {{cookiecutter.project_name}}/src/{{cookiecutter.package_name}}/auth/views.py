@@ -9,7 +9,7 @@ import time
 from flask import Blueprint, current_app, redirect, render_template, request, session, url_for
 from werkzeug.wrappers import Response
 
-from ..accounts import revoke_provider_grants, sign_out_everywhere
+from ..accounts import refresh_sessions, revoke_provider_grants, sign_out_everywhere
 from ..errors import AppError
 from ..extensions import (
     audit_log,
@@ -117,6 +117,7 @@ def callback(provider: str) -> Response:
             lost_roles = set(previous.roles) - set(user.roles)
     else:
         user = _link(signed_in, identity)
+        refresh_sessions(user)
         event = "provider_linked"
     token_service().store_login_token(user.id, adapter, token)
     next_path = session.get(NEXT_KEY)
@@ -179,7 +180,8 @@ def _start_session(user: User, provider: str) -> None:
     remember_user(user)
     session["provider"] = provider
     session["csrf"] = new_csrf_token()
-    session["login_at"] = session["seen_at"] = now
+    session["login_at"] = time.time()  # to the fraction: REAUTH_WINDOW is exact
+    session["seen_at"] = now
     session["sid_public"] = secrets.token_hex(8)
     session.permanent = True
     # Only after data is set: Flask-Session's regenerate() ignores an "empty" session.

@@ -25,6 +25,7 @@ from ..extensions import audit_log, redis_client, user_store
 bp = Blueprint("facebook_callbacks", __name__, url_prefix="/auth/facebook")
 
 DELETION_STATUS_TTL = 90 * 24 * 3600  # how long the status page answers
+MAX_SIGNED_REQUEST = 8192
 
 
 @bp.before_request
@@ -40,18 +41,22 @@ def _b64decode(value: str) -> bytes:
 def parse_signed_request(signed_request: str, app_secret: str) -> dict[str, Any]:
     """The verified payload; ValueError for anything Facebook would not have sent."""
     signature_b64, _, payload_b64 = signed_request.partition(".")
-    if not signature_b64 or not payload_b64:
+    if not signature_b64 or not payload_b64 or len(signed_request) > MAX_SIGNED_REQUEST:
         raise ValueError("not a signed_request")
     try:
         signature = _b64decode(signature_b64)
-        payload = json.loads(_b64decode(payload_b64))
-    except (ValueError, TypeError) as exc:
-        raise ValueError("undecodable signed_request") from exc
-    if not isinstance(payload, dict) or str(payload.get("algorithm", "")).upper() != "HMAC-SHA256":
-        raise ValueError("unsupported algorithm")
+    except ValueError as exc:
+        raise ValueError("undecodable signature") from exc
+    # The signature first: nothing unauthenticated reaches the JSON parser.
     expected = hmac.new(app_secret.encode(), payload_b64.encode(), hashlib.sha256).digest()
     if not hmac.compare_digest(signature, expected):
         raise ValueError("bad signature")
+    try:
+        payload = json.loads(_b64decode(payload_b64))
+    except (ValueError, TypeError, RecursionError) as exc:
+        raise ValueError("undecodable payload") from exc
+    if not isinstance(payload, dict) or str(payload.get("algorithm", "")).upper() != "HMAC-SHA256":
+        raise ValueError("unsupported algorithm")
     if not str(payload.get("user_id", "")).isdigit():
         raise ValueError("no user_id")
     return payload
