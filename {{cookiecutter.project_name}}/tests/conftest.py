@@ -96,6 +96,41 @@ def redis_db(redis_url: str) -> Iterator[redis.Redis]:
     client.close()
 
 
+def command_calls(db: redis.Redis) -> dict[str, int]:
+    """Redis commands run since the last CONFIG RESETSTAT, without our own probes."""
+    return {
+        name.removeprefix("cmdstat_"): stats["calls"]
+        for name, stats in db.info("commandstats").items()
+        if not name.startswith(("cmdstat_config", "cmdstat_info"))
+    }
+
+
+def everything_in_redis(db: redis.Redis) -> bytes:
+    """Every key and every value of every type, read type-aware, plus each key's DUMP."""
+    parts: list[bytes] = []
+    for key in db.scan_iter(count=1000):
+        parts.append(key)
+        kind = db.type(key)
+        if kind == b"string":
+            parts.append(db.get(key) or b"")
+        elif kind == b"hash":
+            for field, value in db.hgetall(key).items():
+                parts += [field, value]
+        elif kind == b"list":
+            parts += db.lrange(key, 0, -1)
+        elif kind == b"set":
+            parts += list(db.smembers(key))
+        elif kind == b"zset":
+            parts += [member for member, _ in db.zrange(key, 0, -1, withscores=True)]
+        elif kind == b"stream":
+            for _id, fields in db.xrange(key):
+                parts += [*fields.keys(), *fields.values()]
+        elif kind != b"none":  # expired between SCAN and TYPE
+            raise AssertionError(f"unexpected Redis type {kind!r} for {key!r}")
+        parts.append(db.dump(key) or b"")
+    return b"\n".join(parts)
+
+
 # --- the mock providers -------------------------------------------------------------
 
 

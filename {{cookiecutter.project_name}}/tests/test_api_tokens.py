@@ -12,7 +12,7 @@ import time
 import pytest
 import redis
 import requests
-from conftest import Browser
+from conftest import Browser, command_calls, everything_in_redis
 from flask.testing import FlaskCliRunner
 
 import {{ cookiecutter.package_name }} as app_package
@@ -86,37 +86,6 @@ def challenge(response: requests.Response) -> dict[str, str]:
 def cli(env: dict[str, str], *args: str):
     runner: FlaskCliRunner = create_app(env).test_cli_runner()
     return runner.invoke(args=list(args))
-
-
-def command_calls(db: redis.Redis) -> dict[str, int]:
-    """Redis commands run since the last CONFIG RESETSTAT, without our own probes."""
-    return {
-        name.removeprefix("cmdstat_"): stats["calls"]
-        for name, stats in db.info("commandstats").items()
-        if not name.startswith(("cmdstat_config", "cmdstat_info"))
-    }
-
-
-def everything_in_redis(db: redis.Redis) -> bytes:
-    """Every key and every value (strings, hashes, lists, sets, sorted sets) in Redis."""
-    parts: list[bytes] = []
-    for key in db.scan_iter(count=1000):
-        parts.append(key)
-        kind = db.type(key)
-        if kind == b"string":
-            parts.append(db.get(key) or b"")
-        elif kind == b"hash":
-            for field, value in db.hgetall(key).items():
-                parts += [field, value]
-        elif kind == b"list":
-            parts += db.lrange(key, 0, -1)
-        elif kind == b"set":
-            parts += list(db.smembers(key))
-        elif kind == b"zset":
-            parts += [member for member, _ in db.zrange(key, 0, -1, withscores=True)]
-        else:
-            parts.append(db.dump(key) or b"")
-    return b"\n".join(parts)
 
 
 def token_record_key(db: redis.Redis, token_id: str) -> bytes:

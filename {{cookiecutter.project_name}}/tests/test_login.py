@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import redis
 import requests
-from conftest import Browser, query
+from conftest import Browser, command_calls, query
 
 from {{ cookiecutter.package_name }}.providers import PROVIDER_CLASSES
 
@@ -19,15 +19,6 @@ def provider(request) -> str:
 
 def session_keys(db: redis.Redis) -> list[bytes]:
     return db.keys("*session:*")
-
-
-def command_calls(db: redis.Redis) -> dict[str, int]:
-    """Redis commands run since the last CONFIG RESETSTAT, without our own probes."""
-    return {
-        name.removeprefix("cmdstat_"): stats["calls"]
-        for name, stats in db.info("commandstats").items()
-        if not name.startswith(("cmdstat_config", "cmdstat_info"))
-    }
 
 
 # --- the happy path -----------------------------------------------------------------

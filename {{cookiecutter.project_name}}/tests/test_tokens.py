@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import redis
 import requests
-from conftest import TEST_TOKEN_KEY, Browser, RunningApp, query, wait_for
+from conftest import TEST_TOKEN_KEY, Browser, RunningApp, everything_in_redis, query, wait_for
 from cryptography.fernet import Fernet
 
 from {{ cookiecutter.package_name }} import create_app
@@ -118,32 +118,6 @@ def assert_reconnect_shown(browser: Browser, provider: str, shown: bool = True) 
     assert ("Reconnect" in connection(page.text, provider)) is shown
 
 
-def redis_contents(db: redis.Redis) -> bytes:
-    """Every key and every value of every type, read type-aware, plus each key's DUMP."""
-    parts: list[bytes] = []
-    for key in db.scan_iter(count=1000):
-        parts.append(key)
-        kind = db.type(key)
-        if kind == b"string":
-            parts.append(db.get(key) or b"")
-        elif kind == b"hash":
-            for field, value in db.hgetall(key).items():
-                parts += [field, value]
-        elif kind == b"list":
-            parts += db.lrange(key, 0, -1)
-        elif kind == b"set":
-            parts += list(db.smembers(key))
-        elif kind == b"zset":
-            parts += [member for member, _ in db.zrange(key, 0, -1, withscores=True)]
-        elif kind == b"stream":
-            for _id, fields in db.xrange(key):
-                parts += [*fields.keys(), *fields.values()]
-        elif kind != b"none":  # expired between SCAN and TYPE
-            raise AssertionError(f"unexpected Redis type {kind!r} for {key!r}")
-        parts.append(db.dump(key) or b"")
-    return b"\n".join(parts)
-
-
 def token_keys(db: redis.Redis) -> list[bytes]:
     return list(db.scan_iter(match="*token:*"))
 
@@ -167,7 +141,7 @@ def test_no_minted_secret_is_stored_in_clear(browser, app, mock, redis_db) -> No
     for name in PROVIDERS:
         assert vault.load(uid, name).access_token in minted  # tokens are kept...
     assert len(token_keys(redis_db)) == len(PROVIDERS)
-    contents = redis_contents(redis_db)
+    contents = everything_in_redis(redis_db)
     leaked = [secret for secret in minted if secret.encode() in contents]
     assert not leaked, f"{len(leaked)} provider secrets stored in clear"  # ...encrypted
 
