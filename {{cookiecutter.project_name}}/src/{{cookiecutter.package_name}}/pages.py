@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import time
 
 from flask import Blueprint, current_app, jsonify, redirect, render_template, session, url_for
@@ -27,8 +26,6 @@ from .extensions import (
     user_store,
 )
 from .users import LastIdentity, User
-
-log = logging.getLogger(__name__)
 
 bp = Blueprint("pages", __name__)
 

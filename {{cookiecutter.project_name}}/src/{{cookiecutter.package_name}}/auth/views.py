@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import secrets
 import time
 
@@ -26,8 +25,6 @@ from ..users import IdentityTaken, User
 from .csrf import check_csrf, new_csrf_token
 from .guards import current_user, remember_user
 from .urls import external_url, safe_next
-
-log = logging.getLogger(__name__)
 
 bp = Blueprint("auth", __name__)
 
