@@ -54,17 +54,15 @@ def wait_for(check: Callable[[], bool], timeout: float = 10.0, what: str = "serv
 # --- redis-server -------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """Our own redis-server child process; the machine's Redis on 6379 is never touched."""
+def start_redis_server(port: int, workdir: Path, *args: str) -> subprocess.Popen:
+    """A redis-server child process on loopback that keeps nothing on disk; waits until up."""
     binary = shutil.which("redis-server")
     if binary is None:
         pytest.fail("redis-server is not installed: run `sudo apt-get install -y redis-server`")
-    port = free_port()
-    workdir = tmp_path_factory.mktemp("redis")
     process = subprocess.Popen(
         [
             binary,
+            *args,
             "--port",
             str(port),
             "--bind",
@@ -79,10 +77,21 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.STDOUT,
     )
-    url = f"redis://127.0.0.1:{port}/0"
     try:
-        wait_for(lambda: redis.Redis.from_url(url).ping(), what="redis-server")
-        yield url
+        wait_for(lambda: redis.Redis(port=port).ping(), what=f"redis-server :{port}")
+    except RuntimeError:
+        process.kill()
+        raise
+    return process
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Our own redis-server child process; the machine's Redis on 6379 is never touched."""
+    port = free_port()
+    process = start_redis_server(port, tmp_path_factory.mktemp("redis"))
+    try:
+        yield f"redis://127.0.0.1:{port}/0"
     finally:
         process.terminate()
         process.wait(timeout=10)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import redis
-from conftest import Browser, RunningApp, free_port, wait_for
+from conftest import Browser, RunningApp, free_port, start_redis_server, wait_for
 
 from {{ cookiecutter.package_name }} import create_app
 from {{ cookiecutter.package_name }}.providers import PROVIDER_CLASSES
@@ -49,26 +49,8 @@ class Servers:
     def start(self, port: int, *args: str) -> subprocess.Popen:
         directory = self.workdir / str(port)
         directory.mkdir()
-        process = subprocess.Popen(
-            [
-                REDIS_SERVER,
-                *args,
-                "--port",
-                str(port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(directory),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.STDOUT,
-        )
+        process = start_redis_server(port, directory, *args)
         self.processes.append(process)
-        wait_for(lambda: redis.Redis(port=port).ping(), what=f"redis-server :{port}")
         return process
 
     def sentinel(self, port: int, master_port: int) -> subprocess.Popen:

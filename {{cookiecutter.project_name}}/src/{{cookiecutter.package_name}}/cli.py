@@ -47,17 +47,26 @@ def _one_user(email_or_id: str) -> User:
     return matches[0]
 
 
+def _change_role(email_or_id: str, role: str, granted: bool) -> User:
+    user = _one_user(email_or_id)
+    before = list(user.roles)
+    user = user_store().set_granted_role(user, role, granted=granted)
+    refresh_sessions(user)  # live sessions see the new roles at once
+    audit_log().record("roles_changed", user.id, before=before, after=user.roles, by="cli")
+    click.echo(f"{user.id} ({user.email}): roles {', '.join(user.roles)}")
+    lost = set(before) - set(user.roles)
+    if lost & current_app.config["APP_SETTINGS"].security_roles:
+        ended = sign_out_everywhere(user.id, reason="role removed")
+        click.echo(f"signed out {ended} session(s): {', '.join(sorted(lost))} is security-relevant")
+    return user
+
+
 @roles_cli.command("grant")
 @click.argument("email_or_id")
 @click.argument("role")
 def grant(email_or_id: str, role: str) -> None:
     """Give ROLE to the user with this email (or user id)."""
-    user = _one_user(email_or_id)
-    before = list(user.roles)
-    user = user_store().set_granted_role(user, role, granted=True)
-    refresh_sessions(user)
-    audit_log().record("roles_changed", user.id, before=before, after=user.roles, by="cli")
-    click.echo(f"{user.id} ({user.email}): roles {', '.join(user.roles)}")
+    _change_role(email_or_id, role, granted=True)
 
 
 @roles_cli.command("revoke")
@@ -65,16 +74,7 @@ def grant(email_or_id: str, role: str) -> None:
 @click.argument("role")
 def revoke(email_or_id: str, role: str) -> None:
     """Take ROLE away from the user with this email (or user id)."""
-    user = _one_user(email_or_id)
-    before = list(user.roles)
-    user = user_store().set_granted_role(user, role, granted=False)
-    refresh_sessions(user)
-    audit_log().record("roles_changed", user.id, before=before, after=user.roles, by="cli")
-    click.echo(f"{user.id} ({user.email}): roles {', '.join(user.roles)}")
-    lost = set(before) - set(user.roles)
-    if lost & current_app.config["APP_SETTINGS"].security_roles:
-        ended = sign_out_everywhere(user.id, reason="role removed")
-        click.echo(f"signed out {ended} session(s): {', '.join(sorted(lost))} is security-relevant")
+    user = _change_role(email_or_id, role, granted=False)
     if role in user.roles:
         click.echo(f"{role} comes from ADMIN_EMAILS: remove the address there", err=True)
 
