@@ -13,6 +13,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qs, urljoin, urlsplit
@@ -257,6 +258,24 @@ def variant(released_port: int, app_url: str, app_env: dict[str, str]):
     yield start
     for running in current:
         running.stop()
+
+
+@contextmanager
+def run_server(command: list[str], env: dict[str, str], workdir: Path, url: str) -> Iterator[Path]:
+    """Run a server process until the block ends; yield the file collecting its output."""
+    log_path = workdir / "server.log"
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            command, env=env, cwd=workdir, stdout=log, stderr=subprocess.STDOUT
+        )
+        try:
+            wait_for(
+                lambda: requests.get(f"{url}/healthz", timeout=1).ok, timeout=30, what="server"
+            )
+            yield log_path
+        finally:
+            process.terminate()
+            process.wait(timeout=15)
 
 
 # --- a browser-like client ------------------------------------------------------------

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import Browser, query, wait_for
+from conftest import Browser, query, run_server
 
 from {{ cookiecutter.package_name }}.logs import redact
 from {{ cookiecutter.package_name }}.providers import PROVIDER_CLASSES
@@ -334,7 +333,6 @@ def gunicorn(env: dict[str, str], workdir: Path, port: int, url: str) -> Iterato
     """gunicorn serving create_app() with Authlib at DEBUG; yields the file with its output."""
     (workdir / "debug_wsgi.py").write_text(WSGI_MODULE.format(package=PACKAGE))
     env = {**env, "PYTHONPATH": f"{workdir}:{env['PYTHONPATH']}"}
-    log_path = workdir / "gunicorn.log"
     command = [
         sys.executable,
         "-m",
@@ -345,16 +343,8 @@ def gunicorn(env: dict[str, str], workdir: Path, port: int, url: str) -> Iterato
         f"127.0.0.1:{port}",
         "debug_wsgi:app",
     ]
-    with log_path.open("w") as log:
-        process = subprocess.Popen(
-            command, env=env, cwd=workdir, stdout=log, stderr=subprocess.STDOUT
-        )
-        try:
-            wait_for(lambda: requests.get(f"{url}/healthz", timeout=1).ok, 30, "gunicorn")
-            yield log_path
-        finally:
-            process.terminate()
-            process.wait(timeout=15)
+    with run_server(command, env, workdir, url) as log_path:
+        yield log_path
 
 
 @pytest.mark.skipif(not PKCE_PROVIDERS, reason="baked without a PKCE provider")

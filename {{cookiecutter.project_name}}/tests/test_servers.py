@@ -6,39 +6,16 @@ providers minted (the development server logs the callback URL with its `?code=`
 
 from __future__ import annotations
 
-import subprocess
 import sys
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
-from pathlib import Path
 
 import pytest
-import requests
-from conftest import Browser, wait_for
+from conftest import Browser, run_server
 
 from {{ cookiecutter.package_name }}.providers import PROVIDER_CLASSES
 
 PACKAGE = "{{ cookiecutter.package_name }}"
 PROVIDERS = list(PROVIDER_CLASSES)
-
-
-@contextmanager
-def run_server(command: list[str], env: dict[str, str], workdir: Path, url: str) -> Iterator[Path]:
-    """Run a server process until the block ends; yield the file collecting its output."""
-    log_path = workdir / "server.log"
-    with log_path.open("w") as log:
-        process = subprocess.Popen(
-            command, env=env, cwd=workdir, stdout=log, stderr=subprocess.STDOUT
-        )
-        try:
-            wait_for(
-                lambda: requests.get(f"{url}/healthz", timeout=1).ok, timeout=30, what="server"
-            )
-            yield log_path
-        finally:
-            process.terminate()
-            process.wait(timeout=15)
 
 
 @pytest.fixture()

@@ -7,7 +7,6 @@ real gunicorn with two workers, the multi-instance case two app instances on one
 from __future__ import annotations
 
 import re
-import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -16,7 +15,7 @@ from pathlib import Path
 import pytest
 import redis
 import requests
-from conftest import Browser, RunningApp, free_port, wait_for
+from conftest import Browser, RunningApp, free_port, run_server
 
 from {{ cookiecutter.package_name }} import create_app
 from {{ cookiecutter.package_name }}.providers import PROVIDER_CLASSES
@@ -341,34 +340,17 @@ def test_an_ended_session_is_dead_on_every_gunicorn_worker(
         "%(p)s %(m)s %(U)s %(s)s",
         f"{PACKAGE}:create_app()",
     ]
-    log_path = tmp_path / "gunicorn.log"
-    with log_path.open("w") as log:
-        process = subprocess.Popen(
-            command,
-            env={**project_env, **app_env},
-            cwd=tmp_path,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            wait_for(
-                lambda: requests.get(f"{app_url}/healthz", timeout=1).ok,
-                timeout=30,
-                what="gunicorn",
-            )
-            me = sign_in(app_url, mock)
-            lost = sign_in(app_url, mock)
-            # Both workers know the session...
-            assert set(hammer(lost, log_path, 200)) == {200}
-            assert len(workers_answering(log_path, 200)) == 2
-            assert end_via_api(me, current_id(lost)).status_code == 204
-            # ...and both refuse it on its very next requests.
-            statuses = hammer(lost, log_path, 401)
-            assert statuses == [401] * len(statuses)
-            assert me.me().status_code == 200
-        finally:
-            process.terminate()
-            process.wait(timeout=15)
+    with run_server(command, {**project_env, **app_env}, tmp_path, app_url) as log_path:
+        me = sign_in(app_url, mock)
+        lost = sign_in(app_url, mock)
+        # Both workers know the session...
+        assert set(hammer(lost, log_path, 200)) == {200}
+        assert len(workers_answering(log_path, 200)) == 2
+        assert end_via_api(me, current_id(lost)).status_code == 204
+        # ...and both refuse it on its very next requests.
+        statuses = hammer(lost, log_path, 401)
+        assert statuses == [401] * len(statuses)
+        assert me.me().status_code == 200
     assert len(workers_answering(log_path, 401)) == 2, "both workers should refuse the session"
 
 

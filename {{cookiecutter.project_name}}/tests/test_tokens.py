@@ -6,7 +6,6 @@ Real Redis, real HTTP to the mock providers; the vault is inspected with the app
 
 from __future__ import annotations
 
-import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -15,7 +14,14 @@ from typing import Any
 import pytest
 import redis
 import requests
-from conftest import TEST_TOKEN_KEY, Browser, RunningApp, everything_in_redis, query, wait_for
+from conftest import (
+    TEST_TOKEN_KEY,
+    Browser,
+    RunningApp,
+    everything_in_redis,
+    query,
+    run_server,
+)
 from cryptography.fernet import Fernet
 
 from {{ cookiecutter.package_name }} import create_app
@@ -246,27 +252,15 @@ def test_single_flight_refresh_across_gunicorn_workers(
         f"127.0.0.1:{released_port}",
         f"{PACKAGE}:create_app()",
     ]
-    log_path = tmp_path / "gunicorn.log"
-    with log_path.open("w") as log:
-        process = subprocess.Popen(
-            command, env={**project_env, **app_env}, cwd=tmp_path, stdout=log, stderr=log
-        )
-        try:
-            wait_for(
-                lambda: requests.get(f"{app_url}/healthz", timeout=1).ok,
-                timeout=30,
-                what="gunicorn",
-            )
-            browser = Browser(app_url)
-            expiring(mock, name)
-            assert browser.login(name).status_code == 200
-            long_lived(mock, name)  # the refreshed token is not due again
-            assert counts(mock, name)["token"] == 1
-            with ThreadPoolExecutor(20) as pool:
-                responses = list(pool.map(lambda _: profile(browser, name), range(20)))
-        finally:
-            process.terminate()
-            process.wait(timeout=15)
+    env = {**project_env, **app_env}
+    with run_server(command, env, tmp_path, app_url) as log_path:
+        browser = Browser(app_url)
+        expiring(mock, name)
+        assert browser.login(name).status_code == 200
+        long_lived(mock, name)  # the refreshed token is not due again
+        assert counts(mock, name)["token"] == 1
+        with ThreadPoolExecutor(20) as pool:
+            responses = list(pool.map(lambda _: profile(browser, name), range(20)))
     assert [r.status_code for r in responses] == [200] * 20, log_path.read_text()[-2000:]
     assert counts(mock, name)["token"] == 2  # exactly one refresh
     assert len({r.json()["profile"]["subject"] for r in responses}) == 1
