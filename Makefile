@@ -53,7 +53,9 @@ check-system:
 		echo "Install them with:"; \
 		echo "    sudo apt-get install -y$$missing"; \
 		exit 1; \
-	fi
+	fi; \
+	command -v wrk >/dev/null 2>&1 || \
+		echo "note: wrk is missing, so the benchmark's smoke test is skipped (sudo apt-get install -y wrk)"
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)

@@ -49,6 +49,7 @@ CORE_VARIABLES = {
     "TRUSTED_PROXY_COUNT": "0",
     "ADMIN_EMAILS": "",
     "OAUTH_HTTP_TIMEOUT": "10",
+    "REQUEST_LOG": "notable",
 }
 CONSOLES = {
     "google": "https://console.cloud.google.com/apis/credentials",

@@ -55,6 +55,9 @@ class Children:
         self.processes.append((name, process))
         return process
 
+    def get(self, name: str) -> subprocess.Popen:
+        return next(process for started, process in self.processes if started == name)
+
     def stop(self) -> None:
         for _, process in reversed(self.processes):
             if process.poll() is None:
@@ -173,6 +176,26 @@ def base_env() -> dict[str, str]:
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), str(ROOT)])
     env["PYTHONDONTWRITEBYTECODE"] = "1"
     return env
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(process: subprocess.Popen) -> float:
+    """User + system CPU time of a process and its children (a gunicorn master's workers)."""
+    pids = [process.pid]
+    children = Path(f"/proc/{process.pid}/task/{process.pid}/children")
+    if children.exists():
+        pids += [int(pid) for pid in children.read_text().split()]
+    total = 0
+    for pid in pids:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rpartition(")")[2].split()  # after the command name, which may hold spaces
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / CLOCK_TICKS
 
 
 def worker_peak_rss_kib(master: subprocess.Popen) -> list[int]:
@@ -395,6 +418,8 @@ class Target:
     headers: list[str] = field(default_factory=list)
     runs: list[WrkRun] = field(default_factory=list)
     redis_calls: Counter = field(default_factory=Counter)
+    server_cpu: float = 0.0  # seconds of CPU, over all runs: the server's processes
+    redis_cpu: float = 0.0  # and redis-server's
 
     @property
     def requests(self) -> int:
@@ -588,8 +613,12 @@ def run_with_mock(
         for target in order:
             print(f"  round {round_number + 1}/{args.rounds}: {target.label}", flush=True)
             stats.reset()
+            server, redis_process = servers[target.server].process, children.get("redis-server")
+            server_before, redis_before = cpu_seconds(server), cpu_seconds(redis_process)
             target.runs.append(run_wrk(wrk, target.url, target.headers, args, args.duration))
             target.redis_calls += stats.read()
+            target.server_cpu += cpu_seconds(server) - server_before
+            target.redis_cpu += cpu_seconds(redis_process) - redis_before
 
     memory = {name: worker_peak_rss_kib(server.process) for name, server in servers.items()}
     report(targets, logins, memory, stats, args.connections)
@@ -646,6 +675,23 @@ def report(
         shown = ", ".join(f"{kib / 1024:.1f} MiB" for kib in peaks) or "no worker found"
         print(f"  {name:<15} {shown}")
 
+    print("\nCPU per request (user + system), of the server's gunicorn processes and redis-server:")
+    for target in targets:
+        print(
+            f"  {target.label:<30} server {1e6 * target.server_cpu / target.requests:6.0f} us"
+            f"   redis-server {1e6 * target.redis_cpu / target.requests:5.1f} us"
+        )
+    server_us = 1e6 * session.server_cpu / session.requests
+    redis_us = 1e6 * session.redis_cpu / session.requests
+    if redis_us > 0 and server_us > 0:
+        print(
+            f"\nCapacity, from the session row: one Redis core serves about "
+            f"{1e6 / redis_us:,.0f} session reads/s and one app core (gunicorn included) about "
+            f"{1e6 / server_us:,.0f}, so one Redis core keeps up with about "
+            f"{server_us / redis_us:.0f} app cores.\nRedis shares the CPUs with the app and wrk "
+            "here, so its cost per command includes their context switches: a lower bound."
+        )
+
     session_calls = session.redis_calls
     print("\nTargets (not asserted):")
     _check(
@@ -653,10 +699,16 @@ def report(
         session.rps / floor.rps >= 0.9,
         f"{session.rps / floor.rps:.2f}",
     )
+    reachable = (
+        ""
+        if floor.rps >= cookie.rps
+        else f" (the one-GET floor itself runs at {floor.rps / cookie.rps:.2f} of the cookie "
+        "session here: no session that reads Redis can reach it on this machine)"
+    )
     _check(
         "session /api/me >= cookie session req/s",
         session.rps >= cookie.rps,
-        f"{session.rps / cookie.rps:.2f}",
+        f"{session.rps / cookie.rps:.2f}{reachable}",
     )
     # wrk does not count the requests in flight when it stops, the servers still answer
     # them: up to `connections` a run, so a count may exceed the exact figure by that much.

@@ -19,8 +19,10 @@ from pathlib import Path
 import pytest
 import requests
 from conftest import Browser, query, run_server
+from flask import request
 
-from {{ cookiecutter.package_name }}.logs import redact
+from {{ cookiecutter.package_name }} import create_app
+from {{ cookiecutter.package_name }}.logs import is_notable, redact
 from {{ cookiecutter.package_name }}.providers import PROVIDER_CLASSES
 
 PACKAGE = "{{ cookiecutter.package_name }}"
@@ -402,3 +404,62 @@ def test_production_logs_are_json_lines_with_request_id_provider_status_and_dura
     assert verifier_lines == ["Using code_verifier: [redacted]"]
     for secret in ["SECRETCODE123", "SECRETCODE456", *mock.control.minted()]:
         assert secret not in output
+
+
+# --- which requests get a line ------------------------------------------------------------
+
+
+def request_lines(caplog) -> set[tuple[str, str, int]]:
+    return {
+        (record.fields["method"], record.fields["path"], record.fields["status"])
+        for record in caplog.records
+        if isinstance(getattr(record, "fields", None), dict)
+        and record.fields.get("event") == "request"
+    }
+
+
+@pytest.mark.parametrize("mode", ["notable", "all", "off"])
+def test_request_log_lines_are_the_ones_request_log_asks_for(variant, caplog, mode) -> None:
+    caplog.set_level(logging.INFO)
+    app = variant(APP_ENV="production", REQUEST_LOG=mode)
+    browser = Browser(app.url)
+    callback = browser.start_login(PROVIDERS[0])
+    send_secure_cookies_over_http(browser)
+    assert browser.finish_login(callback).status_code == 200
+    send_secure_cookies_over_http(browser)
+    caplog.clear()
+
+    assert browser.me().status_code == 200  # routine reads
+    assert browser.get("/healthz").status_code == 200
+    signed_out = requests.get(f"{app.url}/api/me", timeout=10)  # a failure
+    assert signed_out.status_code == 401
+    assert browser.get("/login").status_code == 200  # a step of the sign-in flow
+
+    routine = {("GET", "/api/me", 200), ("GET", "/healthz", 200)}
+    notable = {("GET", "/api/me", 401), ("GET", "/login", 200)}
+    expected = {"notable": notable, "all": routine | notable, "off": set()}[mode]
+    assert request_lines(caplog) == expected
+    # Whatever REQUEST_LOG says, a failure keeps its own line with its reference.
+    assert reference_of(signed_out) in logged_references(caplog)
+
+
+def test_notable_requests_are_failures_changes_slow_ones_and_sign_in_steps(app_env) -> None:
+    app = create_app({**app_env, "APP_ENV": "production"})
+    provider = PROVIDERS[0]
+    cases = [
+        ("GET", "/api/me", 200, 0.01, False),
+        ("HEAD", "/", 200, 0.01, False),
+        ("GET", "/healthz", 200, 0.01, False),
+        ("GET", "/api/me", 401, 0.01, True),
+        ("GET", "/no-such-page", 404, 0.01, True),
+        ("GET", "/healthz", 503, 0.01, True),
+        ("POST", "/api/tokens", 201, 0.01, True),
+        ("DELETE", "/api/tokens/abc", 204, 0.01, True),
+        ("GET", "/api/me", 200, 1.5, True),
+        ("GET", "/login", 200, 0.01, True),
+        ("GET", f"/login/{provider}", 302, 0.01, True),
+        ("GET", f"/auth/{provider}/callback", 302, 0.01, True),
+    ]
+    for method, path, status, seconds, expected in cases:
+        with app.test_request_context(path, method=method):
+            assert is_notable(request, status, seconds) is expected, (method, path, status)

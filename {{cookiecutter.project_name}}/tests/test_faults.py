@@ -187,6 +187,8 @@ def assert_unavailable_but_still_signed_in(app: RunningApp, browser: Browser) ->
     cookie = browser.cookie()
     me = timed_get(browser, "/api/me")
     assert me.status_code == 503, me.text
+    # Tagged before the session is opened: the failed read still has its request id.
+    assert re.fullmatch(r"[0-9a-f]{16}", me.headers["X-Request-ID"])
     assert me.headers["Content-Type"] == "application/json"
     assert me.json()["error"] == "service_unavailable"
     assert int(me.headers["Retry-After"]) > 0
@@ -407,6 +409,7 @@ def test_huge_bodies_are_413(app, clients) -> None:
         headers={**csrf, "Content-Type": "application/json"},
     )
     assert response.status_code == 413
+    assert response.headers["X-Request-ID"]
     assert clients["signed_in"].me().status_code == 200
     assert not wrong, f"bodies over {MAX_BODY} bytes not refused with 413: {wrong}"
 

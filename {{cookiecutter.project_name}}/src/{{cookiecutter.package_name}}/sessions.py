@@ -23,7 +23,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from flask import Flask
+from flask import Flask, Response
 from flask_session.base import ServerSideSession
 from flask_session.redis import RedisSessionInterface
 from redis.cluster import RedisCluster
@@ -87,6 +87,18 @@ class SecureRedisSessionInterface(RedisSessionInterface):
             # Written with another SECRET_KEY, or tampered with: start a fresh session.
             log.warning("discarding an unreadable session record")
             return None
+
+    def save_session(self, app: Flask, session: ServerSideSession, response: Response) -> None:
+        # A request that changed nothing writes nothing (SESSION_REFRESH_EACH_REQUEST is
+        # off): answer it here, without the cookie and storage bookkeeping of the base.
+        if not session.modified:
+            if session.accessed:
+                # As the base's `response.vary.add`, without parsing Vary into a set: Vary
+                # is a list, so one more field line adds to it. Nothing edits the response
+                # after the session is saved.
+                response.headers.add("Vary", "Cookie")
+            return
+        super().save_session(app, session, response)
 
     def _upsert_session(
         self, session_lifetime: timedelta, session: ServerSideSession, store_id: str

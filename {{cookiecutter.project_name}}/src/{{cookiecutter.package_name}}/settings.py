@@ -20,6 +20,9 @@ DAY = 24 * 3600
 REDIS_SCHEMES = ("redis", "rediss", "unix", "redis+sentinel", "redis+cluster")
 DEVELOPMENT = "development"
 PRODUCTION = "production"
+# REQUEST_LOG: "notable" logs failures, changes, slow requests and the sign-in flow, and
+# leaves routine successful reads to the proxy's access log; "all" logs every request.
+REQUEST_LOG_CHOICES = ("notable", "all", "off")
 
 # Values people paste from tutorials; refused in production whatever their length.
 _HOW_TO_GENERATE_KEY = "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`"
@@ -53,6 +56,8 @@ class Settings:
     security_roles: frozenset[str]
     # How recent a sign-in must be to delete the account.
     reauth_window: int
+    # Which requests get a summary line in production: "notable", "all" or "off".
+    request_log: str
     providers: Mapping[str, ProviderConfig]
     disabled_providers: Mapping[str, str]
     # Only non-empty when loaded with strict=False (for `flask auth doctor`).
@@ -109,6 +114,17 @@ def _bool(env: Mapping[str, str], name: str, problems: list[str]) -> bool:
         return True
     problems.append(f"{name} must be true or false, got {raw!r}")
     return False
+
+
+def _choice(
+    env: Mapping[str, str], name: str, choices: tuple[str, ...], problems: list[str]
+) -> str:
+    """One of `choices`; the first is the default."""
+    raw = env.get(name, "").strip().lower() or choices[0]
+    if raw not in choices:
+        problems.append(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
+        return choices[0]
+    return raw
 
 
 def _encryption_keys(raw: str, production: bool, problems: list[str]) -> tuple[str, ...]:
@@ -211,6 +227,7 @@ def load_settings(env: Mapping[str, str] | None = None, *, strict: bool = True) 
             r.strip() for r in env.get("SECURITY_ROLES", "admin").split(",") if r.strip()
         ),
         reauth_window=_int(env, "REAUTH_WINDOW", 300, problems),
+        request_log=_choice(env, "REQUEST_LOG", REQUEST_LOG_CHOICES, problems),
         redis_key_prefix=env.get("REDIS_KEY_PREFIX", "{{ cookiecutter.package_name }}:"),
         providers=providers,
         disabled_providers=disabled,

@@ -7,7 +7,7 @@ from .guards import (
     protect_blueprint,
     roles_required,
 )
-from .views import bp
+from .views import bp, track_last_seen
 
 __all__ = [
     "bp",
@@ -16,4 +16,5 @@ __all__ = [
     "login_required",
     "protect_blueprint",
     "roles_required",
+    "track_last_seen",
 ]

@@ -39,6 +39,7 @@ from .csrf import check_csrf
 F = TypeVar("F", bound=Callable[..., Any])
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 REALM = "api"
+_UNSET = object()
 
 
 class ApiTokenValidator(BearerTokenValidator):
@@ -59,19 +60,22 @@ def current_user() -> User | None:
     beyond the session's own GET. Code that changes the user loads the full record with
     `user_store().get(current_user().id)`; role checks always read the record.
     """
-    if "user" not in g:
-        g.user = None
-        snapshot = session.get("user")
-        if snapshot:
-            g.user = User.from_api(snapshot)
-        elif session.get("user_id"):  # a session from before the copy existed
-            user = user_store().get(session["user_id"])
-            if user is None:
-                session.clear()
-            else:
-                remember_user(user)
-                g.user = user
-    return g.user
+    request_globals = g._get_current_object()  # one context lookup, not one per access
+    user = getattr(request_globals, "user", _UNSET)
+    if user is not _UNSET:
+        return user
+    user = None
+    snapshot = session.get("user")
+    if snapshot:
+        user = User.from_api(snapshot)
+    elif session.get("user_id"):  # a session from before the copy existed
+        user = user_store().get(session["user_id"])
+        if user is None:
+            session.clear()
+        else:
+            remember_user(user)
+    request_globals.user = user
+    return user
 
 
 def remember_user(user: User) -> None:
@@ -143,7 +147,7 @@ def authenticate(scope: str | None = None) -> User | Response:
         if scope is None or scope not in token.scopes:
             raise bearer_error(403, "insufficient_scope", scope)
         return g.user
-    if request.headers.get("Authorization", "").lower().startswith("bearer "):
+    if request.environ.get("HTTP_AUTHORIZATION", "")[:7].lower() == "bearer ":
         if not request.path.startswith("/api/"):
             raise AppError(400, "bearer_not_accepted", "API tokens are only accepted on /api/*.")
         g.user = _bearer_user(scope)
