@@ -32,9 +32,10 @@ NEXT_KEY = "login_next"
 
 
 def track_last_seen() -> None:
-    """Refresh the session list's last-seen time, at most every few minutes (a write).
+    """Refresh the session list's last-seen time (a write), at most every few minutes.
 
-    Called before every request (`before_each_request`), so a read costs no write.
+    Runs before every request (from `before_each_request`); between refreshes a request
+    that only reads the session writes nothing.
     """
     current = session._get_current_object()  # one context lookup for the three reads
     sid_public = current.get("sid_public")
