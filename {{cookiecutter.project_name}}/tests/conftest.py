@@ -115,11 +115,11 @@ def command_calls(db: redis.Redis) -> dict[str, int]:
     }
 
 
-def everything_in_redis(db: redis.Redis) -> bytes:
-    """Every key and every value of every type, read type-aware, plus each key's DUMP."""
+def redis_keys_and_values(db: redis.Redis) -> tuple[list[bytes], bytes]:
+    """Every key; and every value of every type, read type-aware, plus each key's DUMP."""
+    keys = list(db.scan_iter(count=1000))
     parts: list[bytes] = []
-    for key in db.scan_iter(count=1000):
-        parts.append(key)
+    for key in keys:
         kind = db.type(key)
         if kind == b"string":
             parts.append(db.get(key) or b"")
@@ -138,7 +138,13 @@ def everything_in_redis(db: redis.Redis) -> bytes:
         elif kind != b"none":  # expired between SCAN and TYPE
             raise AssertionError(f"unexpected Redis type {kind!r} for {key!r}")
         parts.append(db.dump(key) or b"")
-    return b"\n".join(parts)
+    return keys, b"\n".join(parts)
+
+
+def everything_in_redis(db: redis.Redis) -> bytes:
+    """Every key and every value of every type, read type-aware, plus each key's DUMP."""
+    keys, values = redis_keys_and_values(db)
+    return b"\n".join([*keys, values])
 
 
 # --- the mock providers -------------------------------------------------------------
@@ -322,6 +328,11 @@ class Browser:
 
     def me(self) -> requests.Response:
         return self.get("/api/me")
+
+    def csrf_token(self) -> str:
+        """The CSRF token from the home page's hidden `csrf_token` input."""
+        page = self.get("/").text
+        return page.split('name="csrf_token" value="')[1].split('"')[0]
 
     def cookie(self) -> str | None:
         for cookie in self.http.cookies:

@@ -17,7 +17,7 @@ from urllib.parse import urljoin
 import pytest
 import redis
 import requests
-from conftest import Browser
+from conftest import Browser, redis_keys_and_values
 
 from {{ cookiecutter.package_name }} import create_app
 from {{ cookiecutter.package_name }}.providers import PROVIDER_CLASSES
@@ -56,16 +56,11 @@ def connect_all(browser: Browser) -> dict:
     return me
 
 
-def csrf_of(browser: Browser) -> str:
-    page = browser.get("/").text
-    return page.split('name="csrf_token" value="')[1].split('"')[0]
-
-
 def new_api_token(browser: Browser) -> str:
     response = browser.http.post(
         f"{browser.app_url}/api/tokens",
         json={"name": "script", "scopes": ["profile:read"]},
-        headers={"X-CSRF-Token": csrf_of(browser)},
+        headers={"X-CSRF-Token": browser.csrf_token()},
         timeout=10,
     )
     assert response.status_code == 201, response.text
@@ -79,7 +74,7 @@ def with_token(app_url: str, token: str) -> requests.Response:
 
 
 def delete_account(browser: Browser, csrf: str | None = "page", **kwargs) -> requests.Response:
-    data = {"csrf_token": csrf_of(browser) if csrf == "page" else csrf} if csrf else {}
+    data = {"csrf_token": browser.csrf_token() if csrf == "page" else csrf} if csrf else {}
     return browser.http.post(
         f"{browser.app_url}/account/delete",
         data=data,
@@ -92,25 +87,6 @@ def delete_account(browser: Browser, csrf: str | None = "page", **kwargs) -> req
 def revoke_counts(mock) -> dict[str, int]:
     counts = mock.control.requests()
     return {name: counts[name][REVOKE_ENDPOINT[name]] for name in PROVIDERS}
-
-
-def redis_keys_and_values(db: redis.Redis) -> tuple[list[bytes], bytes]:
-    keys = list(db.scan_iter(count=1000))
-    values: list[bytes] = []
-    for key in keys:
-        kind = db.type(key)
-        if kind == b"string":
-            values.append(db.get(key) or b"")
-        elif kind == b"hash":
-            values += [b for pair in db.hgetall(key).items() for b in pair]
-        elif kind == b"list":
-            values += db.lrange(key, 0, -1)
-        elif kind == b"set":
-            values += list(db.smembers(key))
-        elif kind == b"zset":
-            values += db.zrange(key, 0, -1)
-        values.append(db.dump(key) or b"")
-    return keys, b"\n".join(values)
 
 
 def assert_nothing_left(db: redis.Redis, me: dict) -> None:

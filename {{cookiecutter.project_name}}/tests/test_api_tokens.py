@@ -39,12 +39,6 @@ def sign_in(app_url: str, mock, persona: str = "ada", provider: str = PROVIDER) 
     return browser
 
 
-def csrf_of(browser: Browser) -> str:
-    """The CSRF token from the page's hidden `csrf_token` input."""
-    page = browser.get("/").text
-    return page.split('name="csrf_token" value="')[1].split('"')[0]
-
-
 def create_token(
     browser: Browser,
     name: str = "script",
@@ -57,7 +51,7 @@ def create_token(
         body = {"name": name, "scopes": scopes or ["profile:read"]}
         if expires_in is not None:
             body["expires_in"] = expires_in
-    headers = {"X-CSRF-Token": csrf_of(browser) if csrf == "page" else csrf} if csrf else {}
+    headers = {"X-CSRF-Token": browser.csrf_token() if csrf == "page" else csrf} if csrf else {}
     return browser.http.post(
         f"{browser.app_url}/api/tokens", json=body, headers=headers, timeout=10
     )
@@ -150,7 +144,7 @@ def test_create_from_another_origin_is_refused(app, mock) -> None:
     response = browser.http.post(
         f"{app.url}/api/tokens",
         json={"name": "x", "scopes": ["profile:read"]},
-        headers={"X-CSRF-Token": csrf_of(browser), "Origin": "https://evil.example"},
+        headers={"X-CSRF-Token": browser.csrf_token(), "Origin": "https://evil.example"},
         timeout=10,
     )
     assert response.status_code == 403
@@ -251,7 +245,7 @@ def test_revoked_token_is_refused_on_the_very_next_request(app, mock) -> None:
     assert call(app.url, token["token"]).status_code == 200
     response = browser.http.delete(
         f"{app.url}/api/tokens/{token['id']}",
-        headers={"X-CSRF-Token": csrf_of(browser)},
+        headers={"X-CSRF-Token": browser.csrf_token()},
         timeout=10,
     )
     assert response.status_code == 204
@@ -261,7 +255,7 @@ def test_revoked_token_is_refused_on_the_very_next_request(app, mock) -> None:
     assert browser.get("/api/tokens").json() == []
     again = browser.http.delete(
         f"{app.url}/api/tokens/{token['id']}",
-        headers={"X-CSRF-Token": csrf_of(browser)},
+        headers={"X-CSRF-Token": browser.csrf_token()},
         timeout=10,
     )
     assert again.status_code == 404
@@ -280,7 +274,7 @@ def test_revoking_unknown_or_foreign_tokens_is_404(app, mock) -> None:
     token = new_token(owner)
     intruder = sign_in(app.url, mock, persona=OTHER_PERSONA[PROVIDER])
     assert intruder.me().json()["id"] != owner.me().json()["id"]
-    headers = {"X-CSRF-Token": csrf_of(intruder)}
+    headers = {"X-CSRF-Token": intruder.csrf_token()}
     for token_id in (token["id"], "0123456789abcdef", "nope"):
         response = intruder.http.delete(
             f"{app.url}/api/tokens/{token_id}", headers=headers, timeout=10

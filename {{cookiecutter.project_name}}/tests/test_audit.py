@@ -18,7 +18,6 @@ from test_api_tokens import (
     PROVIDER,
     call,
     cli,
-    csrf_of,
     new_token,
     sign_in,
 )
@@ -60,7 +59,7 @@ def named(events: list[dict], name: str) -> list[dict]:
 def disconnect(browser: Browser, provider: str):
     return browser.http.post(
         f"{browser.app_url}/account/connections/{provider}/disconnect",
-        data={"csrf_token": csrf_of(browser)},
+        data={"csrf_token": browser.csrf_token()},
         allow_redirects=False,
         timeout=10,
     )
@@ -119,7 +118,7 @@ def test_token_lifecycle_is_recorded_and_use_is_throttled(app, mock, redis_db, a
     assert started <= listed["last_used_at"] <= time.time()
     assert 1 <= listed["uses_today"] <= 10
     revoked = browser.http.delete(
-        f"{app.url}/api/tokens/{token['id']}", headers={"X-CSRF-Token": csrf_of(browser)}
+        f"{app.url}/api/tokens/{token['id']}", headers={"X-CSRF-Token": browser.csrf_token()}
     )
     assert revoked.status_code == 204
     events = stored_events(redis_db, user_id)
@@ -224,10 +223,10 @@ def test_no_secret_appears_in_any_event(app, mock, redis_db, app_env, caplog) ->
         assert call(app.url, token["token"]).status_code == 200
         assert call(app.url, token["token"], f"/api/admin/users/{user_id}/events").ok
     browser.http.delete(
-        f"{app.url}/api/tokens/{tokens[0]['id']}", headers={"X-CSRF-Token": csrf_of(browser)}
+        f"{app.url}/api/tokens/{tokens[0]['id']}", headers={"X-CSRF-Token": browser.csrf_token()}
     )
     secrets_ = [*mock.control.minted(), *(t["token"] for t in tokens)]
-    secrets_ += [browser.cookie(), csrf_of(browser)]
+    secrets_ += [browser.cookie(), browser.csrf_token()]
     assert len(secrets_) > 4
     stored = b"\n".join(
         b"\n".join(redis_db.lrange(key, 0, -1)) for key in redis_db.scan_iter(match="*events:*")

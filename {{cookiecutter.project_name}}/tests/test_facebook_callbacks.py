@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 import pytest
 import redis
 import requests
-from conftest import Browser
+from conftest import Browser, redis_keys_and_values
 
 from {{ cookiecutter.package_name }} import create_app
 from {{ cookiecutter.package_name }}.providers import PROVIDER_CLASSES
@@ -64,25 +64,6 @@ def sign_in(app_url: str, provider: str = "facebook") -> Browser:
     final = browser.login(provider)
     assert final.status_code == 200, final.text
     return browser
-
-
-def csrf_of(browser: Browser) -> str:
-    page = browser.get("/").text
-    return page.split('name="csrf_token" value="')[1].split('"')[0]
-
-
-def keys_and_values(db: redis.Redis) -> tuple[list[bytes], bytes]:
-    keys = list(db.scan_iter(count=1000))
-    values: list[bytes] = []
-    for key in keys:
-        kind = db.type(key)
-        if kind == b"string":
-            values.append(db.get(key) or b"")
-        elif kind == b"hash":
-            values += [b for pair in db.hgetall(key).items() for b in pair]
-        elif kind == b"list":
-            values += db.lrange(key, 0, -1)
-    return keys, b"\n".join(values)
 
 
 def stored_user(db: redis.Redis, user_id: str) -> dict | None:
@@ -204,7 +185,7 @@ def test_data_deletion_of_a_facebook_only_user_deletes_the_account(
     token = browser.http.post(
         f"{app.url}/api/tokens",
         json={"name": "script", "scopes": ["profile:read"]},
-        headers={"X-CSRF-Token": csrf_of(browser)},
+        headers={"X-CSRF-Token": browser.csrf_token()},
         timeout=10,
     ).json()["token"]
     bearer = {"Authorization": f"Bearer {token}"}
@@ -221,7 +202,7 @@ def test_data_deletion_of_a_facebook_only_user_deletes_the_account(
     assert browser.me().status_code == 401
     assert other_device.me().status_code == 401
     assert requests.get(f"{app.url}/api/me", headers=bearer, timeout=10).status_code == 401
-    keys, values = keys_and_values(redis_db)
+    keys, values = redis_keys_and_values(redis_db)
     names = [me["id"], ADA_ID]
     assert not [k for k in keys if any(n.encode() in k for n in names)]
     assert me["email"] and me["email"].encode() not in values
@@ -254,7 +235,7 @@ def test_data_deletion_keeps_an_account_that_signs_in_another_way(
     assert token_key_exists(redis_db, me["id"], other)
     # Nothing that came from Facebook stays: not even the profile picture it gave.
     assert "/facebook/" not in (user["avatar_url"] or ""), user["avatar_url"]
-    assert ADA_ID.encode() not in keys_and_values(redis_db)[1]
+    assert ADA_ID.encode() not in redis_keys_and_values(redis_db)[1]
     after = browser.me()
     if after.status_code == 200:  # still signed in: without Facebook
         assert [i["provider"] for i in after.json()["identities"]] == [other]

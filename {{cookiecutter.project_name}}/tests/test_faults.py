@@ -291,11 +291,6 @@ def clients(app: RunningApp) -> dict[str, Browser]:
     return {"anonymous": Browser(app.url), "signed_in": signed_in}
 
 
-def csrf_of(browser: Browser) -> str:
-    page = browser.get("/").text
-    return page.split('name="csrf_token" value="')[1].split('"')[0]
-
-
 def send(browser: Browser, method: str, path: str, **kwargs) -> requests.Response:
     return browser.http.request(
         method, browser.app_url + path, allow_redirects=False, timeout=10, **kwargs
@@ -378,7 +373,7 @@ def test_invalid_utf8_in_path_and_query_is_a_4xx(app, clients) -> None:
 
 def test_unknown_providers_are_404(app, clients) -> None:
     signed_in = clients["signed_in"]
-    csrf = {"X-CSRF-Token": csrf_of(signed_in)}
+    csrf = {"X-CSRF-Token": signed_in.csrf_token()}
     for name in ("nope", PROVIDER.upper(), f"{PROVIDER}%00", "a" * 300, "%2e%2e", f"{PROVIDER}.x"):
         for browser in clients.values():
             for path in (f"/login/{name}", f"/auth/{name}/callback?code=x&state=y"):
@@ -390,7 +385,7 @@ def test_unknown_providers_are_404(app, clients) -> None:
 
 
 def test_huge_bodies_are_413(app, clients) -> None:
-    csrf = {"X-CSRF-Token": csrf_of(clients["signed_in"])}
+    csrf = {"X-CSRF-Token": clients["signed_in"].csrf_token()}
     huge = "a=" + "b" * (MAX_BODY + 1024)
     form = {"Content-Type": "application/x-www-form-urlencoded"}
     wrong = []
@@ -482,7 +477,7 @@ NOT_JSON = [
 
 def test_json_endpoints_given_non_json_are_400(app, clients) -> None:
     browser = clients["signed_in"]
-    csrf = {"X-CSRF-Token": csrf_of(browser)}
+    csrf = {"X-CSRF-Token": browser.csrf_token()}
     wrong = []
     for content_type, body in NOT_JSON:
         headers = {**csrf, "Content-Type": content_type}

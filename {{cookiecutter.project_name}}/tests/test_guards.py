@@ -19,7 +19,6 @@ from test_api_tokens import (
     call,
     challenge,
     cli,
-    csrf_of,
     new_token,
     sign_in,
 )
@@ -232,11 +231,11 @@ def test_cookie_authenticated_unsafe_requests_need_csrf(app, guarded, mock, app_
         assert refused.status_code == 403, path
         assert "csrf_failed" in refused.text
         accepted = browser.http.post(
-            guarded.url + path, headers={"X-CSRF-Token": csrf_of(browser)}, timeout=10
+            guarded.url + path, headers={"X-CSRF-Token": browser.csrf_token()}, timeout=10
         )
         assert accepted.status_code == 200, path
     form = browser.http.post(
-        guarded.url + "/guarded/act", data={"csrf_token": csrf_of(browser)}, timeout=10
+        guarded.url + "/guarded/act", data={"csrf_token": browser.csrf_token()}, timeout=10
     )
     assert form.text == "acted"
 
@@ -282,7 +281,7 @@ def test_csrf_is_checked_even_when_the_user_was_loaded_earlier(app, guarded, moc
     refused = browser.http.post(guarded.url + "/greeted/act", timeout=10)
     assert refused.status_code == 403 and "csrf_failed" in refused.text
     accepted = browser.http.post(
-        guarded.url + "/greeted/act", headers={"X-CSRF-Token": csrf_of(browser)}, timeout=10
+        guarded.url + "/greeted/act", headers={"X-CSRF-Token": browser.csrf_token()}, timeout=10
     )
     assert accepted.text == "acted"
 

@@ -315,16 +315,12 @@ def test_signed_in_user_is_kept_when_a_later_login_fails(browser, provider, mock
 # --- logout and the API -------------------------------------------------------------
 
 
-def csrf_of(browser: Browser) -> str:
-    page = browser.get("/").text
-    return page.split('name="csrf_token" value="')[1].split('"')[0]
-
-
 def test_logout_deletes_the_server_side_session(browser, provider, redis_db) -> None:
     browser.login(provider)
     old_cookie = browser.cookie()
+    token = browser.csrf_token()
     response = browser.http.post(
-        f"{browser.app_url}/logout", data={"csrf_token": csrf_of(browser)}, allow_redirects=False
+        f"{browser.app_url}/logout", data={"csrf_token": token}, allow_redirects=False
     )
     assert response.status_code == 303
     assert "session=;" in response.headers["Set-Cookie"]
@@ -348,7 +344,7 @@ def test_logout_refuses_get(browser) -> None:
 )
 def test_cross_site_logout_is_refused(browser, headers, with_token) -> None:
     browser.login(PROVIDERS[0])
-    data = {"csrf_token": csrf_of(browser)} if with_token else {}
+    data = {"csrf_token": browser.csrf_token()} if with_token else {}
     response = browser.http.post(
         f"{browser.app_url}/logout", data=data, headers=headers, allow_redirects=False
     )

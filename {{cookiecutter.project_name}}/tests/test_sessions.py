@@ -71,11 +71,6 @@ def sign_in_with_key(db: redis.Redis, app_url: str, mock, **kwargs) -> tuple[Bro
     return browser, key
 
 
-def csrf_of(browser: Browser) -> str:
-    page = browser.get("/").text
-    return page.split('name="csrf_token" value="')[1].split('"')[0]
-
-
 def list_sessions(browser: Browser) -> list[dict]:
     response = browser.get("/api/sessions")
     assert response.status_code == 200, response.text
@@ -88,7 +83,7 @@ def current_id(browser: Browser) -> str:
 
 
 def end_via_api(browser: Browser, session_id: str, csrf: str | None = "page") -> requests.Response:
-    headers = {"X-CSRF-Token": csrf_of(browser) if csrf == "page" else csrf} if csrf else {}
+    headers = {"X-CSRF-Token": browser.csrf_token() if csrf == "page" else csrf} if csrf else {}
     return browser.http.delete(
         f"{browser.app_url}/api/sessions/{session_id}", headers=headers, timeout=10
     )
@@ -195,7 +190,7 @@ def test_logout_removes_the_session_from_the_list(app, mock, redis_db) -> None:
     leaving = sign_in(app.url, mock)
     user_id = staying.me().json()["id"]
     leaving_id = current_id(leaving)
-    response = post_form(leaving, "/logout", csrf_of(leaving))
+    response = post_form(leaving, "/logout", leaving.csrf_token())
     assert response.status_code == 303
     # Removed at logout, not just skipped when the list is next read.
     index = index_key(redis_db, user_id)
@@ -228,20 +223,20 @@ def test_ending_one_session_from_the_account_page(app, mock, redis_db) -> None:
     assert post_form(me, actions[0], csrf="not-the-token").status_code == 403
     assert lost.me().status_code == 200
 
-    response = post_form(me, actions[0], csrf_of(me))
+    response = post_form(me, actions[0], me.csrf_token())
     assert response.status_code == 303
     assert response.headers["Location"].endswith("/account")
     assert not redis_db.exists(lost_key)
     assert lost.me().status_code == 401
     assert me.me().status_code == 200
     assert [s["id"] for s in list_sessions(me)] == [current_id(me)]
-    assert post_form(me, actions[0], csrf_of(me)).status_code == 404  # already ended
+    assert post_form(me, actions[0], me.csrf_token()).status_code == 404  # already ended
 
 
 def test_ending_the_current_session_signs_out(app, mock) -> None:
     me = sign_in(app.url, mock)
     other = sign_in(app.url, mock)
-    response = post_form(me, f"/account/sessions/{current_id(me)}/end", csrf_of(me))
+    response = post_form(me, f"/account/sessions/{current_id(me)}/end", me.csrf_token())
     assert response.status_code == 303
     assert me.me().status_code == 401
     assert len(list_sessions(other)) == 1
@@ -253,7 +248,7 @@ def test_sign_out_everywhere_else(app, mock) -> None:
     assert post_form(me, "/account/sessions/sign-out-others", csrf=None).status_code == 403
     assert all(o.me().status_code == 200 for o in others)
 
-    response = post_form(me, "/account/sessions/sign-out-others", csrf_of(me))
+    response = post_form(me, "/account/sessions/sign-out-others", me.csrf_token())
     assert response.status_code == 303
     assert [o.me().status_code for o in others] == [401, 401]
     assert me.me().status_code == 200
@@ -287,7 +282,7 @@ def test_another_users_session_cannot_be_ended(app, mock) -> None:
     response = end_via_api(me, stranger_id)
     assert response.status_code == 404
     assert response.json()["error"] == "not_found"
-    assert post_form(me, f"/account/sessions/{stranger_id}/end", csrf_of(me)).status_code == 404
+    assert post_form(me, f"/account/sessions/{stranger_id}/end", me.csrf_token()).status_code == 404
     assert stranger.me().status_code == 200
     assert stranger_id in [s["id"] for s in list_sessions(stranger)]
 
@@ -374,7 +369,8 @@ def test_an_ended_session_is_dead_on_every_instance(app, mock, app_env) -> None:
         third = sign_in(app.url, mock)
         third_there = Browser(second.url, http=third.http)
         assert third_there.me().status_code == 200
-        assert post_form(me, "/account/sessions/sign-out-others", csrf_of(me)).status_code == 303
+        signed_out = post_form(me, "/account/sessions/sign-out-others", me.csrf_token())
+        assert signed_out.status_code == 303
         assert third_there.me().status_code == 401
         assert third.me().status_code == 401
         assert me_there.me().status_code == 200
