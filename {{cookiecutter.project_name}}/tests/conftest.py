@@ -78,8 +78,14 @@ def start_redis_server(port: int, workdir: Path, *args: str) -> subprocess.Popen
         stdout=subprocess.DEVNULL,
         stderr=subprocess.STDOUT,
     )
+
+    def up() -> bool:
+        if process.poll() is not None:  # e.g. its port was taken: say so now, not in 10 s
+            raise RuntimeError(f"redis-server :{port} exited with status {process.returncode}")
+        return bool(redis.Redis(port=port).ping())
+
     try:
-        wait_for(lambda: redis.Redis(port=port).ping(), what=f"redis-server :{port}")
+        wait_for(up, what=f"redis-server :{port}")
     except RuntimeError:
         process.kill()
         raise

@@ -25,10 +25,22 @@ REDIS_SERVER = shutil.which("redis-server") or "redis-server"
 REDIS_CLI = shutil.which("redis-cli") or "redis-cli"
 
 
-def free_cluster_port() -> int:
-    """A free port whose cluster-bus port (port + 10000) is free and below 65536 too."""
-    for _ in range(100):
-        port = random.randint(20000, 50000)
+def ephemeral_port_floor() -> int:
+    """The lowest port the kernel hands to outgoing connections (Linux; else the default)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def free_cluster_port(taken: list[int]) -> int:
+    """A free port whose cluster-bus port (port + 10000) is free too, both below the
+    ephemeral range, so no outgoing connection can take either before the node binds."""
+    highest = ephemeral_port_floor() - 10001
+    for _ in range(200):
+        port = random.randint(12000, highest)
+        if any(abs(port - other) in (0, 10000) for other in taken):
+            continue
         try:
             for candidate in (port, port + 10000):
                 with socket.socket() as sock:
@@ -166,7 +178,9 @@ def test_redis_sentinel_with_failover(servers, released_port, app_env, mock) -> 
 
 
 def test_redis_cluster(servers, released_port, app_env, mock) -> None:
-    ports = [free_cluster_port() for _ in range(3)]
+    ports: list[int] = []
+    for _ in range(3):
+        ports.append(free_cluster_port(ports))
     for port in ports:
         servers.start(
             port,
