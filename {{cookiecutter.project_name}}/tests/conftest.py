@@ -335,6 +335,13 @@ class Browser:
     def me(self) -> requests.Response:
         return self.get("/api/me")
 
+    def identity(self) -> dict:
+        """The one identity of a user signed in with a single provider."""
+        me = self.me()
+        assert me.status_code == 200, me.text
+        (identity,) = me.json()["identities"]
+        return identity
+
     def csrf_token(self) -> str:
         """The CSRF token from the home page's hidden `csrf_token` input."""
         page = self.get("/").text

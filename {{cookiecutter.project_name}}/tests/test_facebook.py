@@ -18,28 +18,15 @@ ADA_ID = "10229384756102938"
 PHONE_ID = "10161234567890123"
 
 
-def identity_of(browser: Browser) -> dict:
-    me = browser.me()
-    assert me.status_code == 200, me.text
-    (identity,) = me.json()["identities"]
-    return identity
-
-
 def counts(mock) -> dict[str, int]:
     return mock.control.requests()["facebook"]
-
-
-def failed_cleanly(response, browser, redis_db, status: int, code: str) -> None:
-    """test_login's check, plus: no provider token of a failed login is kept."""
-    assert_failed_cleanly(response, browser, redis_db, status, code)
-    assert not redis_db.keys("*token:*")
 
 
 def failed_login(browser, mock, redis_db, status: int, code: str, **switches):
     if switches:
         mock.control.switch("facebook", **switches)
     response = browser.login("facebook")
-    failed_cleanly(response, browser, redis_db, status, code)
+    assert_failed_cleanly(response, browser, redis_db, status, code)
     return response
 
 
@@ -51,7 +38,7 @@ def test_full_login_identity(browser, mock, redis_db) -> None:
     assert callback.endswith("#_=_")  # Facebook's fragment on every redirect back
     final = browser.finish_login(callback)
     assert final.status_code == 200 and 'id="welcome"' in final.text
-    identity = identity_of(browser)
+    identity = browser.identity()
     avatar = identity.pop("avatar_url")
     assert identity == {
         "provider": "facebook",
@@ -65,7 +52,7 @@ def test_full_login_identity(browser, mock, redis_db) -> None:
     assert query(avatar)["asid"] == ADA_ID
     used = counts(mock)
     assert (used["dialog"], used["token"], used["me"]) == (1, 1, 1)
-    assert len(redis_db.keys("*token:*")) == 1  # what failed_cleanly checks is absent
+    assert len(redis_db.keys("*token:*")) == 1  # what assert_failed_cleanly checks is absent
 
 
 def test_an_unverified_facebook_email_grants_no_role(variant, mock) -> None:
@@ -80,7 +67,7 @@ def test_an_unverified_facebook_email_grants_no_role(variant, mock) -> None:
 def test_phone_account_has_no_email(browser, mock) -> None:
     mock.control.switch("facebook", user="phone")
     assert browser.login("facebook").status_code == 200
-    identity = identity_of(browser)
+    identity = browser.identity()
     assert identity["subject"] == PHONE_ID
     assert identity["email"] is None and identity["email_verified"] is False
     assert browser.me().json()["email"] is None
@@ -108,7 +95,7 @@ def test_graph_version_is_in_every_url(variant, mock) -> None:
         assert client.access_token_url == f"{mock.url}/facebook/graph/v23.0/oauth/access_token"
         assert client.api_base_url == f"{mock.url}/facebook/graph/v23.0/"
     assert browser.login("facebook").status_code == 200
-    assert identity_of(browser)["subject"] == ADA_ID
+    assert browser.identity()["subject"] == ADA_ID
 
 
 def test_appsecret_proof_is_sent(browser, mock) -> None:
@@ -126,7 +113,7 @@ def test_appsecret_proof_is_sent(browser, mock) -> None:
 def test_legacy_form_encoded_token_response(browser, mock) -> None:
     mock.control.switch("facebook", legacy_token_format=True)
     assert browser.login("facebook").status_code == 200
-    assert identity_of(browser)["subject"] == ADA_ID
+    assert browser.identity()["subject"] == ADA_ID
 
 
 def test_high_but_not_exhausted_usage_still_signs_in(browser, mock) -> None:
@@ -143,7 +130,7 @@ def test_denied_consent(browser, mock, redis_db) -> None:
     params = query(callback)
     assert params["error_reason"] == "user_denied" and params["error_code"] == "200"
     response = browser.finish_login(callback)
-    failed_cleanly(response, browser, redis_db, 403, "access_denied")
+    assert_failed_cleanly(response, browser, redis_db, 403, "access_denied")
     assert counts(mock)["token"] == 0
 
 
@@ -155,7 +142,7 @@ def test_denial_with_only_error_reason_is_access_denied(browser, mock, redis_db)
         {"error_reason": "user_denied", "error_code": "200", "state": params["state"]}
     )
     response = browser.finish_login(f"{browser.app_url}{callback}")
-    failed_cleanly(response, browser, redis_db, 403, "access_denied")
+    assert_failed_cleanly(response, browser, redis_db, 403, "access_denied")
 
 
 # --- token endpoint errors ----------------------------------------------------------

@@ -19,21 +19,8 @@ ADA_ID = 583231
 PRIVATE_ID = 1123581
 
 
-def identity_of(browser: Browser) -> dict:
-    me = browser.me()
-    assert me.status_code == 200, me.text
-    (identity,) = me.json()["identities"]
-    return identity
-
-
 def counts(mock) -> dict[str, int]:
     return mock.control.requests()["github"]
-
-
-def failed_cleanly(response, browser, redis_db, status: int, code: str) -> None:
-    """test_login's check, plus: no provider token of a failed login is kept."""
-    assert_failed_cleanly(response, browser, redis_db, status, code)
-    assert not redis_db.keys("*token:*")
 
 
 def with_param(url: str, **changes: str) -> str:
@@ -48,7 +35,7 @@ def with_param(url: str, **changes: str) -> str:
 def test_full_login_identity(browser, mock, redis_db) -> None:
     final = browser.login("github")
     assert final.status_code == 200 and 'id="welcome"' in final.text
-    assert identity_of(browser) == {
+    assert browser.identity() == {
         "provider": "github",
         "subject": str(ADA_ID),  # GitHub's id is an integer: stored as a string
         "username": "ada",
@@ -57,7 +44,7 @@ def test_full_login_identity(browser, mock, redis_db) -> None:
         "name": "Ada Lovelace",
         "avatar_url": f"{mock.url}/github/avatars/u/{ADA_ID}?v=4",
     }
-    assert len(redis_db.keys("*token:*")) == 1  # what failed_cleanly checks is absent
+    assert len(redis_db.keys("*token:*")) == 1  # what assert_failed_cleanly checks is absent
 
 
 def test_authorization_request(browser, mock, app) -> None:
@@ -73,7 +60,7 @@ def test_authorization_request(browser, mock, app) -> None:
 def test_private_email_comes_from_the_emails_endpoint(browser, mock) -> None:
     mock.control.switch("github", user="private")
     assert browser.login("github").status_code == 200
-    identity = identity_of(browser)
+    identity = browser.identity()
     assert identity["subject"] == str(PRIVATE_ID) and identity["username"] == "private-pat"
     # the verified primary, not the unverified secondary address
     assert identity["email"] == "pat@example.com" and identity["email_verified"] is True
@@ -91,7 +78,7 @@ def test_private_email_comes_from_the_emails_endpoint(browser, mock) -> None:
 def test_emails_endpoint_trouble_still_signs_in(browser, mock, emails, email, verified) -> None:
     mock.control.switch("github", user="private", emails=emails)
     assert browser.login("github").status_code == 200
-    identity = identity_of(browser)
+    identity = browser.identity()
     assert identity["subject"] == str(PRIVATE_ID)
     assert identity["email"] == email and identity["email_verified"] is verified
     assert browser.me().json()["email"] == email
@@ -101,7 +88,7 @@ def test_emails_endpoint_trouble_still_signs_in(browser, mock, emails, email, ve
 def test_missing_name_falls_back_to_the_login(browser, mock) -> None:
     mock.control.switch("github", user="noname")
     assert browser.login("github").status_code == 200
-    assert identity_of(browser)["name"] == "noname"
+    assert browser.identity()["name"] == "noname"
     assert browser.me().json()["name"] == "noname"
 
 
@@ -119,7 +106,7 @@ def test_calls_per_login(browser, mock, user, email_calls) -> None:
 def test_app_mode_user_tokens_sign_in(browser, mock) -> None:
     mock.control.switch("github", app_mode=True)
     assert browser.login("github").status_code == 200
-    assert identity_of(browser)["subject"] == str(ADA_ID)
+    assert browser.identity()["subject"] == str(ADA_ID)
     minted = mock.control.minted()
     assert any(t.startswith("ghu_") for t in minted)
     assert any(t.startswith("ghr_") for t in minted)
@@ -147,7 +134,7 @@ def test_enterprise_server_layout(variant, mock) -> None:
     assert location.startswith(f"{mock.url}/ghes/login/oauth/authorize?")
     mock.control.switch("github", user="private")  # /user and /user/emails, both on GHES
     assert browser.login("github").status_code == 200
-    identity = identity_of(browser)
+    identity = browser.identity()
     assert identity["email"] == "pat@example.com"
     # the mock builds avatar URLs from the layout the /user request came in on
     assert identity["avatar_url"] == f"{mock.url}/ghes/avatars/u/{PRIVATE_ID}?v=4"
@@ -197,7 +184,7 @@ def test_form_encoded_token_responses_are_understood(mock, app_url) -> None:
 def test_token_errors_sent_with_http_200(browser, mock, redis_db, error, hint) -> None:
     mock.control.switch("github", token_error=error)
     response = browser.login("github")
-    failed_cleanly(response, browser, redis_db, 400, "token_error")
+    assert_failed_cleanly(response, browser, redis_db, 400, "token_error")
     assert f"({error})" in response.text
     assert hint in response.text
     assert counts(mock)["user"] == 0
@@ -207,7 +194,7 @@ def test_wrong_client_secret_names_the_variable(variant, mock, redis_db) -> None
     app = variant(GITHUB_CLIENT_SECRET="wrong")
     browser = Browser(app.url)
     response = browser.login("github")
-    failed_cleanly(response, browser, redis_db, 400, "token_error")
+    assert_failed_cleanly(response, browser, redis_db, 400, "token_error")
     assert "incorrect_client_credentials" in response.text
     assert "GITHUB_CLIENT_SECRET" in response.text
     assert counts(mock)["user"] == 0
@@ -221,7 +208,7 @@ def test_suspended_application(browser, mock, redis_db) -> None:
     callback = browser.start_login("github")
     assert query(callback)["error"] == "application_suspended"
     response = browser.finish_login(callback)
-    failed_cleanly(response, browser, redis_db, 400, "provider_error")
+    assert_failed_cleanly(response, browser, redis_db, 400, "provider_error")
     assert "application_suspended" in response.text
     assert counts(mock)["token"] == 0
 
@@ -251,7 +238,7 @@ def test_redirect_uri_mismatch_goes_to_the_registered_callback(
     assert params["error"] == "redirect_uri_mismatch" and params["state"] == state
     assert "code" not in params
     response = browser.finish_login(back)
-    failed_cleanly(response, browser, redis_db, 400, "provider_error")
+    assert_failed_cleanly(response, browser, redis_db, 400, "provider_error")
     assert "redirect_uri_mismatch" in response.text
     assert counts(mock)["token"] == 0
 
@@ -268,7 +255,7 @@ def test_install_callback_without_state_restarts_the_login(browser, mock, redis_
     assert browser.me().status_code == 401
     mock.control.switch("github", install_callback=False)
     assert browser.follow(response).status_code == 200
-    assert identity_of(browser)["subject"] == str(ADA_ID)
+    assert browser.identity()["subject"] == str(ADA_ID)
 
 
 # --- API errors ---------------------------------------------------------------------
@@ -280,7 +267,7 @@ def test_rate_limited_user_endpoint_is_a_503_with_retry_after(
 ) -> None:
     mock.control.switch("github", rate_limit=kind)
     response = browser.login("github")
-    failed_cleanly(response, browser, redis_db, 503, "provider_rate_limited")
+    assert_failed_cleanly(response, browser, redis_db, 503, "provider_rate_limited")
     retry_after = int(response.headers["Retry-After"])
     if kind == "secondary":
         assert retry_after == 60  # GitHub's retry-after header

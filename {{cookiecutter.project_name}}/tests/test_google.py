@@ -17,21 +17,8 @@ ADA_SUB = "104612381937451032001"
 GRACE_SUB = "117293840192837465002"
 
 
-def identity_of(browser: Browser) -> dict:
-    me = browser.me()
-    assert me.status_code == 200, me.text
-    (identity,) = me.json()["identities"]
-    return identity
-
-
 def counts(mock) -> dict[str, int]:
     return mock.control.requests()["google"]
-
-
-def failed_cleanly(response, browser, redis_db, status: int, code: str) -> None:
-    """test_login's check, plus: no provider token of a failed login is kept."""
-    assert_failed_cleanly(response, browser, redis_db, status, code)
-    assert not redis_db.keys("*token:*")
 
 
 def failed_login(browser, mock, redis_db, status: int, code: str, **switches):
@@ -39,7 +26,7 @@ def failed_login(browser, mock, redis_db, status: int, code: str, **switches):
     if switches:
         mock.control.switch("google", **switches)
     response = browser.login("google")
-    failed_cleanly(response, browser, redis_db, status, code)
+    assert_failed_cleanly(response, browser, redis_db, status, code)
     assert counts(mock)["userinfo"] == 0  # the access token of a bad login is never used
     return response
 
@@ -50,7 +37,7 @@ def failed_login(browser, mock, redis_db, status: int, code: str, **switches):
 def test_full_login_identity_comes_from_the_id_token(browser, mock, redis_db) -> None:
     final = browser.login("google")
     assert final.status_code == 200 and 'id="welcome"' in final.text
-    assert identity_of(browser) == {
+    assert browser.identity() == {
         "provider": "google",
         "subject": ADA_SUB,
         "username": None,
@@ -63,7 +50,7 @@ def test_full_login_identity_comes_from_the_id_token(browser, mock, redis_db) ->
     assert me["email"] == "ada.lovelace@gmail.com" and me["email_verified"] is True
     used = counts(mock)
     assert used["token"] == 1 and used["userinfo"] == 0  # no extra call: the ID token suffices
-    assert len(redis_db.keys("*token:*")) == 1  # what failed_cleanly checks is absent
+    assert len(redis_db.keys("*token:*")) == 1  # what assert_failed_cleanly checks is absent
 
 
 def test_authorization_request(browser, mock, app) -> None:
@@ -86,7 +73,7 @@ def test_authorization_request(browser, mock, app) -> None:
 def test_email_verified_is_coerced_to_a_bool(browser, mock, sent, verified) -> None:
     mock.control.switch("google", email_verified=sent)
     assert browser.login("google").status_code == 200
-    assert identity_of(browser)["email_verified"] is verified
+    assert browser.identity()["email_verified"] is verified
     me = browser.me().json()
     assert me["email"] == "ada.lovelace@gmail.com"
     assert me["email_verified"] is verified
@@ -103,7 +90,7 @@ def test_an_unverified_email_grants_no_role(variant, mock) -> None:
 def test_bare_issuer_is_accepted(browser, mock) -> None:
     mock.control.switch("google", iss="bare")
     assert browser.login("google").status_code == 200
-    assert identity_of(browser)["subject"] == ADA_SUB
+    assert browser.identity()["subject"] == ADA_SUB
 
 
 def test_iat_slightly_in_the_future_is_tolerated(browser, mock) -> None:
@@ -163,7 +150,7 @@ def test_hosted_domain_is_requested_and_enforced_on_the_claim(variant, mock, red
 
     mock.control.switch("google", user="grace")
     assert browser.login("google").status_code == 200
-    assert identity_of(browser)["subject"] == GRACE_SUB
+    assert browser.identity()["subject"] == GRACE_SUB
 
     outsider = Browser(app.url)
     mock.control.switch("google", user="ada")
@@ -189,7 +176,7 @@ def test_hd_in_the_callback_query_is_not_trusted(variant, mock, redis_db) -> Non
     callback = browser.start_login("google")
     assert "hd" not in query(callback)
     response = browser.finish_login(callback + "&hd=example.com")
-    failed_cleanly(response, browser, redis_db, 403, "hosted_domain_mismatch")
+    assert_failed_cleanly(response, browser, redis_db, 403, "hosted_domain_mismatch")
 
 
 # --- discovery and key rotation -----------------------------------------------------

@@ -212,12 +212,15 @@ def test_a_same_site_next_is_kept(browser, good) -> None:
 
 
 def assert_failed_cleanly(response, browser, redis_db, status: int, code: str) -> None:
+    """The right status and code on a page without a traceback, and nothing kept: no
+    session, no user, no provider token."""
     assert response.status_code == status, response.text
     assert code in response.text
     assert "Traceback" not in response.text
     assert browser.me().status_code == 401
     assert not session_keys(redis_db)
     assert not redis_db.keys("*user:*")
+    assert not redis_db.keys("*token:*")
 
 
 def test_denied_consent(browser, provider, mock, redis_db) -> None:

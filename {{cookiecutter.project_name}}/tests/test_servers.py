@@ -13,6 +13,7 @@ import pytest
 from conftest import Browser, run_server
 
 from {{ cookiecutter.package_name }}.providers import PROVIDER_CLASSES
+from mock_providers.demo import app_command
 
 PACKAGE = "{{ cookiecutter.package_name }}"
 PROVIDERS = list(PROVIDER_CLASSES)
@@ -59,20 +60,8 @@ def test_gunicorn_serves_the_factory_with_two_workers(
 
 
 def test_flask_run_serves_the_app(released_port, server_env, app_url, tmp_path, mock) -> None:
-    command = [
-        sys.executable,
-        "-m",
-        "flask",
-        "--app",
-        PACKAGE,
-        "run",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(released_port),
-        "--no-reload",
-    ]
-    with run_server(command, server_env, tmp_path, app_url) as log_path:
+    # The command `make demo` runs.
+    with run_server(app_command(released_port), server_env, tmp_path, app_url) as log_path:
         for provider in PROVIDERS:
             browser = Browser(app_url)
             assert browser.login(provider).status_code == 200
