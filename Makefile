@@ -29,12 +29,22 @@ DEPS_STAMP := $(VENV)/.test-deps-$(DEPS_SUM)
 .PHONY: demo test lint bench clean check-system
 
 # --- make demo ----------------------------------------------------------------------------
-# A fresh bake each time; the demo's own venv (build/demo/.venv) is kept between runs.
+# A fresh bake each time; the demo's own venv (build/demo/.venv), its .env (the keys) and its
+# instance/ folder (the SQLite database: accounts, linked providers, API tokens) are kept
+# between runs, so a restarted demo still knows everyone.
+DEMO_KEEP := $(DEMO_DIR)/kept
 demo:
+	mkdir -p '$(DEMO_KEEP)'
+	for kept in .env instance; do \
+		if [ -e '$(DEMO_DIR)/$(PROJECT)/'$$kept ]; then rm -rf '$(DEMO_KEEP)/'$$kept && mv '$(DEMO_DIR)/$(PROJECT)/'$$kept '$(DEMO_KEEP)/'; fi; \
+	done
 	rm -rf '$(DEMO_DIR)/$(PROJECT)'
 	test -x '$(DEMO_VENV)/bin/python' || $(PYTHON) -m venv '$(DEMO_VENV)'
 	'$(DEMO_VENV)/bin/python' -m pip --disable-pip-version-check -q install 'cookiecutter>=2.6,<3'
 	'$(DEMO_VENV)/bin/cookiecutter' . --no-input -f -o '$(DEMO_DIR)' >'$(DEMO_DIR)/bake.log' || { cat '$(DEMO_DIR)/bake.log'; exit 1; }
+	for kept in .env instance; do \
+		if [ -e '$(DEMO_KEEP)/'$$kept ]; then rm -rf '$(DEMO_DIR)/$(PROJECT)/'$$kept && mv '$(DEMO_KEEP)/'$$kept '$(DEMO_DIR)/$(PROJECT)/'; fi; \
+	done
 	'$(DEMO_VENV)/bin/python' -m pip --disable-pip-version-check -q install -e '$(DEMO_DIR)/$(PROJECT)[dev]'
 	cd '$(DEMO_DIR)/$(PROJECT)' && exec ../.venv/bin/python -m mock_providers.demo
 
@@ -55,7 +65,9 @@ check-system:
 		exit 1; \
 	fi; \
 	command -v wrk >/dev/null 2>&1 || \
-		echo "note: wrk is missing, so the benchmark's smoke test is skipped (sudo apt-get install -y wrk)"
+		echo "note: wrk is missing, so the benchmark's smoke test is skipped (sudo apt-get install -y wrk)"; \
+	$(PYTHON) -c 'import socket, sys, os, urllib.parse as u; p = u.urlsplit((os.environ.get("TEST_DATABASE_URL") or "postgresql://127.0.0.1:5432").replace("+psycopg", "")); socket.create_connection((p.hostname or "127.0.0.1", p.port or 5432), 2)' 2>/dev/null || \
+		echo "note: PostgreSQL is not reachable (TEST_DATABASE_URL or 127.0.0.1:5432): the PostgreSQL tests are SKIPPED and the suites run on SQLite only"
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -73,7 +85,8 @@ $(DEPS_STAMP): | $(PY)
 
 # --- make bench ---------------------------------------------------------------------------
 # The baked app under gunicorn against bare Flask, a one-Redis-GET route and Flask's cookie
-# session, driven by wrk (see the baked project's bench/README.md).
+# session, driven by wrk, on SQLite and on PostgreSQL when one answers (see the baked
+# project's bench/README.md; BENCH_ARGS='--database sqlite' or '--postgresql URL').
 BENCH_DIR := $(BUILD)/bench
 bench: $(DEPS_STAMP)
 	@command -v wrk >/dev/null 2>&1 || { echo "wrk is missing: sudo apt-get install -y wrk"; exit 1; }

@@ -45,6 +45,7 @@ CORE_VARIABLES = {
     "SECRET_KEY": "",
     "TOKEN_ENCRYPTION_KEY": "",
     "REDIS_URL": "",
+    "DATABASE_URL": "",
     "PUBLIC_URL": "http://127.0.0.1:5000",
     "TRUSTED_PROXY_COUNT": "0",
     "ADMIN_EMAILS": "",

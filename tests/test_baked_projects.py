@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import subprocess
 import sys
+from urllib.parse import urlsplit
 
 import pytest
 from baking import text_files
@@ -16,7 +18,7 @@ JINJA_OPENERS = ("{{", "{%")
 # The app's settings: a value from the machine running the tests must not reach the baked
 # suites (CI runners set GITHUB_API_URL, a developer may have REDIS_URL pointing at 6379).
 APP_VARIABLES = re.compile(
-    r"(APP_ENV|SECRET_KEY|TOKEN_ENCRYPTION_KEY|REDIS_URL|PUBLIC_URL|TRUSTED_PROXY_COUNT"
+    r"(APP_ENV|SECRET_KEY|TOKEN_ENCRYPTION_KEY|REDIS_URL|DATABASE_URL|PUBLIC_URL|TRUSTED_PROXY_COUNT"
     r"|ADMIN_EMAILS|OAUTH_HTTP_TIMEOUT|REVOKE_ON_LOGOUT|FLASK_.*|(GOOGLE|GITHUB|FACEBOOK)_.*)"
 )
 
@@ -77,6 +79,32 @@ def failure_report(output: str, limit: int = 150) -> str:
     return "\n".join(shown)
 
 
+def postgresql_reachable() -> bool:
+    url = urlsplit(
+        (os.environ.get("TEST_DATABASE_URL") or "postgresql://127.0.0.1:5432").replace(
+            "+psycopg", ""
+        )
+    )
+    try:
+        socket.create_connection((url.hostname or "127.0.0.1", url.port or 5432), timeout=2).close()
+    except OSError:
+        return False
+    return True
+
+
+def suite_database(name: str) -> dict[str, str]:
+    """The `all` bake runs its whole suite on PostgreSQL, the one-provider bakes on SQLite.
+
+    Every bake also runs test_database.py's checks on both. Without a reachable PostgreSQL
+    (and REQUIRE_POSTGRESQL unset) `all` runs on SQLite too, and its PostgreSQL tests skip.
+    """
+    if name != "all":
+        return {}
+    if postgresql_reachable() or os.environ.get("REQUIRE_POSTGRESQL") == "1":
+        return {"TEST_DATABASE": "postgresql"}
+    return {}
+
+
 @pytest.mark.slow
 def test_baked_test_suite_passes(combination) -> None:
     """The project's own tests, run as its user would run them, from its root."""
@@ -84,7 +112,7 @@ def test_baked_test_suite_passes(combination) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
         cwd=project,
-        env=baked_suite_environment(),
+        env={**baked_suite_environment(), **suite_database(name)},
         stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,

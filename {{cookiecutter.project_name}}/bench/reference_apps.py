@@ -10,13 +10,22 @@ Served by gunicorn exactly like the app, e.g. `gunicorn 'bench.reference_apps:cr
 
 Environment: `BENCH_BODY` (the JSON to serve), `REDIS_URL` (redis_get), `SECRET_KEY`
 (cookie_session). `POST /bench/session` sets a session cookie for the load generator.
+
+`counted_app()` is the app itself, `{{ cookiecutter.package_name }}.create_app()` unchanged, with
+a count of the SQL statements it sends (see `SqlCounts`); the benchmark serves it that way.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
+import mmap
 import os
 import secrets
+import struct
+from collections import Counter
+from pathlib import Path
+from typing import Any
 
 import redis
 from flask import Flask, Response, abort, jsonify, request, session
@@ -24,6 +33,10 @@ from flask import Flask, Response, abort, jsonify, request, session
 KINDS = ("bare", "redis_get", "cookie_session")
 SESSION_COOKIE = "bench_sid"
 KEY_PREFIX = "bench:ref:"
+PACKAGE = "{{ cookiecutter.package_name }}"
+SQL_COUNTS_DIR = "BENCH_SQL_COUNTS"  # where each worker keeps its statement counts
+SQL_KINDS = ("select", "insert", "update", "delete", "other")
+_SLOT = struct.Struct("<Q")
 
 
 def _json(body: object) -> Response:
@@ -94,4 +107,61 @@ def create_app(kind: str) -> Flask:
                 abort(401)
             return _json(user)
 
+    return app
+
+
+# --- the app, with its SQL statements counted -----------------------------------------------
+
+
+class SqlCounts:
+    """One process's SQL statement counts, by kind, in a small memory-mapped file.
+
+    Each gunicorn worker writes its own file (`<pid>.sql`: one 8-byte counter per kind) with a
+    store to memory, no system call per statement; the benchmark sums the files (`read`).
+    """
+
+    def __init__(self, path: Path) -> None:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            os.ftruncate(fd, _SLOT.size * len(SQL_KINDS))
+            self.map = mmap.mmap(fd, _SLOT.size * len(SQL_KINDS))
+        finally:
+            os.close(fd)
+        self.counts = [0] * len(SQL_KINDS)
+
+    def statement(self, _conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        """A `before_cursor_execute` listener: every statement the engine sends, once."""
+        word = statement.lstrip()[:6].lower()
+        kind = SQL_KINDS.index(word) if word in SQL_KINDS else len(SQL_KINDS) - 1
+        self.counts[kind] += 1
+        _SLOT.pack_into(self.map, _SLOT.size * kind, self.counts[kind])
+
+    @staticmethod
+    def read(directory: Path) -> Counter:
+        """The statements of every process that counted into `directory`, by kind."""
+        total: Counter = Counter()
+        for path in directory.glob("*.sql"):
+            data = path.read_bytes()
+            if len(data) == _SLOT.size * len(SQL_KINDS):
+                for index, kind in enumerate(SQL_KINDS):
+                    total[kind] += _SLOT.unpack_from(data, _SLOT.size * index)[0]
+        return +total  # without the kinds never seen
+
+
+def counted_app() -> Flask:
+    """`create_app()` as gunicorn serves it in production, its SQL statements counted.
+
+    Nothing of the app is changed or wrapped: a SQLAlchemy `before_cursor_execute` listener
+    on the app's own engine counts each statement the app executes (not the driver's own
+    round trips: the pool's pre-ping, BEGIN, ROLLBACK, SQLite's connection pragmas). The
+    listener is attached after `create_app()`, so its start-up schema check is not counted.
+    """
+    app = importlib.import_module(PACKAGE).create_app()
+    from sqlalchemy import event  # only here: the reference apps do not load SQLAlchemy
+
+    db = importlib.import_module(f"{PACKAGE}.models").db
+    counts = SqlCounts(Path(os.environ[SQL_COUNTS_DIR]) / f"{os.getpid()}.sql")
+    with app.app_context():
+        event.listen(db.engine, "before_cursor_execute", counts.statement)
+    app.extensions["bench_sql_counts"] = counts  # kept alive with the app
     return app

@@ -1,15 +1,23 @@
-"""Test infrastructure: a real redis-server, the mock providers and the app, all over real HTTP.
+"""Test infrastructure: a real redis-server, a real database, the mock providers and the app,
+all over real HTTP.
 
-Nothing here mocks Redis or Authlib: the app under test talks to a `redis-server` child
-process on a free port and to `mock_providers` through sockets, exactly as in production.
+Nothing here mocks Redis, the database or Authlib: the app under test talks to a
+`redis-server` child process on a free port, to a database of this run's own (a SQLite file,
+or a PostgreSQL database created for the run and dropped after it) and to `mock_providers`
+through sockets, exactly as in production.
+
+TEST_DATABASE=postgresql runs the whole suite on PostgreSQL (at TEST_DATABASE_URL, default
+postgresql+psycopg://postgres@127.0.0.1:5432/postgres, where a database per run is created).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -21,11 +29,15 @@ from urllib.parse import parse_qs, urljoin, urlsplit
 import pytest
 import redis
 import requests
+import sqlalchemy as sa
 from flask import Flask
 from werkzeug.serving import BaseWSGIServer, make_server
 
+import bench.postgresql
 import mock_providers
 from {{ cookiecutter.package_name }} import create_app
+from {{ cookiecutter.package_name }}.database import upgrade_database
+from {{ cookiecutter.package_name }}.models import db as app_db
 from mock_providers import MockSettings
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -153,6 +165,106 @@ def everything_in_redis(db: redis.Redis) -> bytes:
     return b"\n".join([*keys, values])
 
 
+# --- the database ---------------------------------------------------------------------
+
+DEFAULT_POSTGRESQL_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+
+
+def postgresql_server_url() -> str:
+    url = os.environ.get("TEST_DATABASE_URL") or DEFAULT_POSTGRESQL_URL
+    return bench.postgresql.with_psycopg(url)
+
+
+def postgresql_database(server_url: str) -> contextlib.AbstractContextManager[str]:
+    """A new database on the server, dropped when the block ends."""
+    return bench.postgresql.postgresql_database(server_url, prefix="test")
+
+
+def require_postgresql() -> str:
+    """The server URL, or a skip (a failure where REQUIRE_POSTGRESQL=1, as in CI)."""
+    server_url = postgresql_server_url()
+    problem = bench.postgresql.postgresql_missing(server_url)
+    if problem:
+        if os.environ.get("REQUIRE_POSTGRESQL") == "1":
+            pytest.fail(f"{problem}: REQUIRE_POSTGRESQL=1 forbids skipping", pytrace=False)
+        pytest.skip(f"{problem}: set TEST_DATABASE_URL to run the PostgreSQL tests")
+    return server_url
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """This run's database, at the code's schema: SQLite, or PostgreSQL (TEST_DATABASE)."""
+    if os.environ.get("TEST_DATABASE", "sqlite") == "postgresql":
+        with postgresql_database(require_postgresql()) as url:
+            upgrade_database(url)
+            yield url
+        return
+    url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.sqlite3'}"
+    upgrade_database(url)
+    yield url
+
+
+@pytest.fixture(scope="session")
+def database_engine(database_url: str) -> Iterator[sa.Engine]:
+    """The tests' own connection to the app's database (to look, and to clean up)."""
+    engine = sa.create_engine(database_url)
+    yield engine
+    engine.dispose()
+
+
+def empty_database(engine: sa.Engine) -> None:
+    with engine.begin() as connection:
+        for table in reversed(app_db.metadata.sorted_tables):
+            connection.execute(table.delete())
+
+
+@pytest.fixture()
+def database(database_engine: sa.Engine) -> sa.Engine:
+    """The app's database, emptied for this test."""
+    empty_database(database_engine)
+    return database_engine
+
+
+def rows(engine: sa.Engine, query: str, **params: object) -> list[sa.Row]:
+    """Run one SQL query on the app's database, e.g. rows(db, "SELECT * FROM users")."""
+    with engine.connect() as connection:
+        return list(connection.execute(sa.text(query), params))
+
+
+def database_dump(engine: sa.Engine) -> bytes:
+    """Every value of every row of every table, for scans like everything_in_redis."""
+    parts: list[bytes] = []
+    with engine.connect() as connection:
+        for table in app_db.metadata.sorted_tables:
+            for row in connection.execute(table.select()):
+                for value in row:
+                    parts.append(value if isinstance(value, bytes) else str(value).encode())
+    return b"\n".join(parts)
+
+
+def everything_in_database(engine: sa.Engine) -> bytes:
+    """Every value of every row; on SQLite also the raw bytes of the file and its -wal.
+
+    The files are read by another process: closing a file descriptor of a SQLite file drops
+    every POSIX lock this process holds on it, the app's connections' locks included, and
+    another process (a gunicorn worker) could then reset the WAL under them.
+    """
+    stored = database_dump(engine)
+    if engine.dialect.name == "sqlite":
+        path = Path(engine.url.database)
+        files = [str(f) for f in (path, path.with_name(path.name + "-wal")) if f.exists()]
+        assert str(path) in files
+        read = (
+            "import sys\nfor f in sys.argv[1:]:\n    sys.stdout.buffer.write(open(f, 'rb').read())"
+        )
+        raw = subprocess.run(
+            [sys.executable, "-c", read, *files], capture_output=True, check=True, timeout=60
+        ).stdout
+        assert raw.startswith(b"SQLite format 3\0")
+        stored += raw
+    return stored
+
+
 # --- the mock providers -------------------------------------------------------------
 
 
@@ -209,13 +321,14 @@ class RunningApp:
 
 
 def base_env(
-    mock_server: mock_providers.RunningMock, redis_url: str, app_url: str
+    mock_server: mock_providers.RunningMock, redis_url: str, app_url: str, database_url: str
 ) -> dict[str, str]:
     return {
         "APP_ENV": "development",
         "SECRET_KEY": TEST_SECRET_KEY,
         "TOKEN_ENCRYPTION_KEY": TEST_TOKEN_KEY,
         "REDIS_URL": redis_url,
+        "DATABASE_URL": database_url,
         "PUBLIC_URL": app_url,
         "OAUTH_HTTP_TIMEOUT": "3",
         **mock_server.app_env(),
@@ -223,27 +336,32 @@ def base_env(
 
 
 @pytest.fixture(scope="session")
-def app_server(mock_server, redis_url: str, app_url: str, app_port: int) -> Iterator[RunningApp]:
+def app_server(
+    mock_server, redis_url: str, app_url: str, app_port: int, database_url: str
+) -> Iterator[RunningApp]:
     """The development-mode app, on the port the mock knows as the registered callback."""
-    running = RunningApp(app_url, app_port, create_app(base_env(mock_server, redis_url, app_url)))
+    env = base_env(mock_server, redis_url, app_url, database_url)
+    running = RunningApp(app_url, app_port, create_app(env))
     yield running.start()
     running.stop()
 
 
 @pytest.fixture()
-def app_env(mock_server, redis_url: str, app_url: str) -> dict[str, str]:
+def app_env(mock_server, redis_url: str, app_url: str, database_url: str) -> dict[str, str]:
     """The environment of `app_server`, for tests that build their own app variant."""
-    return base_env(mock_server, redis_url, app_url)
+    return base_env(mock_server, redis_url, app_url, database_url)
 
 
 @pytest.fixture()
-def app(app_server: RunningApp, redis_db: redis.Redis, mock) -> RunningApp:
-    """The shared app with a clean Redis and reset mock providers."""
+def app(app_server: RunningApp, redis_db: redis.Redis, database: sa.Engine, mock) -> RunningApp:
+    """The shared app with a clean Redis, an empty database and reset mock providers."""
     return app_server
 
 
 @pytest.fixture()
-def released_port(app_server: RunningApp, redis_db: redis.Redis, mock) -> Iterator[int]:
+def released_port(
+    app_server: RunningApp, redis_db: redis.Redis, database: sa.Engine, mock
+) -> Iterator[int]:
     """The registered-callback port, freed from the shared app for this test."""
     app_server.stop()
     try:

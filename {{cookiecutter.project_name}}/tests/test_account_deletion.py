@@ -1,8 +1,10 @@
 """Deleting an account, by its owner (POST /account/delete) or an operator (`flask users delete`).
 
 Every grant is revoked at the provider (the mock counts the calls), and afterwards nothing in
-the real Redis names the user: no key holds their id or a provider subject, no value their
-email. The audit line that records the deletion holds no personal data either.
+the real Redis names the user (no key holds their id or a provider subject, no value their
+email), and the database holds no record of theirs and no value naming them: only the event
+recording the deletion keeps their (random, internal) id. That audit line holds no personal
+data either.
 """
 
 from __future__ import annotations
@@ -17,9 +19,11 @@ from urllib.parse import urljoin
 import pytest
 import redis
 import requests
-from conftest import Browser, redis_keys_and_values
+import sqlalchemy as sa
+from conftest import Browser, database_dump, redis_keys_and_values, rows
 
 from {{ cookiecutter.package_name }} import create_app
+from {{ cookiecutter.package_name }}.models import AuditEvent
 from {{ cookiecutter.package_name }}.providers import PROVIDER_CLASSES
 
 PACKAGE = create_app.__module__
@@ -33,6 +37,15 @@ PROVIDER_API = {
     "google": "GOOGLE_SERVER_METADATA_URL",
     "github": "GITHUB_API_URL",
     "facebook": "FACEBOOK_GRAPH_URL",
+}
+# Every table with records of a user, and the column naming them.
+USER_COLUMNS = {
+    "users": "id",
+    "identities": "user_id",
+    "role_grants": "user_id",
+    "provider_tokens": "user_id",
+    "api_tokens": "user_id",
+    "audit_events": "user_id",
 }
 
 
@@ -89,16 +102,38 @@ def revoke_counts(mock) -> dict[str, int]:
     return {name: counts[name][REVOKE_ENDPOINT[name]] for name in PROVIDERS}
 
 
-def assert_nothing_left(db: redis.Redis, me: dict) -> None:
-    """No key names the user or their provider subjects; no value holds their email."""
+def assert_nothing_left(db: redis.Redis, database: sa.Engine, me: dict) -> None:
+    """Redis: no key names the user or their provider subjects; no value holds their email.
+
+    The database: no record of theirs; their id only in the event recording the deletion;
+    no subject, email or name of theirs anywhere.
+    """
     keys, values = redis_keys_and_values(db)
-    names = [me["id"], *(i["subject"] for i in me["identities"])]
-    left = [k for k in keys if any(n.encode() in k for n in names)]
+    subjects = [i["subject"] for i in me["identities"]]
+    left = [k for k in keys if any(n.encode() in k for n in [me["id"], *subjects])]
     assert not left, f"keys left behind: {left}"
     emails = {me["email"], *(i.get("email") for i in me["identities"])} - {None}
     for email in emails:
         assert email.encode() not in values, f"{email} is still stored"
     assert me["id"].encode() not in values
+
+    for table, column in USER_COLUMNS.items():
+        query = f"SELECT * FROM {table} WHERE {column} = :id"  # noqa: S608 - our own names
+        assert not rows(database, query, id=me["id"]), f"{table} rows left behind"
+    for identity in me["identities"]:
+        query = "SELECT id FROM identities WHERE provider = :provider AND subject = :subject"
+        assert not rows(database, query, provider=identity["provider"], subject=identity["subject"])
+    stored = database_dump(database)
+    for value in filter(None, [*subjects, *emails, me["name"]]):
+        assert value.encode() not in stored, f"{value} is still in the database"
+    events = AuditEvent.__table__
+    with database.connect() as connection:
+        deletions = connection.execute(
+            sa.select(events.c.data).where(events.c.event == "account_deleted")
+        ).scalars()
+        recorded = [d for d in deletions if d.get("deleted_user_id") == me["id"]]
+    assert len(recorded) == 1
+    assert stored.count(me["id"].encode()) == 1, "the id is kept beyond the deletion event"
 
 
 @pytest.fixture()
@@ -138,7 +173,7 @@ def test_the_account_page_offers_deletion_behind_csrf(app, mock) -> None:
     assert signed_out.headers["Location"].startswith("/login?")
 
 
-def test_deletion_needs_a_recent_sign_in(variant, mock, redis_db) -> None:
+def test_deletion_needs_a_recent_sign_in(variant, mock, redis_db, database) -> None:
     running = variant(REAUTH_WINDOW="1")
     browser = sign_in(running.url, mock)
     me = browser.me().json()
@@ -172,14 +207,14 @@ def test_deletion_needs_a_recent_sign_in(variant, mock, redis_db) -> None:
     assert deleted.status_code == 303, deleted.text
     assert deleted.headers["Location"] == "/?deleted=1"
     assert browser.me().status_code == 401
-    assert_nothing_left(redis_db, me)
+    assert_nothing_left(redis_db, database, me)
 
 
 # --- what deletion removes --------------------------------------------------------------
 
 
 def test_deleting_an_account_revokes_and_removes_everything(
-    app, mock, redis_db, audit_lines
+    app, mock, redis_db, database, audit_lines
 ) -> None:
     browser = sign_in(app.url, mock)
     me = connect_all(browser)
@@ -197,7 +232,7 @@ def test_deleting_an_account_revokes_and_removes_everything(
     assert browser.me().status_code == 401
     assert other_device.me().status_code == 401
     assert with_token(app.url, token).status_code == 401
-    assert_nothing_left(redis_db, me)
+    assert_nothing_left(redis_db, database, me)
     assert_one_anonymous_deletion(audit_lines(), me, by="user")
 
     # Signing in again makes a brand-new account.
@@ -205,7 +240,7 @@ def test_deleting_an_account_revokes_and_removes_everything(
     assert again.me().json()["id"] != me["id"]
 
 
-def test_a_provider_that_is_down_does_not_block_deletion(variant, mock, redis_db) -> None:
+def test_a_provider_that_is_down_does_not_block_deletion(variant, mock, redis_db, database) -> None:
     running = variant()
     browser = sign_in(running.url, mock)
     me = connect_all(browser)
@@ -218,14 +253,14 @@ def test_a_provider_that_is_down_does_not_block_deletion(variant, mock, redis_db
     assert revoke_counts(mock) == before
     assert browser.me().status_code == 401
     assert other_device.me().status_code == 401
-    assert_nothing_left(redis_db, me)
+    assert_nothing_left(redis_db, database, me)
 
 
 # --- the operator's command -------------------------------------------------------------
 
 
 def test_operator_deletes_a_user_from_the_command_line(
-    app, mock, redis_db, app_env, audit_lines
+    app, mock, redis_db, database, app_env, audit_lines
 ) -> None:
     browser = sign_in(app.url, mock)
     me = connect_all(browser)
@@ -251,15 +286,15 @@ def test_operator_deletes_a_user_from_the_command_line(
     assert browser.me().status_code == 401
     assert other_device.me().status_code == 401
     assert with_token(app.url, token).status_code == 401
-    assert_nothing_left(redis_db, me)
+    assert_nothing_left(redis_db, database, me)
     assert_one_anonymous_deletion(audit_lines(), me, by="cli")
 
 
-def test_operator_deletes_by_user_id(app, mock, redis_db, app_env) -> None:
+def test_operator_deletes_by_user_id(app, mock, redis_db, database, app_env) -> None:
     browser = sign_in(app.url, mock)
     me = browser.me().json()
     runner = create_app(app_env).test_cli_runner()
     result = runner.invoke(args=["users", "delete", me["id"], "--yes"])
     assert result.exit_code == 0, result.output
     assert browser.me().status_code == 401
-    assert_nothing_left(redis_db, me)
+    assert_nothing_left(redis_db, database, me)

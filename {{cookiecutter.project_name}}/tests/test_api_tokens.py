@@ -1,18 +1,25 @@
 """Personal API tokens: creation, listing, revocation, storage and bearer authentication.
 
-Everything runs over real HTTP against the app, the mock providers and a real Redis.
+Everything runs over real HTTP against the app, the mock providers, a real Redis and the
+real database.
 """
 
 from __future__ import annotations
 
-import json
+import hashlib
 import re
 import time
 
 import pytest
-import redis
 import requests
-from conftest import Browser, command_calls, everything_in_redis
+import sqlalchemy as sa
+from conftest import (
+    Browser,
+    command_calls,
+    everything_in_database,
+    everything_in_redis,
+    rows,
+)
 from flask.testing import FlaskCliRunner
 
 import {{ cookiecutter.package_name }} as app_package
@@ -82,18 +89,24 @@ def cli(env: dict[str, str], *args: str):
     return runner.invoke(args=list(args))
 
 
-def token_record_key(db: redis.Redis, token_id: str) -> bytes:
-    """The Redis key holding a token's JSON record (found by its id, not by its secret)."""
-    for key in db.scan_iter(count=1000):
-        if db.type(key) != b"string":
-            continue
-        try:
-            record = json.loads(db.get(key))
-        except (ValueError, TypeError):
-            continue
-        if isinstance(record, dict) and record.get("id") == token_id and "scopes" in record:
-            return key
-    raise AssertionError(f"no record for token {token_id}")
+def execute(engine: sa.Engine, sql: str, **params: object) -> int:
+    """Run one writing SQL statement on the app's database, committed; returns the rowcount.
+
+    On SQLite the connection enforces foreign keys, as the app's own connections do.
+    """
+    with engine.connect() as connection:
+        if engine.dialect.name == "sqlite":
+            connection.exec_driver_sql("PRAGMA foreign_keys=ON")  # pysqlite: no BEGIN before it
+            connection.commit()
+        rowcount = connection.execute(sa.text(sql), params).rowcount
+        connection.commit()
+        return rowcount
+
+
+def token_record(engine: sa.Engine, token_id: str) -> sa.Row:
+    """A token's api_tokens row (found by its id, not by its secret)."""
+    (record,) = rows(engine, "SELECT * FROM api_tokens WHERE id = :id", id=token_id)
+    return record
 
 
 # --- creating tokens ----------------------------------------------------------------
@@ -194,7 +207,7 @@ def test_bad_bodies_are_400_with_a_message(app, mock, body) -> None:
     assert browser.get("/api/tokens").json() == []
 
 
-def test_lifetime_is_capped_by_api_token_max_lifetime(variant, mock, redis_db) -> None:
+def test_lifetime_is_capped_by_api_token_max_lifetime(variant, mock, database) -> None:
     app = variant(API_TOKEN_MAX_LIFETIME="3600")
     browser = sign_in(app.url, mock)
     refused = create_token(browser, expires_in=3601)
@@ -204,8 +217,9 @@ def test_lifetime_is_capped_by_api_token_max_lifetime(variant, mock, redis_db) -
     default = new_token(browser, name="default")  # no expires_in: a default under the max
     assert time.time() < default["expires_at"] <= time.time() + 3600
     for token in (exact, default):
-        ttl = redis_db.ttl(token_record_key(redis_db, token["id"]))
-        assert 0 < ttl <= 3600  # the stored record expires with the token
+        record = token_record(database, token["id"])  # the stored record expires with it
+        assert record.expires_at == token["expires_at"]
+        assert 0 < record.expires_at - record.created_at <= 3600
 
 
 # --- listing and revoking -----------------------------------------------------------
@@ -289,19 +303,25 @@ def test_revoking_unknown_or_foreign_tokens_is_404(app, mock) -> None:
 # --- storage ------------------------------------------------------------------------
 
 
-def test_redis_holds_only_a_hash_of_the_token(app, mock, redis_db) -> None:
+def test_only_a_hash_of_the_token_is_stored(app, mock, redis_db, database) -> None:
     browser = sign_in(app.url, mock)
     token = new_token(browser, scopes=["profile:read", "admin"])
     assert call(app.url, token["token"]).status_code == 200  # records usage too
     browser.get("/api/tokens")
-    dump = everything_in_redis(redis_db)
-    assert token["token"].encode() not in dump
     random_part = token["token"].removeprefix(f"{PACKAGE}_pat_")
-    assert random_part.encode() not in dump
-    assert random_part[:20].encode() not in dump
-    record = json.loads(redis_db.get(token_record_key(redis_db, token["id"])))
-    assert sorted(record["scopes"]) == ["admin", "profile:read"]
-    assert record["expires_at"] == token["expires_at"]
+    for where, dump in (
+        ("Redis", everything_in_redis(redis_db)),
+        ("the database", everything_in_database(database)),
+    ):
+        assert token["token"].encode() not in dump, where
+        assert random_part.encode() not in dump, where
+        assert random_part[:20].encode() not in dump, where
+    record = token_record(database, token["id"])
+    assert record.token_hash == hashlib.sha256(token["token"].encode()).hexdigest()
+    assert token["token"].startswith(record.prefix) and len(record.prefix) < len(token["token"])
+    assert sorted(record.scopes.split()) == ["admin", "profile:read"]
+    assert record.expires_at == token["expires_at"]
+    assert record.user_id == browser.me().json()["id"]
 
 
 # --- bearer authentication ----------------------------------------------------------
@@ -343,14 +363,20 @@ def test_garbage_token_is_401_invalid_token(app, garbage) -> None:
     assert params["realm"] == "api" and params["error"] == "invalid_token"
 
 
-def test_expired_token_is_401_invalid_token(app, mock, redis_db) -> None:
+def test_expired_token_is_401_invalid_token(app, mock, database) -> None:
     browser = sign_in(app.url, mock)
     token = new_token(browser)
     assert call(app.url, token["token"]).status_code == 200
-    key = token_record_key(redis_db, token["id"])
-    record = json.loads(redis_db.get(key))
-    record["expires_at"] = int(time.time()) - 5
-    redis_db.set(key, json.dumps(record), keepttl=True)
+    expired = int(time.time()) - 5
+    assert (
+        execute(
+            database,
+            "UPDATE api_tokens SET expires_at = :at WHERE id = :id",
+            at=expired,
+            id=token["id"],
+        )
+        == 1
+    )
     response = call(app.url, token["token"])
     assert response.status_code == 401
     params = challenge(response)
@@ -424,13 +450,14 @@ def test_losing_the_role_takes_effect_on_the_next_request(app, mock, app_env) ->
     assert response.status_code == 403 and response.json()["error"] == "forbidden"
 
 
-def test_deleted_user_tokens_die_with_them(app, mock, redis_db) -> None:
+def test_deleted_user_tokens_die_with_them(app, mock, database) -> None:
     browser = sign_in(app.url, mock)
     user_id = browser.me().json()["id"]
     token = new_token(browser)
     assert call(app.url, token["token"]).status_code == 200
-    (key,) = [k for k in redis_db.scan_iter(match=f"*user:{user_id}") if b"session" not in k]
-    redis_db.delete(key)
+    assert execute(database, "DELETE FROM users WHERE id = :id", id=user_id) == 1
+    # The token's record went with its user (ON DELETE CASCADE).
+    assert not rows(database, "SELECT id FROM api_tokens WHERE user_id = :id", id=user_id)
     response = call(app.url, token["token"])
     assert response.status_code == 401
     assert challenge(response)["error"] == "invalid_token"

@@ -1,4 +1,5 @@
-"""The audit trail: security events as JSON log lines and, per user, a bounded list in Redis.
+"""The audit trail: security events as JSON log lines and rows in the database (audit_events),
+kept AUDIT_RETENTION_DAYS.
 
 The app runs in this process (the `app` fixture), so caplog sees its log records.
 """
@@ -10,8 +11,8 @@ import logging
 import time
 
 import pytest
-import redis
-from conftest import Browser
+import sqlalchemy as sa
+from conftest import Browser, everything_in_database
 from test_api_tokens import (
     OTHER_PERSONA,
     PACKAGE,
@@ -23,11 +24,16 @@ from test_api_tokens import (
 )
 from test_guards import VERIFIED, VERIFIED_EMAIL, needs_verified
 
+from {{ cookiecutter.package_name }} import create_app
+from {{ cookiecutter.package_name }}.audit import PRUNE_BATCH
 from {{ cookiecutter.package_name }}.extensions import audit_log
+from {{ cookiecutter.package_name }}.models import AuditEvent, db
 from {{ cookiecutter.package_name }}.providers import PROVIDER_CLASSES
 
 AUDIT_LOGGER = f"{PACKAGE}.audit"
 PROVIDERS = list(PROVIDER_CLASSES)
+DAY = 24 * 3600
+EVENTS = AuditEvent.__table__
 
 
 @pytest.fixture()
@@ -45,11 +51,30 @@ def audit_lines(caplog: pytest.LogCaptureFixture):
     return lines
 
 
-def stored_events(db: redis.Redis, user_id: str) -> list[dict]:
-    """The user's events as kept in Redis, newest first."""
-    (key,) = list(db.scan_iter(match=f"*events:{user_id}"))
-    assert db.type(key) == b"list"
-    return [json.loads(raw) for raw in db.lrange(key, 0, -1)]
+def stored_events(engine: sa.Engine, user_id: str) -> list[dict]:
+    """The user's events as kept in the database, newest first, in the shape of a log line."""
+    query = sa.select(EVENTS).where(EVENTS.c.user_id == user_id).order_by(EVENTS.c.id.desc())
+    with engine.connect() as connection:
+        found = connection.execute(query).all()
+    return [{"event": r.event, "at": r.at, "user_id": r.user_id, **r.data} for r in found]
+
+
+def insert_events(engine: sa.Engine, user_id: str | None, event: str, ats: list[int]) -> None:
+    """Write events behind the app's back, e.g. some from long ago."""
+    with engine.begin() as connection:
+        connection.execute(
+            EVENTS.insert(),
+            [
+                {"user_id": user_id, "event": event, "at": at, "data": {"n": n}}
+                for n, at in enumerate(ats)
+            ],
+        )
+
+
+def event_count(engine: sa.Engine, event: str) -> int:
+    with engine.connect() as connection:
+        query = sa.select(sa.func.count()).select_from(EVENTS).where(EVENTS.c.event == event)
+        return connection.execute(query).scalar_one()
 
 
 def named(events: list[dict], name: str) -> list[dict]:
@@ -68,29 +93,29 @@ def disconnect(browser: Browser, provider: str):
 # --- what is recorded -----------------------------------------------------------------
 
 
-def test_sign_in_is_logged_and_kept(app, mock, redis_db, audit_lines) -> None:
+def test_sign_in_is_logged_and_kept(app, mock, database, audit_lines) -> None:
     before = int(time.time())
     browser = sign_in(app.url, mock)
     user_id = browser.me().json()["id"]
-    (stored,) = named(stored_events(redis_db, user_id), "login_succeeded")
+    (stored,) = named(stored_events(database, user_id), "login_succeeded")
     assert stored["user_id"] == user_id and stored["provider"] == PROVIDER
     assert before <= stored["at"] <= time.time()
     (logged,) = named(audit_lines(), "login_succeeded")
     assert logged == stored
 
 
-def test_failed_sign_in_of_a_signed_in_user_is_recorded(app, mock, redis_db, audit_lines) -> None:
+def test_failed_sign_in_of_a_signed_in_user_is_recorded(app, mock, database, audit_lines) -> None:
     browser = sign_in(app.url, mock)
     user_id = browser.me().json()["id"]
     mock.control.switch(PROVIDER, deny=True)
     assert browser.login(PROVIDER).status_code == 403
-    (failed,) = named(stored_events(redis_db, user_id), "login_failed")
+    (failed,) = named(stored_events(database, user_id), "login_failed")
     assert failed["provider"] == PROVIDER and failed["error"] == "access_denied"
     assert named(audit_lines(), "login_failed")[0]["user_id"] == user_id
 
 
 @pytest.mark.skipif(len(PROVIDERS) < 2, reason="baked with a single provider")
-def test_link_and_unlink_are_recorded(app, mock, redis_db, audit_lines) -> None:
+def test_link_and_unlink_are_recorded(app, mock, database, audit_lines) -> None:
     first, second = PROVIDERS[:2]
     browser = sign_in(app.url, mock, provider=first)
     user_id = browser.me().json()["id"]
@@ -98,7 +123,7 @@ def test_link_and_unlink_are_recorded(app, mock, redis_db, audit_lines) -> None:
     assert browser.login(second).status_code == 200
     assert len(browser.me().json()["identities"]) == 2
     assert disconnect(browser, second).status_code == 303
-    events = stored_events(redis_db, user_id)
+    events = stored_events(database, user_id)
     (linked,) = named(events, "provider_linked")
     (unlinked,) = named(events, "provider_unlinked")
     assert linked["provider"] == unlinked["provider"] == second
@@ -107,7 +132,7 @@ def test_link_and_unlink_are_recorded(app, mock, redis_db, audit_lines) -> None:
     assert logged.index("provider_linked") < logged.index("provider_unlinked")
 
 
-def test_token_lifecycle_is_recorded_and_use_is_throttled(app, mock, redis_db, audit_lines) -> None:
+def test_token_lifecycle_is_recorded_and_use_is_throttled(app, mock, database, audit_lines) -> None:
     browser = sign_in(app.url, mock)
     user_id = browser.me().json()["id"]
     token = new_token(browser, name="ci-bot", scopes=["profile:read"])
@@ -121,7 +146,7 @@ def test_token_lifecycle_is_recorded_and_use_is_throttled(app, mock, redis_db, a
         f"{app.url}/api/tokens/{token['id']}", headers={"X-CSRF-Token": browser.csrf_token()}
     )
     assert revoked.status_code == 204
-    events = stored_events(redis_db, user_id)
+    events = stored_events(database, user_id)
     (created,) = named(events, "api_token_created")
     assert created["token_id"] == token["id"] and created["token_name"] == "ci-bot"
     assert created["scopes"] == ["profile:read"]
@@ -134,40 +159,74 @@ def test_token_lifecycle_is_recorded_and_use_is_throttled(app, mock, redis_db, a
     assert logged.index("api_token_created") < logged.index("api_token_revoked")
 
 
-def test_role_changes_by_cli_are_recorded(app, mock, redis_db, app_env, audit_lines) -> None:
+def test_role_changes_by_cli_are_recorded(app, mock, database, app_env, audit_lines) -> None:
     browser = sign_in(app.url, mock)
     user_id = browser.me().json()["id"]
     assert cli(app_env, "roles", "grant", user_id, "admin").exit_code == 0
     assert cli(app_env, "roles", "revoke", user_id, "admin").exit_code == 0
-    revoked, granted = named(stored_events(redis_db, user_id), "roles_changed")
+    revoked, granted = named(stored_events(database, user_id), "roles_changed")
     assert "admin" not in granted["before"] and "admin" in granted["after"]
     assert "admin" in revoked["before"] and "admin" not in revoked["after"]
     assert len(named(audit_lines(), "roles_changed")) == 2
 
 
 @needs_verified
-def test_role_change_at_login_is_recorded(variant, mock, redis_db) -> None:
+def test_role_change_at_login_is_recorded(variant, mock, database) -> None:
     app = variant(ADMIN_EMAILS=VERIFIED_EMAIL[VERIFIED])
     user_id = sign_in(app.url, mock, provider=VERIFIED).me().json()["id"]
     app = variant(ADMIN_EMAILS=None)
     sign_in(app.url, mock, provider=VERIFIED)
-    (change,) = named(stored_events(redis_db, user_id), "roles_changed")
+    (change,) = named(stored_events(database, user_id), "roles_changed")
     assert "admin" in change["before"] and change["after"] == ["user"]
 
 
-def test_events_per_user_are_bounded(app, mock, redis_db) -> None:
+def test_events_older_than_the_retention_period_are_pruned_by_the_cli(
+    app, mock, database, app_env
+) -> None:
     browser = sign_in(app.url, mock)
     user_id = browser.me().json()["id"]
-    with app.app.app_context():
-        for n in range(130):
-            audit_log().record("test_event", user_id, n=n)
-    (key,) = list(redis_db.scan_iter(match=f"*events:{user_id}"))
-    assert redis_db.llen(key) == 100
-    events = stored_events(redis_db, user_id)
-    assert [e["n"] for e in events] == list(range(129, 29, -1))
-    new_token(browser, name="one more")
-    assert redis_db.llen(key) == 100
-    assert stored_events(redis_db, user_id)[0]["event"] == "api_token_created"
+    now = int(time.time())
+    old = 2 * PRUNE_BATCH + 500  # more than one batch
+    insert_events(database, user_id, "old_event", [now - 400 * DAY - n for n in range(old)])
+    insert_events(database, None, "old_event", [now - 366 * DAY])  # events about no user too
+    recent = [now - 364 * DAY, now - 30 * DAY, now - 60]  # within the default 365 days
+    insert_events(database, user_id, "recent_event", recent)
+
+    result = cli(app_env, "audit", "prune")
+    assert result.exit_code == 0, result.output
+    assert f"deleted {old + 1} event(s)" in result.output
+    assert event_count(database, "old_event") == 0
+    kept = stored_events(database, user_id)
+    assert [e["at"] for e in named(kept, "recent_event")] == recent[::-1]
+    assert named(kept, "login_succeeded")  # the events of today too
+
+    again = cli(app_env, "audit", "prune")
+    assert again.exit_code == 0 and "deleted 0 event(s)" in again.output
+    # AUDIT_RETENTION_DAYS sets the period.
+    shorter = cli({**app_env, "AUDIT_RETENTION_DAYS": "7"}, "audit", "prune")
+    assert shorter.exit_code == 0 and "deleted 2 event(s)" in shorter.output
+    kept = stored_events(database, user_id)
+    assert [e["at"] for e in named(kept, "recent_event")] == [now - 60]
+    assert named(kept, "login_succeeded")
+
+
+def test_the_app_prunes_old_events_itself_at_most_once_an_hour(database, app_env) -> None:
+    now = int(time.time())
+    insert_events(database, "someone", "old_event", [now - 400 * DAY, now - 366 * DAY])
+    insert_events(database, "someone", "recent_event", [now - 300 * DAY])
+    fresh = create_app(app_env)  # as a new worker process: its first event prunes
+    with fresh.app_context():
+        audit_log().record("test_event", "someone", n=1)
+        db.session.commit()
+    assert event_count(database, "old_event") == 0
+    assert event_count(database, "recent_event") == 1
+    assert event_count(database, "test_event") == 1
+    insert_events(database, "someone", "old_event", [now - 400 * DAY])
+    with fresh.app_context():
+        audit_log().record("test_event", "someone", n=2)
+        db.session.commit()
+    assert event_count(database, "old_event") == 1  # not again within the hour
+    assert event_count(database, "test_event") == 2
 
 
 # --- where they are shown ---------------------------------------------------------------
@@ -207,7 +266,7 @@ def test_admin_sees_a_users_events_others_get_403(app, mock, app_env) -> None:
 # --- never a secret -----------------------------------------------------------------
 
 
-def test_no_secret_appears_in_any_event(app, mock, redis_db, app_env, caplog) -> None:
+def test_no_secret_appears_in_any_event(app, mock, database, app_env, caplog) -> None:
     caplog.set_level(logging.INFO, logger=AUDIT_LOGGER)
     browser = sign_in(app.url, mock)
     user_id = browser.me().json()["id"]
@@ -228,9 +287,11 @@ def test_no_secret_appears_in_any_event(app, mock, redis_db, app_env, caplog) ->
     secrets_ = [*mock.control.minted(), *(t["token"] for t in tokens)]
     secrets_ += [browser.cookie(), browser.csrf_token()]
     assert len(secrets_) > 4
-    stored = b"\n".join(
-        b"\n".join(redis_db.lrange(key, 0, -1)) for key in redis_db.scan_iter(match="*events:*")
-    ).decode()
+    with database.connect() as connection:
+        found = connection.execute(sa.select(EVENTS)).all()
+    assert {r.user_id for r in found} >= {user_id}
+    stored = "\n".join(json.dumps([*r], default=str) for r in found)
+    everything = everything_in_database(database)  # and no secret anywhere in the database
     logged = "\n".join(
         record.getMessage() + json.dumps(getattr(record, "fields", None), default=str)
         for record in caplog.records
@@ -241,3 +302,4 @@ def test_no_secret_appears_in_any_event(app, mock, redis_db, app_env, caplog) ->
     for secret in secrets_:
         assert secret and secret not in stored and secret not in logged
         assert secret[-16:] not in stored and secret[-16:] not in logged
+        assert secret.encode() not in everything and secret[-16:].encode() not in everything

@@ -1,4 +1,5 @@
-"""`flask auth doctor`, run as a real process against redis-server and the mock providers.
+"""`flask auth doctor`, run as a real process against redis-server, the database and the mock
+providers.
 
 Every provider URL points at 127.0.0.1 (the mock, a closed port or a tiny origin served
 here): the doctor never reaches a real provider from these tests.
@@ -20,7 +21,9 @@ from pathlib import Path
 from subprocess import PIPE
 
 import pytest
+import sqlalchemy as sa
 
+from {{ cookiecutter.package_name }}.database import UPGRADE_COMMAND
 from {{ cookiecutter.package_name }}.providers import PROVIDER_CLASSES
 
 PACKAGE = "{{ cookiecutter.package_name }}"
@@ -148,7 +151,9 @@ def origin() -> Iterator[Origin]:
 # --- all is well --------------------------------------------------------------------
 
 
-def test_a_healthy_setup_exits_0_with_callbacks_consoles_and_progress(doctor, redis_db) -> None:
+def test_a_healthy_setup_exits_0_with_callbacks_consoles_and_progress(
+    doctor, redis_db, database_url
+) -> None:
     report = doctor(PUBLIC_URL="https://login.example.com")
     assert report.returncode == 0, report.stdout
     assert report.body["ok"] is True
@@ -166,9 +171,13 @@ def test_a_healthy_setup_exits_0_with_callbacks_consoles_and_progress(doctor, re
     assert report.status_of("redis", f"^Redis {re.escape(version)} answers$") == "ok"
     # Development: a Redis without persistence is only mentioned.
     assert report.status_of("redis", "keeps nothing on disk") == "ok"
+    backend = sa.make_url(database_url).get_backend_name()
+    assert report.status_of("database", f"^{backend} answers at ") == "ok"
+    assert report.status_of("database", r"^schema is current \(\w+\)$") == "ok"
+    assert not report.checks("database", "warn")
     # A progress line per check on stderr, so a slow network does not look like a hang.
     progress = [line for line in report.stderr.splitlines() if line.startswith("… ")]
-    sections = ["configuration", "redis"] + [title(p) for p in PROVIDERS]
+    sections = ["configuration", "redis", "database"] + [title(p) for p in PROVIDERS]
     assert [line[2:].split(":")[0] for line in progress] == sections
 
 
@@ -184,12 +193,18 @@ def test_the_human_report_lists_what_to_register_where(doctor, app_env) -> None:
     assert "… configuration" in report.stderr and "… configuration" not in report.stdout
 
 
-def test_a_healthy_production_setup_passes_with_warnings(doctor) -> None:
-    """Production against the loopback mock and our non-persisting redis-server."""
+def test_a_healthy_production_setup_passes_with_warnings(doctor, database_url) -> None:
+    """Production against the loopback mock, our non-persisting redis-server and our database."""
     report = doctor(APP_ENV="production")
     assert report.returncode == 0, report.checks(status="fail")
     assert report.body["ok"] is True
     assert report.status_of("redis", "keeps nothing on disk") == "warn"  # --save ""
+    assert report.status_of("database", "^schema is current") == "ok"
+    if sa.make_url(database_url).get_backend_name() == "sqlite":
+        assert report.status_of("database", "^SQLite in production") == "warn"
+        assert "PostgreSQL" in report.messages("database", "warn")
+    else:
+        assert not report.checks("database", "warn")
     # PUBLIC_URL is http://127.0.0.1:<port>: allowed on loopback, but cookies are Secure.
     assert report.status_of("configuration", "PUBLIC_URL") == "warn"
     assert "Secure" in report.messages("configuration", "warn")
@@ -229,6 +244,50 @@ def test_development_is_lenient_but_says_what_production_would_refuse(doctor) ->
     (finding,) = report.checks(title(last))
     assert finding["status"] == "warn"
     assert "disabled" in finding["message"] and f"{prefix}_CLIENT_SECRET" in finding["message"]
+
+
+# --- the database ---------------------------------------------------------------------
+
+
+def test_a_database_behind_the_code_fails_in_production_and_is_never_migrated(
+    doctor, tmp_path: Path
+) -> None:
+    empty = tmp_path / "behind.sqlite3"
+    empty.touch()  # a database at no revision at all
+    url = f"sqlite:///{empty}"
+    production, development = doctor.many(
+        {"APP_ENV": "production", "DATABASE_URL": url}, {"DATABASE_URL": url}
+    )
+    assert production.returncode == 1
+    assert production.body["ok"] is False
+    (behind,) = production.checks("database", "fail")
+    assert behind["message"] == "schema is behind the code (at nothing)"
+    assert UPGRADE_COMMAND in behind["hint"]
+    assert production.status_of("database", "^sqlite answers at ") == "ok"
+    assert production.status_of("database", "^SQLite in production") == "warn"
+    # Development migrates at start, so there it is only a warning.
+    assert development.returncode == 0, development.checks(status="fail")
+    assert development.status_of("database", "^schema is behind the code") == "warn"
+    assert not development.checks("database", "fail")
+    # The doctor only looks: the database is still empty.
+    engine = sa.create_engine(url)
+    try:
+        assert not sa.inspect(engine).get_table_names()
+    finally:
+        engine.dispose()
+
+
+def test_an_unreachable_database_fails_naming_database_url(doctor) -> None:
+    unreachable = "postgresql+psycopg://app:s3cret-pw@127.0.0.1:1/app"
+    started = time.monotonic()
+    report = doctor(APP_ENV="production", DATABASE_URL=unreachable)
+    assert time.monotonic() - started < 15
+    assert report.returncode == 1
+    (failed,) = report.checks("database", "fail")
+    assert "does not answer" in failed["message"] and "DATABASE_URL" in failed["message"]
+    assert "DATABASE_URL" in failed["hint"]
+    assert "s3cret-pw" not in report.stdout + report.stderr
+    assert report.body["providers"]  # and the rest of the report is there
 
 
 # --- providers ------------------------------------------------------------------------
@@ -285,6 +344,7 @@ def test_an_unreachable_provider_or_redis_fails_quickly(doctor) -> None:
         assert failed["hint"]
     (failed,) = report.checks("redis", "fail")
     assert "does not answer" in failed["message"] and "REDIS_URL" in failed["hint"]
+    assert not report.checks("database", "fail")  # only what is down is reported
 
 
 @only("google")
@@ -366,6 +426,7 @@ def test_every_bad_production_setting_is_listed_in_one_run(doctor) -> None:
         APP_ENV="production",
         SECRET_KEY="changeme",
         TOKEN_ENCRYPTION_KEY=None,
+        DATABASE_URL=None,
         PUBLIC_URL="http://app.example.com",
         OAUTH_HTTP_TIMEOUT="soon",
         FLASK_DEBUG="1",
@@ -377,6 +438,7 @@ def test_every_bad_production_setting_is_listed_in_one_run(doctor) -> None:
     for expected in (
         "SECRET_KEY is too weak",
         "TOKEN_ENCRYPTION_KEY is required in production",
+        "DATABASE_URL is required in production",
         "PUBLIC_URL must use https://",
         "OAUTH_HTTP_TIMEOUT",
         "FLASK_DEBUG is set in production",
@@ -392,6 +454,7 @@ def test_every_bad_production_setting_is_listed_in_one_run(doctor) -> None:
     [
         pytest.param({"TOKEN_ENCRYPTION_KEY": "not-a-fernet-key"}, "TOKEN_ENCRYPTION_KEY"),
         pytest.param({"REDIS_URL": "http://127.0.0.1:1/0"}, "REDIS_URL"),
+        pytest.param({"DATABASE_URL": "not a database"}, "DATABASE_URL"),
         pytest.param({"APP_ENV": "staging", "REVOKE_ON_LOGOUT": "maybe"}, "APP_ENV"),
     ],
 )

@@ -10,7 +10,7 @@ from urllib.parse import urlencode, urlsplit
 import pytest
 import requests
 from conftest import Browser, query
-from test_login import assert_failed_cleanly
+from test_login import assert_failed_cleanly, assert_stored_login
 
 from {{ cookiecutter.package_name }}.extensions import oauth_client
 
@@ -22,18 +22,18 @@ def counts(mock) -> dict[str, int]:
     return mock.control.requests()["facebook"]
 
 
-def failed_login(browser, mock, redis_db, status: int, code: str, **switches):
+def failed_login(browser, mock, redis_db, database, status: int, code: str, **switches):
     if switches:
         mock.control.switch("facebook", **switches)
     response = browser.login("facebook")
-    assert_failed_cleanly(response, browser, redis_db, status, code)
+    assert_failed_cleanly(response, browser, redis_db, database, status, code)
     return response
 
 
 # --- the happy path -----------------------------------------------------------------
 
 
-def test_full_login_identity(browser, mock, redis_db) -> None:
+def test_full_login_identity(browser, mock, database) -> None:
     callback = browser.start_login("facebook")
     assert callback.endswith("#_=_")  # Facebook's fragment on every redirect back
     final = browser.finish_login(callback)
@@ -52,7 +52,7 @@ def test_full_login_identity(browser, mock, redis_db) -> None:
     assert query(avatar)["asid"] == ADA_ID
     used = counts(mock)
     assert (used["dialog"], used["token"], used["me"]) == (1, 1, 1)
-    assert len(redis_db.keys("*token:*")) == 1  # what assert_failed_cleanly checks is absent
+    assert_stored_login(database, "facebook", ADA_ID)
 
 
 def test_an_unverified_facebook_email_grants_no_role(variant, mock) -> None:
@@ -124,17 +124,17 @@ def test_high_but_not_exhausted_usage_still_signs_in(browser, mock) -> None:
 # --- the user says no ---------------------------------------------------------------
 
 
-def test_denied_consent(browser, mock, redis_db) -> None:
+def test_denied_consent(browser, mock, redis_db, database) -> None:
     mock.control.switch("facebook", deny=True)
     callback = browser.start_login("facebook")
     params = query(callback)
     assert params["error_reason"] == "user_denied" and params["error_code"] == "200"
     response = browser.finish_login(callback)
-    assert_failed_cleanly(response, browser, redis_db, 403, "access_denied")
+    assert_failed_cleanly(response, browser, redis_db, database, 403, "access_denied")
     assert counts(mock)["token"] == 0
 
 
-def test_denial_with_only_error_reason_is_access_denied(browser, mock, redis_db) -> None:
+def test_denial_with_only_error_reason_is_access_denied(browser, mock, redis_db, database) -> None:
     """Older dialogs sent error_reason=user_denied without `error`."""
     mock.control.switch("facebook", deny=True)
     params = query(browser.start_login("facebook"))
@@ -142,7 +142,7 @@ def test_denial_with_only_error_reason_is_access_denied(browser, mock, redis_db)
         {"error_reason": "user_denied", "error_code": "200", "state": params["state"]}
     )
     response = browser.finish_login(f"{browser.app_url}{callback}")
-    assert_failed_cleanly(response, browser, redis_db, 403, "access_denied")
+    assert_failed_cleanly(response, browser, redis_db, database, 403, "access_denied")
 
 
 # --- token endpoint errors ----------------------------------------------------------
@@ -163,9 +163,9 @@ def test_reused_code_is_a_token_error(app, mock, redis_db) -> None:
     assert victim.me().status_code == 200
 
 
-def test_wrong_client_secret_names_the_variable(variant, mock, redis_db) -> None:
+def test_wrong_client_secret_names_the_variable(variant, mock, redis_db, database) -> None:
     app = variant(FACEBOOK_CLIENT_SECRET="wrong")
-    response = failed_login(Browser(app.url), mock, redis_db, 400, "token_error")
+    response = failed_login(Browser(app.url), mock, redis_db, database, 400, "token_error")
     assert "(invalid_client)" in response.text and "client secret" in response.text
     assert "FACEBOOK_CLIENT_SECRET" in response.text
     assert counts(mock)["me"] == 0
@@ -174,22 +174,24 @@ def test_wrong_client_secret_names_the_variable(variant, mock, redis_db) -> None
 # --- Graph API errors at /me --------------------------------------------------------
 
 
-def test_me_answering_false_is_a_502(browser, mock, redis_db) -> None:
-    failed_login(browser, mock, redis_db, 502, "provider_unavailable", me="false")
+def test_me_answering_false_is_a_502(browser, mock, redis_db, database) -> None:
+    failed_login(browser, mock, redis_db, database, 502, "provider_unavailable", me="false")
 
 
 @pytest.mark.parametrize(
     ("failure", "subcode"),
     [("expired", "463"), ("password_changed", "460"), ("data_access_expired", "493")],
 )
-def test_dead_token_at_me_is_a_profile_error(browser, mock, redis_db, failure, subcode) -> None:
-    response = failed_login(browser, mock, redis_db, 400, "profile_error", me=failure)
+def test_dead_token_at_me_is_a_profile_error(
+    browser, mock, redis_db, database, failure, subcode
+) -> None:
+    response = failed_login(browser, mock, redis_db, database, 400, "profile_error", me=failure)
     assert f"<code>{subcode}</code>" in response.text  # development pages show the subcode
 
 
-def test_exhausted_app_usage_is_a_503(browser, mock, redis_db) -> None:
+def test_exhausted_app_usage_is_a_503(browser, mock, redis_db, database) -> None:
     response = failed_login(
-        browser, mock, redis_db, 503, "provider_rate_limited", usage_percent=100
+        browser, mock, redis_db, database, 503, "provider_rate_limited", usage_percent=100
     )
     assert int(response.headers["Retry-After"]) > 0
     assert counts(mock)["me"] == 1

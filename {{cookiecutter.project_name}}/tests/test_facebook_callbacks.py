@@ -2,7 +2,7 @@
 
 The mock Facebook sends them as Facebook does (`mock.control.facebook_callback`); others are
 built here by hand with hmac. Only a request signed with the App Secret is obeyed; anything
-else is a 400, never a 500. Real Redis, real HTTP.
+else is a 400, never a 500. Real Redis, a real database, real HTTP.
 """
 
 from __future__ import annotations
@@ -18,12 +18,15 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-import redis
 import requests
-from conftest import Browser, redis_keys_and_values
+import sqlalchemy as sa
+from conftest import Browser, database_dump, redis_keys_and_values, rows
+from test_account_deletion import assert_nothing_left
+from test_api_tokens import execute
 
 from {{ cookiecutter.package_name }} import create_app
 from {{ cookiecutter.package_name }}.providers import PROVIDER_CLASSES
+from {{ cookiecutter.package_name }}.providers.facebook_callbacks import DELETION_STATUS_DAYS
 
 PACKAGE = create_app.__module__
 OTHERS = [p for p in PROVIDER_CLASSES if p != "facebook"]
@@ -66,17 +69,30 @@ def sign_in(app_url: str, provider: str = "facebook") -> Browser:
     return browser
 
 
-def stored_user(db: redis.Redis, user_id: str) -> dict | None:
-    keys = list(db.scan_iter(match=f"*user:{user_id}"))
-    return json.loads(db.get(keys[0])) if keys else None
+def stored_user(db: sa.Engine, user_id: str) -> dict | None:
+    """The user's database record, with the providers of their identities (in link order)."""
+    found = rows(db, "SELECT * FROM users WHERE id = :id", id=user_id)
+    if not found:
+        return None
+    providers = rows(
+        db, "SELECT provider FROM identities WHERE user_id = :id ORDER BY id", id=user_id
+    )
+    return {**found[0]._asdict(), "providers": [p for (p,) in providers]}
 
 
-def token_key_exists(db: redis.Redis, user_id: str, provider: str) -> bool:
-    return bool(list(db.scan_iter(match=f"*token:{user_id}:{provider}")))
+def token_exists(db: sa.Engine, user_id: str, provider: str) -> bool:
+    query = "SELECT 1 FROM provider_tokens WHERE user_id = :user_id AND provider = :provider"
+    return bool(rows(db, query, user_id=user_id, provider=provider))
 
 
-def identity_key_exists(db: redis.Redis, provider: str, subject: str) -> bool:
-    return bool(list(db.scan_iter(match=f"*identity:{provider}:{subject}")))
+def identity_exists(db: sa.Engine, provider: str, subject: str) -> bool:
+    query = "SELECT 1 FROM identities WHERE provider = :provider AND subject = :subject"
+    return bool(rows(db, query, provider=provider, subject=subject))
+
+
+def deletion_request(db: sa.Engine, code: str) -> sa.Row | None:
+    found = rows(db, "SELECT * FROM data_deletion_requests WHERE confirmation_code = :c", c=code)
+    return found[0] if found else None
 
 
 # --- refused callbacks ------------------------------------------------------------------
@@ -124,7 +140,7 @@ def test_garbage_is_400_never_500(app, app_env, kind) -> None:
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_unknown_user_is_200_with_nothing_to_delete(app, mock, redis_db, app_env, kind) -> None:
+def test_unknown_user_is_200_with_nothing_to_delete(app, mock, database, app_env, kind) -> None:
     browser = sign_in(app.url)
     me = browser.me().json()
     by_mock = mock.control.facebook_callback(kind, user_id=UNKNOWN_ID)
@@ -136,34 +152,35 @@ def test_unknown_user_is_200_with_nothing_to_delete(app, mock, redis_db, app_env
     )
     assert by_hand.status_code == 200, by_hand.text
     assert browser.me().json()["identities"] == me["identities"]
-    assert identity_key_exists(redis_db, "facebook", ADA_ID)
-    assert token_key_exists(redis_db, me["id"], "facebook")
+    assert identity_exists(database, "facebook", ADA_ID)
+    assert token_exists(database, me["id"], "facebook")
+    assert stored_user(database, me["id"])["providers"] == ["facebook"]
 
 
 # --- deauthorize ----------------------------------------------------------------------
 
 
 def test_deauthorize_drops_the_link_and_its_tokens_but_keeps_the_user(
-    app, mock, redis_db, app_env
+    app, mock, database, app_env
 ) -> None:
     browser = sign_in(app.url, OTHERS[0]) if OTHERS else sign_in(app.url)
     if OTHERS:
         assert browser.login("facebook").status_code == 200
     me = browser.me().json()
     assert "facebook" in [i["provider"] for i in me["identities"]]
-    assert token_key_exists(redis_db, me["id"], "facebook")
+    assert token_exists(database, me["id"], "facebook")
     secret = app_env["FACEBOOK_CLIENT_SECRET"]
 
     response = post(app.url, "deauthorize", {"signed_request": signed_request(payload(), secret)})
     assert response.status_code == 200, response.text
 
-    assert not token_key_exists(redis_db, me["id"], "facebook")
-    assert not identity_key_exists(redis_db, "facebook", ADA_ID)
-    user = stored_user(redis_db, me["id"])
+    assert not token_exists(database, me["id"], "facebook")
+    assert not identity_exists(database, "facebook", ADA_ID)
+    user = stored_user(database, me["id"])
     assert user is not None  # the account stays
-    assert [i["provider"] for i in user["identities"]] == OTHERS[:1]
+    assert user["providers"] == OTHERS[:1]
     for other in OTHERS[:1]:
-        assert token_key_exists(redis_db, me["id"], other)
+        assert token_exists(database, me["id"], other)
     # The signed-in person sees it too (if the app chose to keep their session at all).
     after = browser.me()
     assert after.status_code in (200, 401)
@@ -177,7 +194,7 @@ def test_deauthorize_drops_the_link_and_its_tokens_but_keeps_the_user(
 
 
 def test_data_deletion_of_a_facebook_only_user_deletes_the_account(
-    app, mock, redis_db, app_env
+    app, mock, redis_db, database, app_env
 ) -> None:
     browser = sign_in(app.url)
     other_device = sign_in(app.url)
@@ -202,11 +219,11 @@ def test_data_deletion_of_a_facebook_only_user_deletes_the_account(
     assert browser.me().status_code == 401
     assert other_device.me().status_code == 401
     assert requests.get(f"{app.url}/api/me", headers=bearer, timeout=10).status_code == 401
-    keys, values = redis_keys_and_values(redis_db)
-    names = [me["id"], ADA_ID]
-    assert not [k for k in keys if any(n.encode() in k for n in names)]
-    assert me["email"] and me["email"].encode() not in values
-    assert ADA_ID.encode() not in values
+    assert me["email"] and [i["subject"] for i in me["identities"]] == [ADA_ID]
+    assert_nothing_left(redis_db, database, me)  # in Redis and in the database
+    request = deletion_request(database, code)
+    assert request.provider == "facebook" and request.status == "completed"
+    assert request.found  # there was an account, and it is gone
 
     status = requests.get(body["url"], timeout=10)
     assert status.status_code == 200
@@ -216,7 +233,7 @@ def test_data_deletion_of_a_facebook_only_user_deletes_the_account(
 
 @needs_another_provider
 def test_data_deletion_keeps_an_account_that_signs_in_another_way(
-    app, mock, redis_db, app_env
+    app, mock, redis_db, database, app_env
 ) -> None:
     other = OTHERS[0]
     browser = sign_in(app.url, other)
@@ -227,15 +244,17 @@ def test_data_deletion_keeps_an_account_that_signs_in_another_way(
     assert response.status_code == 200, response.text
     assert set(response.json()) == {"url", "confirmation_code"}
 
-    user = stored_user(redis_db, me["id"])
+    user = stored_user(database, me["id"])
     assert user is not None
-    assert [i["provider"] for i in user["identities"]] == [other]
-    assert not token_key_exists(redis_db, me["id"], "facebook")
-    assert not identity_key_exists(redis_db, "facebook", ADA_ID)
-    assert token_key_exists(redis_db, me["id"], other)
+    assert user["providers"] == [other]
+    assert not token_exists(database, me["id"], "facebook")
+    assert not identity_exists(database, "facebook", ADA_ID)
+    assert token_exists(database, me["id"], other)
+    assert deletion_request(database, response.json()["confirmation_code"]).found
     # Nothing that came from Facebook stays: not even the profile picture it gave.
     assert "/facebook/" not in (user["avatar_url"] or ""), user["avatar_url"]
     assert ADA_ID.encode() not in redis_keys_and_values(redis_db)[1]
+    assert ADA_ID.encode() not in database_dump(database)
     after = browser.me()
     if after.status_code == 200:  # still signed in: without Facebook
         assert [i["provider"] for i in after.json()["identities"]] == [other]
@@ -244,7 +263,7 @@ def test_data_deletion_keeps_an_account_that_signs_in_another_way(
     assert [i["provider"] for i in again.me().json()["identities"]] == [other]
 
 
-def test_data_deletion_status_page(app, mock) -> None:
+def test_data_deletion_status_page(app, mock, redis_db, database) -> None:
     answer = mock.control.facebook_callback("data_deletion", user_id=UNKNOWN_ID)
     assert answer["status"] == 200
     url = answer["body"]["url"]
@@ -252,9 +271,24 @@ def test_data_deletion_status_page(app, mock) -> None:
     page = requests.get(url, timeout=10)
     assert page.status_code == 200
     assert f'<code id="code">{code}</code>' in page.text
+    request = deletion_request(database, code)
+    assert request.status == "completed" and not request.found  # nobody had that id
+    # It is a lasting record: Facebook may check it long after, whatever happened to Redis.
+    redis_db.flushall()
+    after_flush = requests.get(url, timeout=10)
+    assert after_flush.status_code == 200
+    assert f'<code id="code">{code}</code>' in after_flush.text
     for unknown in ("0123456789abcdef0123", code[:-1], "..%2f..%2fetc", "x" * 100):
         response = requests.get(f"{app.url}/auth/facebook/data-deletion/{unknown}", timeout=10)
         assert response.status_code == 404, unknown
+    # After DELETION_STATUS_DAYS the page is gone, and the next request forgets the record.
+    long_ago = int(time.time()) - (DELETION_STATUS_DAYS + 1) * 24 * 3600
+    query = "UPDATE data_deletion_requests SET requested_at = :at WHERE confirmation_code = :c"
+    assert execute(database, query, at=long_ago, c=code) == 1
+    assert requests.get(url, timeout=10).status_code == 404
+    newer = mock.control.facebook_callback("data_deletion", user_id=UNKNOWN_ID)["body"]
+    assert deletion_request(database, code) is None
+    assert deletion_request(database, newer["confirmation_code"]) is not None
 
 
 # --- the doctor lists both URLs ---------------------------------------------------------
@@ -264,9 +298,10 @@ def test_doctor_lists_both_callback_urls(
     project_env, app_env, app_url, mock, redis_db, tmp_path: Path
 ) -> None:
     env = {**project_env, **app_env}
-    # Only loopback traffic: every URL the doctor may fetch is the mock or our Redis.
+    # Only loopback traffic: every URL the doctor may fetch is the mock, our Redis or our
+    # database (or it is a local SQLite file).
     for name, value in app_env.items():
-        if "://" in value:
+        if "://" in value and not value.startswith("sqlite:///"):
             assert urlsplit(value).hostname == "127.0.0.1", name
     result = subprocess.run(
         [sys.executable, "-m", "flask", "--app", PACKAGE, "auth", "doctor", "--json"],

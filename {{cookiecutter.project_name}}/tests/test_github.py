@@ -11,7 +11,7 @@ from urllib.parse import urlencode, urlsplit
 import pytest
 import requests
 from conftest import Browser, query
-from test_login import assert_failed_cleanly
+from test_login import assert_failed_cleanly, assert_stored_login
 
 from {{ cookiecutter.package_name }}.providers.base import json_token_fix
 
@@ -32,7 +32,7 @@ def with_param(url: str, **changes: str) -> str:
 # --- the happy path -----------------------------------------------------------------
 
 
-def test_full_login_identity(browser, mock, redis_db) -> None:
+def test_full_login_identity(browser, mock, database) -> None:
     final = browser.login("github")
     assert final.status_code == 200 and 'id="welcome"' in final.text
     assert browser.identity() == {
@@ -44,7 +44,7 @@ def test_full_login_identity(browser, mock, redis_db) -> None:
         "name": "Ada Lovelace",
         "avatar_url": f"{mock.url}/github/avatars/u/{ADA_ID}?v=4",
     }
-    assert len(redis_db.keys("*token:*")) == 1  # what assert_failed_cleanly checks is absent
+    assert_stored_login(database, "github", str(ADA_ID))
 
 
 def test_authorization_request(browser, mock, app) -> None:
@@ -181,20 +181,20 @@ def test_form_encoded_token_responses_are_understood(mock, app_url) -> None:
         ("unverified_user_email", "Verify your email address"),
     ],
 )
-def test_token_errors_sent_with_http_200(browser, mock, redis_db, error, hint) -> None:
+def test_token_errors_sent_with_http_200(browser, mock, redis_db, database, error, hint) -> None:
     mock.control.switch("github", token_error=error)
     response = browser.login("github")
-    assert_failed_cleanly(response, browser, redis_db, 400, "token_error")
+    assert_failed_cleanly(response, browser, redis_db, database, 400, "token_error")
     assert f"({error})" in response.text
     assert hint in response.text
     assert counts(mock)["user"] == 0
 
 
-def test_wrong_client_secret_names_the_variable(variant, mock, redis_db) -> None:
+def test_wrong_client_secret_names_the_variable(variant, mock, redis_db, database) -> None:
     app = variant(GITHUB_CLIENT_SECRET="wrong")
     browser = Browser(app.url)
     response = browser.login("github")
-    assert_failed_cleanly(response, browser, redis_db, 400, "token_error")
+    assert_failed_cleanly(response, browser, redis_db, database, 400, "token_error")
     assert "incorrect_client_credentials" in response.text
     assert "GITHUB_CLIENT_SECRET" in response.text
     assert counts(mock)["user"] == 0
@@ -203,12 +203,12 @@ def test_wrong_client_secret_names_the_variable(variant, mock, redis_db) -> None
 # --- errors in the authorization redirect -------------------------------------------
 
 
-def test_suspended_application(browser, mock, redis_db) -> None:
+def test_suspended_application(browser, mock, redis_db, database) -> None:
     mock.control.switch("github", suspended=True)
     callback = browser.start_login("github")
     assert query(callback)["error"] == "application_suspended"
     response = browser.finish_login(callback)
-    assert_failed_cleanly(response, browser, redis_db, 400, "provider_error")
+    assert_failed_cleanly(response, browser, redis_db, database, 400, "provider_error")
     assert "application_suspended" in response.text
     assert counts(mock)["token"] == 0
 
@@ -222,7 +222,7 @@ def test_suspended_application(browser, mock, redis_db) -> None:
     ],
 )
 def test_redirect_uri_mismatch_goes_to_the_registered_callback(
-    browser, mock, redis_db, app, bad
+    browser, mock, redis_db, database, app, bad
 ) -> None:
     location = browser.get("/login/github").headers["Location"]
     state = query(location)["state"]
@@ -238,7 +238,7 @@ def test_redirect_uri_mismatch_goes_to_the_registered_callback(
     assert params["error"] == "redirect_uri_mismatch" and params["state"] == state
     assert "code" not in params
     response = browser.finish_login(back)
-    assert_failed_cleanly(response, browser, redis_db, 400, "provider_error")
+    assert_failed_cleanly(response, browser, redis_db, database, 400, "provider_error")
     assert "redirect_uri_mismatch" in response.text
     assert counts(mock)["token"] == 0
 
@@ -263,11 +263,11 @@ def test_install_callback_without_state_restarts_the_login(browser, mock, redis_
 
 @pytest.mark.parametrize("kind", ["primary", "secondary"])
 def test_rate_limited_user_endpoint_is_a_503_with_retry_after(
-    browser, mock, redis_db, kind
+    browser, mock, redis_db, database, kind
 ) -> None:
     mock.control.switch("github", rate_limit=kind)
     response = browser.login("github")
-    assert_failed_cleanly(response, browser, redis_db, 503, "provider_rate_limited")
+    assert_failed_cleanly(response, browser, redis_db, database, 503, "provider_rate_limited")
     retry_after = int(response.headers["Retry-After"])
     if kind == "secondary":
         assert retry_after == 60  # GitHub's retry-after header

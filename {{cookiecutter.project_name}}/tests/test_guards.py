@@ -11,7 +11,8 @@ from collections.abc import Iterator
 
 import pytest
 import requests
-from conftest import Browser, RunningApp, base_env, free_port, query
+import sqlalchemy as sa
+from conftest import Browser, RunningApp, base_env, free_port, query, rows
 from flask import Blueprint, jsonify
 from test_api_tokens import (
     OTHER_PERSONA,
@@ -38,6 +39,12 @@ VERIFIED = next((p for p in VERIFIED_EMAIL if p in PROVIDER_CLASSES), None)
 needs_verified = pytest.mark.skipif(VERIFIED is None, reason="baked without GitHub and Google")
 EMAIL_OF = {"github": "ada@example.com", "google": "ada.lovelace@gmail.com"}
 EMAIL_OF["facebook"] = "ada@example.com"
+
+
+def role_grants(database: sa.Engine) -> list[tuple[str, str, str]]:
+    """Every stored role grant: (user id, role, source)."""
+    found = rows(database, "SELECT user_id, role, source FROM role_grants ORDER BY role, source")
+    return [tuple(r) for r in found]
 
 
 def guarded_blueprints() -> list[Blueprint]:
@@ -121,13 +128,15 @@ def guarded_blueprints() -> list[Blueprint]:
 
 
 @pytest.fixture(scope="module")
-def guarded_server(mock_server, redis_url: str, app_url: str) -> Iterator[RunningApp]:
+def guarded_server(
+    mock_server, redis_url: str, app_url: str, database_url: str
+) -> Iterator[RunningApp]:
     """The app plus the blueprints above, on its own port, sharing Redis with `app`.
 
     Sign in on `app` (the registered callback): the session lives in the shared Redis, and
     the cookie (host-only, any port) works here too.
     """
-    flask_app = create_app(base_env(mock_server, redis_url, app_url))
+    flask_app = create_app(base_env(mock_server, redis_url, app_url, database_url))
     for blueprint in guarded_blueprints():
         flask_app.register_blueprint(blueprint)
     port = free_port()
@@ -366,16 +375,18 @@ def test_admin_emails_never_trusts_facebook(variant, mock) -> None:
 
 
 @needs_verified
-def test_admin_role_is_reevaluated_at_each_login(variant, mock) -> None:
+def test_admin_role_is_reevaluated_at_each_login(variant, mock, database) -> None:
     email = VERIFIED_EMAIL[VERIFIED]
     app = variant(ADMIN_EMAILS=email)
     first = sign_in(app.url, mock, provider=VERIFIED)
     assert "admin" in roles_of(first)
     user_id = first.me().json()["id"]
+    assert role_grants(database) == [(user_id, "admin", "admin_emails")]
     app = variant(ADMIN_EMAILS=None)  # the address is removed from ADMIN_EMAILS
     second = sign_in(app.url, mock, provider=VERIFIED)
     assert second.me().json()["id"] == user_id
     assert roles_of(second) == ["user"]
+    assert role_grants(database) == []
     assert second.get("/admin").status_code == 403
     # The older session is no admin either (403), or was ended (sent to /login).
     assert first.get("/admin").status_code in (302, 403)
@@ -387,18 +398,25 @@ def test_admin_role_is_reevaluated_at_each_login(variant, mock) -> None:
 # --- flask roles grant|revoke ----------------------------------------------------------
 
 
-def test_cli_grant_survives_the_next_login_and_revoke_removes_it(app, mock, app_env) -> None:
+def test_cli_grant_survives_the_next_login_and_revoke_removes_it(
+    app, mock, app_env, database
+) -> None:
     browser = sign_in(app.url, mock)
+    user_id = browser.me().json()["id"]
     assert browser.get("/admin").status_code == 403
+    assert role_grants(database) == []
     result = cli(app_env, "roles", "grant", EMAIL_OF[PROVIDER].upper(), "admin")
     assert result.exit_code == 0, result.output
     assert "admin" in result.stdout
+    assert role_grants(database) == [(user_id, "admin", "manual")]
     assert browser.get("/admin").status_code == 200
     again = sign_in(app.url, mock)  # re-evaluation at login keeps a hand-granted role
     assert "admin" in roles_of(again)
     assert again.get("/api/admin/users").status_code == 200
+    assert role_grants(database) == [(user_id, "admin", "manual")]  # kept by the login
     result = cli(app_env, "roles", "revoke", EMAIL_OF[PROVIDER], "admin")
     assert result.exit_code == 0, result.output
+    assert role_grants(database) == []
     # Existing sessions lose the role at once (403), or are ended (sent to /login).
     assert browser.get("/admin").status_code in (302, 403)
     assert again.get("/api/admin/users").status_code in (401, 403)
@@ -408,14 +426,19 @@ def test_cli_grant_survives_the_next_login_and_revoke_removes_it(app, mock, app_
 
 
 @needs_verified
-def test_cli_revoke_of_an_admin_emails_role_explains_itself(variant, mock, app_env) -> None:
+def test_cli_revoke_of_an_admin_emails_role_explains_itself(
+    variant, mock, app_env, database
+) -> None:
     email = VERIFIED_EMAIL[VERIFIED]
     app = variant(ADMIN_EMAILS=email)
     browser = sign_in(app.url, mock, provider=VERIFIED)
+    user_id = browser.me().json()["id"]
+    assert role_grants(database) == [(user_id, "admin", "admin_emails")]
     result = cli({**app_env, "ADMIN_EMAILS": email}, "roles", "revoke", email, "admin")
     assert "ADMIN_EMAILS" in result.stderr
     assert "ADMIN_EMAILS" not in result.stdout
     assert "admin" in roles_of(browser)  # still admin: the address decides
+    assert role_grants(database) == [(user_id, "admin", "admin_emails")]
 
 
 def test_cli_with_an_unknown_email_fails_with_a_message(app, app_env) -> None:

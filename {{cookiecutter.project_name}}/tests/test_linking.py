@@ -1,7 +1,9 @@
 """Several providers on one account: linking, refusing to merge, and disconnecting.
 
-Real Redis, real HTTP to the mock providers; the mock's counters show which revoke calls
-the app made, and the vault (the app's own `TokenVault`) shows what it still keeps.
+Real Redis, a real database, real HTTP to the mock providers; the mock's counters show
+which revoke calls the app made, the vault (the app's own `TokenVault`, read in an
+application context) shows what it still keeps, and SQL on the `identities` and
+`provider_tokens` tables shows whose links are stored.
 """
 
 from __future__ import annotations
@@ -10,12 +12,12 @@ import socket
 from collections.abc import Iterator
 
 import pytest
-import redis
 import requests
-from conftest import Browser, RunningApp
+import sqlalchemy as sa
+from conftest import Browser, RunningApp, rows
 
 from {{ cookiecutter.package_name }}.providers import PROVIDER_CLASSES
-from {{ cookiecutter.package_name }}.tokens import TokenVault
+from {{ cookiecutter.package_name }}.tokens import StoredToken, TokenVault
 
 PROVIDERS = list(PROVIDER_CLASSES)
 # A second account at each provider (the mock's `user` switch).
@@ -46,6 +48,12 @@ def other_than(provider: str) -> str:
 
 def vault_of(running: RunningApp) -> TokenVault:
     return running.app.extensions["tokens"].vault
+
+
+def load(running: RunningApp, uid: str, provider: str) -> StoredToken | None:
+    """The stored token as the app's vault reads it now (it works through db.session)."""
+    with running.app.app_context():
+        return vault_of(running).load(uid, provider)
 
 
 def me(browser: Browser) -> dict:
@@ -85,17 +93,32 @@ def post(browser: Browser, path: str, data: dict[str, str], **headers: str):
     )
 
 
-def identity_owner(db: redis.Redis, running: RunningApp, provider: str, subject: str):
-    prefix = vault_of(running).prefix
-    owner = db.get(f"{prefix}identity:{provider}:{subject}")
-    return owner.decode() if owner else None
+def identity_owner(engine: sa.Engine, provider: str, subject: str) -> str | None:
+    """The user the identity (provider, subject) is linked to, from the database."""
+    found = rows(
+        engine,
+        "SELECT user_id FROM identities WHERE provider = :provider AND subject = :subject",
+        provider=provider,
+        subject=subject,
+    )
+    return found[0][0] if found else None
+
+
+def token_stored(engine: sa.Engine, uid: str, provider: str) -> bool:
+    found = rows(
+        engine,
+        "SELECT 1 FROM provider_tokens WHERE user_id = :uid AND provider = :provider",
+        uid=uid,
+        provider=provider,
+    )
+    return bool(found)
 
 
 # --- linking ------------------------------------------------------------------------
 
 
 @needs_two
-def test_second_provider_links_to_the_signed_in_user(app, browser, provider, redis_db) -> None:
+def test_second_provider_links_to_the_signed_in_user(app, browser, provider, database) -> None:
     first = other_than(provider)
     browser.login(first)
     uid = me(browser)["id"]
@@ -104,7 +127,9 @@ def test_second_provider_links_to_the_signed_in_user(app, browser, provider, red
     assert body["id"] == uid
     assert sorted(i["provider"] for i in body["identities"]) == sorted([first, provider])
     for name in (first, provider):
-        assert vault_of(app).load(uid, name) is not None
+        assert load(app, uid, name) is not None
+        subject = next(i["subject"] for i in body["identities"] if i["provider"] == name)
+        assert identity_owner(database, name, subject) == uid
     # The link signs in: a new browser using only the second provider is the same user.
     later = Browser(app.url)
     later.login(provider)
@@ -112,7 +137,7 @@ def test_second_provider_links_to_the_signed_in_user(app, browser, provider, red
 
 
 @needs_two
-def test_identity_of_another_user_is_refused_not_merged(app, provider, redis_db) -> None:
+def test_identity_of_another_user_is_refused_not_merged(app, provider, database) -> None:
     owner, intruder = Browser(app.url), Browser(app.url)
     owner.login(provider)
     owner_body = me(owner)
@@ -127,8 +152,9 @@ def test_identity_of_another_user_is_refused_not_merged(app, provider, redis_db)
     assert "Traceback" not in response.text
     assert me(intruder) == intruder_body  # still signed in, nothing linked
     assert me(owner) == owner_body
-    assert identity_owner(redis_db, app, provider, identity["subject"]) == owner_body["id"]
-    assert vault_of(app).load(intruder_body["id"], provider) is None
+    assert identity_owner(database, provider, identity["subject"]) == owner_body["id"]
+    assert load(app, intruder_body["id"], provider) is None
+    assert not token_stored(database, intruder_body["id"], provider)
 
 
 @pytest.mark.skipif(
@@ -148,26 +174,28 @@ def test_same_email_at_two_providers_stays_two_users(app) -> None:
 def test_second_account_of_a_connected_provider_is_refused(browser, app, mock, provider) -> None:
     browser.login(provider)
     before = me(browser)
-    token = vault_of(app).load(before["id"], provider)
+    token = load(app, before["id"], provider)
     mock.control.switch(provider, user=OTHER_PERSONA[provider])
     response = browser.login(provider)
     assert response.status_code == 409
     assert "provider_already_connected" in response.text
     assert me(browser) == before
     # The first account's token is kept, the second account's is not stored.
-    assert vault_of(app).load(before["id"], provider).access_token == token.access_token
+    assert load(app, before["id"], provider).access_token == token.access_token
 
 
 # --- disconnecting ------------------------------------------------------------------
 
 
 @needs_two
-def test_disconnect_revokes_and_forgets_the_link(app, browser, mock, provider, redis_db) -> None:
+def test_disconnect_revokes_and_forgets_the_link(app, browser, mock, provider, database) -> None:
     browser.login(other_than(provider))
     browser.login(provider)
     body = me(browser)
     uid = body["id"]
     subject = next(i["subject"] for i in body["identities"] if i["provider"] == provider)
+    assert identity_owner(database, provider, subject) == uid
+    assert token_stored(database, uid, provider)
     action, data = disconnect_form(browser, provider)
     assert action == f"/account/connections/{provider}/disconnect"
 
@@ -175,10 +203,11 @@ def test_disconnect_revokes_and_forgets_the_link(app, browser, mock, provider, r
     assert response.status_code == 303
     assert response.headers["Location"].endswith("/account")
     assert counts(mock, provider)[REVOKE_ENDPOINT[provider]] == 1
-    assert vault_of(app).load(uid, provider) is None
-    assert not redis_db.exists(vault_of(app).key(uid, provider))
+    assert load(app, uid, provider) is None
+    assert not token_stored(database, uid, provider)
     assert providers_of(browser) == [other_than(provider)]
-    assert identity_owner(redis_db, app, provider, subject) is None
+    assert identity_owner(database, provider, subject) is None
+    assert token_stored(database, uid, other_than(provider))  # the other link is untouched
     page = browser.get("/account").text
     assert "not connected" in connection(page, provider)
 
@@ -198,13 +227,13 @@ def test_disconnect_without_csrf_is_refused(browser, app, mock, with_token, head
     assert "csrf_failed" in response.text
     assert counts(mock, name)[REVOKE_ENDPOINT[name]] == 0
     assert name in providers_of(browser)
-    assert vault_of(app).load(me(browser)["id"], name) is not None
+    assert load(app, me(browser)["id"], name) is not None
 
 
 def revoke_at_provider(mock, app: RunningApp, uid: str, provider: str) -> None:
     """The user removed the app at the provider before disconnecting here."""
     env = mock.app_env()
-    token = vault_of(app).load(uid, provider)
+    token = load(app, uid, provider)
     if provider == "google":
         response = requests.post(
             f"{mock.url}/google/revoke",
@@ -233,7 +262,8 @@ def revoke_at_provider(mock, app: RunningApp, uid: str, provider: str) -> None:
 
 
 def me_of(app: RunningApp, uid: str) -> dict:
-    return app.app.extensions["users"].get(uid).to_api()
+    with app.app.app_context():
+        return app.app.extensions["users"].get(uid).to_api()
 
 
 @needs_two
@@ -246,7 +276,7 @@ def test_already_revoked_grant_still_disconnects(app, browser, mock, provider) -
     response = post(browser, action, data)
     assert response.status_code == 303, response.text
     assert provider not in providers_of(browser)
-    assert vault_of(app).load(uid, provider) is None
+    assert load(app, uid, provider) is None
 
 
 def test_last_identity_cannot_be_disconnected(browser, app, mock, provider) -> None:
@@ -260,7 +290,7 @@ def test_last_identity_cannot_be_disconnected(browser, app, mock, provider) -> N
     assert "last_identity" in response.text
     assert counts(mock, provider)[REVOKE_ENDPOINT[provider]] == 0
     assert providers_of(browser) == [provider]
-    assert vault_of(app).load(uid, provider) is not None
+    assert load(app, uid, provider) is not None
 
 
 @pytest.fixture()
@@ -288,4 +318,4 @@ def test_provider_down_during_revoke_keeps_the_link(variant, mock, provider, bla
     assert "provider_timeout" in response.text
     assert "Traceback" not in response.text
     assert sorted(providers_of(browser)) == sorted([other_than(provider), provider])
-    assert vault_of(running).load(uid, provider) is not None
+    assert load(running, uid, provider) is not None

@@ -1,11 +1,13 @@
-"""The login flow every provider shares, over real HTTP against the mock providers and Redis."""
+"""The login flow every provider shares, over real HTTP against the mock providers, Redis and
+the database."""
 
 from __future__ import annotations
 
 import pytest
 import redis
 import requests
-from conftest import Browser, command_calls, query
+import sqlalchemy as sa
+from conftest import Browser, command_calls, everything_in_database, query, rows
 
 from {{ cookiecutter.package_name }}.providers import PROVIDER_CLASSES
 
@@ -21,6 +23,28 @@ def session_keys(db: redis.Redis) -> list[bytes]:
     return db.keys("*session:*")
 
 
+def stored_logins(database: sa.Engine) -> dict[str, list[tuple]]:
+    """What a login keeps in the database: users, identities and provider tokens."""
+    return {
+        "users": [tuple(r) for r in rows(database, "SELECT id FROM users")],
+        "identities": [
+            tuple(r) for r in rows(database, "SELECT provider, subject FROM identities")
+        ],
+        "provider_tokens": [
+            tuple(r) for r in rows(database, "SELECT provider FROM provider_tokens")
+        ],
+    }
+
+
+def assert_stored_login(database: sa.Engine, provider: str, subject: str) -> None:
+    """One user with this one identity and its (encrypted) provider token: what
+    assert_failed_cleanly checks is absent after a failed login."""
+    stored = stored_logins(database)
+    assert len(stored["users"]) == 1, stored
+    assert stored["identities"] == [(provider, subject)]
+    assert stored["provider_tokens"] == [(provider,)]
+
+
 # --- the happy path -----------------------------------------------------------------
 
 
@@ -31,7 +55,7 @@ def test_login_page_has_one_button_per_enabled_provider(browser: Browser) -> Non
         assert f"Sign in with {PROVIDER_CLASSES[name].title}" in page
 
 
-def test_full_login_lands_signed_in_with_a_normalised_identity(browser, provider) -> None:
+def test_full_login_lands_signed_in_with_a_normalised_identity(browser, provider, database) -> None:
     final = browser.login(provider)
     assert final.status_code == 200
     assert 'id="welcome"' in final.text
@@ -60,6 +84,8 @@ def test_full_login_lands_signed_in_with_a_normalised_identity(browser, provider
         "name",
         "avatar_url",
     }
+    assert_stored_login(database, provider, identity["subject"])
+    assert stored_logins(database)["users"] == [(body["id"],)]
 
 
 def test_same_identity_signs_in_to_the_same_user(app, provider) -> None:
@@ -94,20 +120,24 @@ def test_session_id_is_regenerated_at_login(browser, provider, redis_db) -> None
     assert planted.me().status_code == 401
 
 
-def test_redis_never_holds_the_session_id_or_login_secrets(
-    browser, provider, redis_db, mock
+def test_nothing_stored_holds_the_session_id_or_login_secrets(
+    browser, provider, redis_db, database, mock
 ) -> None:
     browser.start_login(provider)
     (record,) = [redis_db.get(k) for k in session_keys(redis_db)]
     assert b"code_verifier" not in record and b"_state_" not in record and b"nonce" not in record
     browser.login(provider)
     cookie = browser.cookie()
-    dump = b"".join(k + (redis_db.dump(k) or b"") for k in redis_db.keys("*"))
-    assert cookie.encode() not in dump
-    minted = mock.control.minted()
-    assert minted  # codes and tokens were handed out
-    for secret in minted:
-        assert secret.encode() not in dump
+    assert stored_logins(database)["provider_tokens"] == [(provider,)]  # kept, encrypted
+    for where, dump in (
+        ("Redis", b"".join(k + (redis_db.dump(k) or b"") for k in redis_db.keys("*"))),
+        ("the database", everything_in_database(database)),
+    ):
+        assert cookie.encode() not in dump, where
+        minted = mock.control.minted()
+        assert minted  # codes and tokens were handed out
+        for secret in minted:
+            assert secret.encode() not in dump, where
 
 
 @pytest.mark.parametrize("path", ["/", "/api/me"])
@@ -211,39 +241,38 @@ def test_a_same_site_next_is_kept(browser, good) -> None:
 # --- failures: a clean 4xx page, never a session ------------------------------------
 
 
-def assert_failed_cleanly(response, browser, redis_db, status: int, code: str) -> None:
+def assert_failed_cleanly(response, browser, redis_db, database, status: int, code: str) -> None:
     """The right status and code on a page without a traceback, and nothing kept: no
-    session, no user, no provider token."""
+    session (Redis), no user, identity or provider token (the database)."""
     assert response.status_code == status, response.text
     assert code in response.text
     assert "Traceback" not in response.text
     assert browser.me().status_code == 401
     assert not session_keys(redis_db)
-    assert not redis_db.keys("*user:*")
-    assert not redis_db.keys("*token:*")
+    assert stored_logins(database) == {"users": [], "identities": [], "provider_tokens": []}
 
 
-def test_denied_consent(browser, provider, mock, redis_db) -> None:
+def test_denied_consent(browser, provider, mock, redis_db, database) -> None:
     mock.control.switch(provider, deny=True)
     response = browser.finish_login(browser.start_login(provider))
-    assert_failed_cleanly(response, browser, redis_db, 403, "access_denied")
+    assert_failed_cleanly(response, browser, redis_db, database, 403, "access_denied")
     assert "cancelled" in response.text
 
 
-def test_missing_state(browser, provider, redis_db) -> None:
+def test_missing_state(browser, provider, redis_db, database) -> None:
     callback = browser.start_login(provider)
     params = query(callback)
     response = browser.get(f"/auth/{provider}/callback", params={"code": params["code"]})
-    assert_failed_cleanly(response, browser, redis_db, 400, "invalid_state")
+    assert_failed_cleanly(response, browser, redis_db, database, 400, "invalid_state")
     assert "cookies" in response.text
 
 
-def test_forged_state(browser, provider, redis_db) -> None:
+def test_forged_state(browser, provider, redis_db, database) -> None:
     params = query(browser.start_login(provider))
     response = browser.get(
         f"/auth/{provider}/callback", params={"code": params["code"], "state": "forged"}
     )
-    assert_failed_cleanly(response, browser, redis_db, 400, "invalid_state")
+    assert_failed_cleanly(response, browser, redis_db, database, 400, "invalid_state")
 
 
 def test_replayed_callback(browser, provider, redis_db) -> None:
@@ -270,11 +299,13 @@ def test_replayed_code_with_fresh_state(app, provider, redis_db) -> None:
     assert attacker.me().status_code == 401
 
 
-def test_error_redirect_with_unknown_state_is_refused(browser, provider, redis_db) -> None:
+def test_error_redirect_with_unknown_state_is_refused(
+    browser, provider, redis_db, database
+) -> None:
     response = browser.get(
         f"/auth/{provider}/callback", params={"error": "access_denied", "state": "nope"}
     )
-    assert_failed_cleanly(response, browser, redis_db, 400, "invalid_state")
+    assert_failed_cleanly(response, browser, redis_db, database, 400, "invalid_state")
 
 
 def test_failures_answer_json_when_asked(browser, provider) -> None:
@@ -289,22 +320,22 @@ def test_failures_answer_json_when_asked(browser, provider) -> None:
 
 
 def test_token_endpoint_5xx_is_a_502_and_the_login_can_be_retried(
-    browser, provider, mock, redis_db
+    browser, provider, mock, redis_db, database
 ) -> None:
     mock.control.switch(provider, token_http_status=503)
     response = browser.finish_login(browser.start_login(provider))
-    assert_failed_cleanly(response, browser, redis_db, 502, "provider_unavailable")
+    assert_failed_cleanly(response, browser, redis_db, database, 502, "provider_unavailable")
     mock.control.switch(provider, token_http_status=None)
     assert browser.login(provider).status_code == 200
     assert browser.me().status_code == 200
 
 
-def test_provider_timeout_is_a_504(variant, provider, mock, redis_db) -> None:
+def test_provider_timeout_is_a_504(variant, provider, mock, redis_db, database) -> None:
     app = variant(OAUTH_HTTP_TIMEOUT="0.5")
     browser = Browser(app.url)
     mock.control.switch(provider, delay=1.5)
     response = browser.finish_login(browser.start_login(provider))
-    assert_failed_cleanly(response, browser, redis_db, 504, "provider_timeout")
+    assert_failed_cleanly(response, browser, redis_db, database, 504, "provider_timeout")
 
 
 def test_signed_in_user_is_kept_when_a_later_login_fails(browser, provider, mock) -> None:

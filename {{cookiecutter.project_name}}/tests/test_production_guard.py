@@ -2,7 +2,8 @@
 
 No development-only route answers (the mock's control API, a debugger or console), error
 pages carry no traceback and no development details, and the app refuses to start on the
-in-process Redis emulation, whichever way it is started. Real processes, real HTTP.
+in-process Redis emulation or the development SQLite file (no DATABASE_URL), whichever way it
+is started. Real processes, real HTTP.
 """
 
 from __future__ import annotations
@@ -178,11 +179,30 @@ def test_production_refuses_the_in_process_redis(app_env, redis_url) -> None:
     assert type(app.extensions["redis"]).__module__.startswith("fakeredis")
 
 
-def test_the_factory_exits_with_one_message_naming_redis_url(
-    project_env, app_env, tmp_path: Path
+# --- the development database -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("database_url", [None, "", "   "])
+def test_production_refuses_the_development_database(
+    app_env, database_url, monkeypatch, tmp_path: Path
 ) -> None:
-    env = {**project_env, **production(app_env, REDIS_URL=None)}
-    env.pop("REDIS_URL", None)
+    monkeypatch.chdir(tmp_path)  # where the development default would go (./instance/)
+    with pytest.raises(SettingsError) as refused:
+        create_app(production(app_env, DATABASE_URL=database_url))
+    assert "DATABASE_URL is required in production" in str(refused.value)
+    assert not (tmp_path / "instance").exists()  # refused before creating anything
+    # Development accepts it: it is the development convenience being refused above.
+    app = create_app({k: v for k, v in app_env.items() if k != "DATABASE_URL"})
+    assert app.config["APP_SETTINGS"].database_url.startswith(f"sqlite:///{tmp_path}")
+    assert list((tmp_path / "instance").glob("*.sqlite3"))
+
+
+@pytest.mark.parametrize("variable", ["REDIS_URL", "DATABASE_URL"])
+def test_the_factory_exits_with_one_message_naming_the_variable(
+    project_env, app_env, tmp_path: Path, variable
+) -> None:
+    env = {**project_env, **production(app_env, **{variable: None})}
+    env.pop(variable, None)
     result = subprocess.run(
         [sys.executable, "-c", f"from {PACKAGE} import create_app; create_app()"],
         env=env,
@@ -192,8 +212,9 @@ def test_the_factory_exits_with_one_message_naming_redis_url(
         timeout=60,
     )
     assert result.returncode == 1
-    assert "REDIS_URL is required in production" in result.stderr
+    assert f"{variable} is required in production" in result.stderr
     assert "Traceback" not in result.stderr + result.stdout
+    assert not (tmp_path / "instance").exists()
 
 
 @pytest.mark.parametrize(
@@ -205,11 +226,12 @@ def test_the_factory_exits_with_one_message_naming_redis_url(
         pytest.param(["auth", "doctor"], id="doctor-words"),
     ],
 )
-def test_gunicorn_refuses_a_production_setup_without_redis(
-    released_port, project_env, app_env, app_url, tmp_path: Path, extra_args
+@pytest.mark.parametrize("variable", ["REDIS_URL", "DATABASE_URL"])
+def test_gunicorn_refuses_a_production_setup_without_redis_or_database(
+    released_port, project_env, app_env, app_url, tmp_path: Path, extra_args, variable
 ) -> None:
-    env = {**project_env, **production(app_env, REDIS_URL=None)}
-    env.pop("REDIS_URL", None)
+    env = {**project_env, **production(app_env, **{variable: None})}
+    env.pop(variable, None)
     command = [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{released_port}"]
     command += [f"{PACKAGE}:create_app()", *extra_args]
     log_path = tmp_path / "gunicorn.log"
@@ -223,7 +245,7 @@ def test_gunicorn_refuses_a_production_setup_without_redis(
             process.terminate()
             process.wait(timeout=15)
     output = log_path.read_text()
-    assert served is not True, "a production app served with the in-process Redis"
+    assert served is not True, f"a production app served without {variable}"
     assert served is False, "gunicorn neither served nor exited: it respawns refusing workers"
     assert process.returncode != 0
-    assert "REDIS_URL is required in production" in output
+    assert f"{variable} is required in production" in output

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import redis
-from conftest import Browser, RunningApp, free_port, start_redis_server, wait_for
+from conftest import Browser, RunningApp, free_port, rows, start_redis_server, wait_for
 
 from {{ cookiecutter.package_name }} import create_app
 from {{ cookiecutter.package_name }}.providers import PROVIDER_CLASSES
@@ -177,7 +177,7 @@ def test_redis_sentinel_with_failover(servers, released_port, app_env, mock) -> 
         app.stop()
 
 
-def test_redis_cluster(servers, released_port, app_env, mock) -> None:
+def test_redis_cluster(servers, released_port, app_env, mock, database) -> None:
     ports: list[int] = []
     for _ in range(3):
         ports.append(free_cluster_port(ports))
@@ -216,7 +216,12 @@ def test_redis_cluster(servers, released_port, app_env, mock) -> None:
         browser = sign_in_and_use(app.url)
         cluster = redis.RedisCluster(host="127.0.0.1", port=ports[0])
         keys = list(cluster.scan_iter(match="*", count=1000))
-        assert any(b":session:" in k for k in keys) and any(b":user:" in k for k in keys)
+        user_id = browser.me().json()["id"]
+        assert any(b":session:" in k for k in keys)
+        assert any(k.endswith(f":user_sessions:{user_id}".encode()) for k in keys)  # the index
+        # The account itself is in the database, not in Redis.
+        assert [tuple(r) for r in rows(database, "SELECT id FROM users")] == [(user_id,)]
+        assert not [k for k in keys if user_id.encode() in k and b"user_sessions" not in k]
         # Sessions live on the cluster: logout deletes the record there.
         page = browser.get("/").text
         csrf = page.split('name="csrf_token" value="')[1].split('"')[0]

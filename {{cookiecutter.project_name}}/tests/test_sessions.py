@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import redis
 import requests
-from conftest import Browser, RunningApp, free_port, run_server
+from conftest import Browser, RunningApp, everything_in_database, free_port, run_server
 
 from {{ cookiecutter.package_name }} import create_app
 from {{ cookiecutter.package_name }}.providers import PROVIDER_CLASSES
@@ -139,7 +139,7 @@ def test_sessions_are_listed_with_device_ip_times_and_provider(app, mock, provid
 
 
 def test_the_public_id_is_not_the_cookie_and_the_cookie_is_stored_nowhere(
-    app, mock, redis_db
+    app, mock, redis_db, database
 ) -> None:
     first = sign_in(app.url, mock)
     second = sign_in(app.url, mock)
@@ -161,8 +161,11 @@ def test_the_public_id_is_not_the_cookie_and_the_cookie_is_stored_nowhere(
             stored += b"".join(k + v for k, v in redis_db.hgetall(key).items())
         elif kind == b"list":
             stored += b"".join(redis_db.lrange(key, 0, -1))
+    stored_in_database = everything_in_database(database)
     for cookie in cookies:
         assert cookie.encode() not in stored
+        assert cookie.encode() not in stored_in_database
+        assert cookie[-16:].encode() not in stored_in_database
     # Nor does the list reveal the Redis key of a session.
     for key in session_keys(redis_db):
         assert not any(key.decode() in text for text in responses)

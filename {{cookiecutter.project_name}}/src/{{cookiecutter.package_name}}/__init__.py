@@ -12,6 +12,7 @@ import time
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
+from typing import NoReturn
 
 from dotenv import load_dotenv
 from flask import Flask, abort, request
@@ -22,6 +23,7 @@ from . import api, auth, pages
 from .auth import track_last_seen
 from .auth.csrf import csrf_token
 from .cli import register_cli
+from .database import DatabaseNotReady, cli_runs_db_command, init_database, prepare_schema
 from .doctor import doctor_requested
 from .errors import register_error_handlers
 from .extensions import init_extensions
@@ -45,18 +47,19 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
             # The doctor must start even on a configuration the app would refuse.
             settings = load_settings(strict=not doctor_requested())
         except SettingsError as error:
-            # One clear message, no traceback. Under gunicorn, exit code 4 (app load error)
-            # stops the master instead of restarting a worker that can never boot.
-            if "gunicorn.arbiter" in sys.modules:
-                print(error, file=sys.stderr)
-                raise SystemExit(4) from None
-            raise SystemExit(str(error)) from None
+            exit_with(str(error))
     else:
         settings = load_settings(env)
     configure_logging(settings)
 
     app = Flask(__name__)
     configure_app(app, settings)
+    init_database(app, settings)
+    if not (doctor_requested() or cli_runs_db_command()):  # those two report or fix it
+        try:
+            prepare_schema(app, settings)
+        except DatabaseNotReady as error:
+            exit_with(str(error))
     init_extensions(app, settings, connect(settings))
     app.session_interface = SecureRedisSessionInterface(
         app,
@@ -88,6 +91,15 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
         ",".join(settings.providers) or "none",
     )
     return app
+
+
+def exit_with(message: str) -> NoReturn:
+    """One clear message, no traceback. Under gunicorn, exit code 4 (app load error) stops
+    the master instead of restarting a worker that can never boot."""
+    if "gunicorn.arbiter" in sys.modules:
+        print(message, file=sys.stderr)
+        raise SystemExit(4) from None
+    raise SystemExit(message) from None
 
 
 def before_each_request() -> None:

@@ -1,23 +1,31 @@
 """Personal API tokens: random, prefixed, stored only as a SHA-256 hash, scoped, expiring.
 
-Keys: `<prefix>pat:<sha256>` holds the token's metadata (with a TTL at its expiry);
-`<prefix>pats:<user_id>` maps each token id of a user to that hash; usage lives in
-`<prefix>pat_usage:<id>` and is written at most once a minute per process, so a request
-authenticated by a token reads two keys (token, user) and writes nothing.
+The records live in the database (models.ApiToken), so they survive a Redis flush. A request
+authenticated by a token costs one indexed query (the token with its owner) and no write:
+use is counted in memory and written at most once a minute per process, with the day's
+count kept in Redis (`<prefix>pat_usage:<id>`, a counter that may be lost).
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
+import logging
 import secrets
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import redis
+from sqlalchemy import delete, select, update
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import joinedload
+
+from .models import ApiToken, User, db
+from .users import UserView
+
+log = logging.getLogger(__name__)
 
 TOKEN_PREFIX = "{{ cookiecutter.package_name }}_pat_"  # noqa: S105 - a public marker
 # The scopes a token can carry, and what each allows.
@@ -26,6 +34,7 @@ SCOPES = {
     "admin": "use the admin API (only if you have the admin role)",
 }
 USAGE_FLUSH_SECONDS = 60
+SHOWN_PREFIX = len(TOKEN_PREFIX) + 4  # "<package>_pat_AbCd…": enough to tell tokens apart
 
 
 def hash_token(secret: str) -> str:
@@ -33,13 +42,16 @@ def hash_token(secret: str) -> str:
 
 
 @dataclass
-class ApiToken:
+class TokenGrant:
+    """A valid token as the guards see it, with its owner loaded in the same query."""
+
     id: str
     user_id: str
     name: str
     scopes: list[str]
     created_at: int
     expires_at: int
+    user: UserView | None = None
 
     # The token protocol of Authlib's BearerTokenValidator.
     def is_expired(self) -> bool:
@@ -51,6 +63,18 @@ class ApiToken:
     def get_scope(self) -> str:
         return " ".join(self.scopes)
 
+    @classmethod
+    def from_model(cls, token: ApiToken) -> TokenGrant:
+        return cls(
+            id=token.id,
+            user_id=token.user_id,
+            name=token.name,
+            scopes=token.scopes.split(),
+            created_at=token.created_at,
+            expires_at=token.expires_at,
+            user=UserView.from_model(token.user),
+        )
+
 
 class ApiTokenStore:
     def __init__(self, client: redis.Redis, prefix: str) -> None:
@@ -59,86 +83,87 @@ class ApiTokenStore:
         self._pending: dict[str, tuple[float, int]] = {}  # token id -> (last flush, uses)
         self._lock = threading.Lock()
 
-    def _token_key(self, token_hash: str) -> str:
-        return f"{self.prefix}pat:{token_hash}"
-
-    def _index_key(self, user_id: str) -> str:
-        return f"{self.prefix}pats:{user_id}"
-
     def _usage_key(self, token_id: str) -> str:
         return f"{self.prefix}pat_usage:{token_id}"
 
     def create(
         self, user_id: str, name: str, scopes: list[str], lifetime: int
-    ) -> tuple[ApiToken, str]:
-        """A new token and its secret, which is returned once and never stored."""
+    ) -> tuple[TokenGrant, str]:
+        """A new token and its secret, which is returned once and never stored (not committed)."""
         secret = TOKEN_PREFIX + secrets.token_urlsafe(32)  # 256 bits
         now = int(time.time())
         token = ApiToken(
             id=secrets.token_hex(8),
             user_id=user_id,
+            token_hash=hash_token(secret),
+            prefix=secret[:SHOWN_PREFIX],
             name=name,
-            scopes=sorted(set(scopes)),
+            scopes=" ".join(sorted(set(scopes))),
             created_at=now,
             expires_at=now + lifetime,
+            use_count=0,
         )
-        token_hash = hash_token(secret)
-        pipe = self.client.pipeline(transaction=False)  # keys in different cluster slots
-        pipe.set(self._token_key(token_hash), json.dumps(asdict(token)), ex=lifetime)
-        pipe.hset(self._index_key(user_id), token.id, token_hash)
-        pipe.execute()
-        return token, secret
+        db.session.add(token)
+        db.session.flush()
+        grant = TokenGrant(token.id, user_id, name, token.scopes.split(), now, token.expires_at)
+        return grant, secret
 
-    def find(self, secret: str) -> ApiToken | None:
+    def find(self, secret: str) -> TokenGrant | None:
+        """The token and its owner in one indexed query; None for anything unknown."""
         if not secret.startswith(TOKEN_PREFIX) or len(secret) > 200:
-            return None  # garbage costs no Redis call
-        raw = self.client.get(self._token_key(hash_token(secret)))
-        return ApiToken(**json.loads(raw)) if raw else None
+            return None  # garbage costs no query
+        token = (
+            db.session.execute(
+                select(ApiToken)
+                .where(ApiToken.token_hash == hash_token(secret))
+                .options(
+                    joinedload(ApiToken.user).joinedload(User.identities),
+                    joinedload(ApiToken.user).joinedload(User.role_grants),
+                )
+            )
+            .unique()
+            .scalar_one_or_none()
+        )
+        return TokenGrant.from_model(token) if token else None
 
     def list(self, user_id: str) -> list[dict[str, Any]]:
         """The user's live tokens, without secrets, newest first, with their usage."""
-        index = self.client.hgetall(self._index_key(user_id))
-        if not index:
+        tokens = db.session.scalars(
+            select(ApiToken)
+            .where(ApiToken.user_id == user_id, ApiToken.expires_at > int(time.time()))
+            .order_by(ApiToken.created_at.desc(), ApiToken.id)
+        ).all()
+        if not tokens:
             return []
-        ids = [i.decode() for i in index]
         pipe = self.client.pipeline(transaction=False)
-        for token_id in ids:
-            pipe.get(self._token_key(index[token_id.encode()].decode()))
-            pipe.hgetall(self._usage_key(token_id))
-        results = pipe.execute()
-        tokens, expired = [], []
-        for token_id, raw, usage in zip(ids, results[::2], results[1::2], strict=True):
-            if raw is None:
-                expired.append(token_id)
-                continue
-            token = json.loads(raw)
-            token["last_used_at"] = (
-                int(usage[b"last_used_at"]) if b"last_used_at" in usage else None
-            )
-            token["uses_today"] = int(usage.get(f"day:{time.strftime('%Y-%m-%d')}".encode(), 0))
-            token.pop("user_id", None)
-            tokens.append(token)
-        if expired:  # expired tokens vanish by TTL: tidy the index
-            self.client.hdel(self._index_key(user_id), *expired)
-        return sorted(tokens, key=lambda t: t["created_at"], reverse=True)
+        day = f"day:{time.strftime('%Y-%m-%d')}"
+        for token in tokens:
+            pipe.hget(self._usage_key(token.id), day)
+        uses_today = pipe.execute()
+        return [
+            {
+                "id": t.id,
+                "name": t.name,
+                "prefix": t.prefix,
+                "scopes": t.scopes.split(),
+                "created_at": t.created_at,
+                "expires_at": t.expires_at,
+                "last_used_at": t.last_used_at,
+                "uses": t.use_count,
+                "uses_today": int(today or 0),
+            }
+            for t, today in zip(tokens, uses_today, strict=True)
+        ]
 
     def revoke(self, user_id: str, token_id: str) -> bool:
-        token_hash = self.client.hget(self._index_key(user_id), token_id)
-        if token_hash is None:
-            return False
-        pipe = self.client.pipeline(transaction=False)
-        pipe.delete(self._token_key(token_hash.decode()))
-        pipe.delete(self._usage_key(token_id))
-        pipe.hdel(self._index_key(user_id), token_id)
-        pipe.execute()
-        return True
+        """Delete one of the user's tokens (not committed); False when there is none."""
+        result = db.session.execute(
+            delete(ApiToken).where(ApiToken.id == token_id, ApiToken.user_id == user_id)
+        )
+        return bool(result.rowcount)
 
-    def revoke_all(self, user_id: str) -> None:
-        for token_id in self.client.hkeys(self._index_key(user_id)):
-            self.revoke(user_id, token_id.decode())
-
-    def record_use(self, token: ApiToken, on_flush: Callable[[ApiToken, int], None]) -> None:
-        """Count a use; write last-used time and the day's count at most once a minute."""
+    def record_use(self, token: TokenGrant, on_flush: Callable[[TokenGrant, int], None]) -> None:
+        """Count a use; write last-used time and counts at most once a minute (and commit)."""
         now = time.time()
         with self._lock:
             last_flush, uses = self._pending.get(token.id, (0.0, 0))
@@ -147,10 +172,23 @@ class ApiTokenStore:
                 self._pending[token.id] = (last_flush, uses)
                 return
             self._pending[token.id] = (now, 0)
+        try:
+            db.session.execute(
+                update(ApiToken)
+                .where(ApiToken.id == token.id)
+                .values(last_used_at=int(now), use_count=ApiToken.use_count + uses)
+            )
+            on_flush(token, uses)
+            db.session.commit()
+        except SQLAlchemyError as exc:
+            # Bookkeeping must not fail the request it counts: keep the uses for next time.
+            db.session.rollback()
+            log.warning("token usage not recorded (%s): will retry", type(exc).__name__)
+            with self._lock:
+                self._pending[token.id] = (0.0, self._pending[token.id][1] + uses)
+            return
         key = self._usage_key(token.id)
         pipe = self.client.pipeline(transaction=False)
-        pipe.hset(key, "last_used_at", int(now))
         pipe.hincrby(key, f"day:{time.strftime('%Y-%m-%d')}", uses)
-        pipe.expireat(key, token.expires_at)
+        pipe.expire(key, 2 * 24 * 3600)
         pipe.execute()
-        on_flush(token, uses)

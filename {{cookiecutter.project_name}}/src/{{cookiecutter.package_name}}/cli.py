@@ -1,4 +1,8 @@
-"""`flask --app {{ cookiecutter.package_name }} tokens ...`: operator commands."""
+"""Operator commands: `flask --app {{ cookiecutter.package_name }} tokens|roles|users|audit|auth ...`.
+
+They act on the app's own database (DATABASE_URL), the same in development and production.
+`flask --app {{ cookiecutter.package_name }} db ...` (Flask-Migrate) manages the schema.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,8 @@ from flask.cli import AppGroup
 from .accounts import delete_account, refresh_sessions, sign_out_everywhere
 from .doctor import run_doctor
 from .extensions import audit_log, token_service, user_store
-from .users import User
+from .models import db
+from .users import UserView
 
 tokens_cli = AppGroup("tokens", help="Manage stored provider tokens.")
 
@@ -21,6 +26,7 @@ def reencrypt() -> None:
     """Re-encrypt every stored token with the first TOKEN_ENCRYPTION_KEY.
 
     Put the new key first, keep the old ones after it, run this, then drop the old keys.
+    It works in committed batches: if it is interrupted, run it again.
     """
     rewritten, unreadable = token_service().vault.reencrypt_all()
     click.echo(f"re-encrypted {rewritten} token(s) with the first key")
@@ -35,7 +41,7 @@ def reencrypt() -> None:
 roles_cli = AppGroup("roles", help="Grant or revoke roles by hand.")
 
 
-def _one_user(email_or_id: str) -> User:
+def _one_user(email_or_id: str) -> UserView:
     store = user_store()
     user = store.get(email_or_id)
     matches = [user] if user else store.find_by_email(email_or_id)
@@ -47,12 +53,13 @@ def _one_user(email_or_id: str) -> User:
     return matches[0]
 
 
-def _change_role(email_or_id: str, role: str, granted: bool) -> User:
+def _change_role(email_or_id: str, role: str, granted: bool) -> UserView:
     user = _one_user(email_or_id)
     before = list(user.roles)
     user = user_store().set_granted_role(user, role, granted=granted)
-    refresh_sessions(user)  # live sessions see the new roles at once
     audit_log().record("roles_changed", user.id, before=before, after=user.roles, by="cli")
+    db.session.commit()
+    refresh_sessions(user)  # live sessions see the new roles at once
     click.echo(f"{user.id} ({user.email}): roles {', '.join(user.roles)}")
     lost = set(before) - set(user.roles)
     if lost & current_app.config["APP_SETTINGS"].security_roles:
@@ -94,6 +101,19 @@ def delete_user(email_or_id: str, yes: bool) -> None:
     click.echo(f"deleted {user.id}")
 
 
+audit_cli = AppGroup("audit", help="Security events.")
+
+
+@audit_cli.command("prune")
+def prune_audit() -> None:
+    """Delete security events older than AUDIT_RETENTION_DAYS (the app also does it hourly)."""
+    total = 0
+    while deleted := audit_log().prune():
+        db.session.commit()
+        total += deleted
+    click.echo(f"deleted {total} event(s) older than the retention period")
+
+
 auth_cli = AppGroup("auth", help="Diagnose the sign-in configuration.")
 
 
@@ -109,3 +129,4 @@ def register_cli(app: Flask) -> None:
     app.cli.add_command(roles_cli)
     app.cli.add_command(auth_cli)
     app.cli.add_command(users_cli)
+    app.cli.add_command(audit_cli)

@@ -19,10 +19,14 @@ import click
 import redis
 import requests
 from flask import Flask
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 
+from .database import UPGRADE_COMMAND, is_sqlite, redacted_url, schema_status
+from .models import db
 from .providers import PROVIDER_CLASSES
 from .providers.base import Finding
-from .settings import REDIS_SCHEMES, Settings
+from .settings import NO_DATABASE, REDIS_SCHEMES, Settings
 
 LOCAL_URL = "http://127.0.0.1:5000"
 # Variables that only make sense on a developer's machine.
@@ -58,6 +62,7 @@ class Doctor:
     def run(self) -> None:
         self.check("configuration", "environment variables", self.configuration)
         self.check("redis", "connection and persistence", self.redis)
+        self.check("database", "connection and schema", self.database)
         timeout = self.settings.http_timeout
         for name, cls in PROVIDER_CLASSES.items():
             config = self.settings.providers.get(name)
@@ -139,9 +144,48 @@ class Doctor:
             findings.append(
                 Finding(
                     "warn" if self.settings.is_production else "ok",
-                    "Redis keeps nothing on disk: a restart signs everyone out and drops "
-                    "stored provider tokens",
-                    "Enable RDB snapshots or AOF (appendonly yes) in production.",
+                    "Redis keeps nothing on disk: a restart signs everyone out (accounts and "
+                    "tokens are safe in the database)",
+                    "Enable RDB snapshots or AOF (appendonly yes) to keep sessions.",
+                )
+            )
+        return findings
+
+    def database(self) -> list[Finding]:
+        url = self.settings.database_url
+        if url == NO_DATABASE:
+            return [Finding("fail", "no usable DATABASE_URL (see the configuration above)")]
+        try:
+            with self.app.app_context():
+                current, heads = schema_status(db.engine)
+        except SQLAlchemyError as exc:
+            return [
+                Finding(
+                    "fail",
+                    f"the database at DATABASE_URL does not answer ({type(exc).__name__})",
+                    "Start the database or fix DATABASE_URL (host, port, user, password, name).",
+                )
+            ]
+        backend = make_url(url).get_backend_name()
+        findings = [Finding("ok", f"{backend} answers at {redacted_url(url)}")]
+        if current == heads:
+            findings.append(Finding("ok", f"schema is current ({', '.join(sorted(heads))})"))
+        else:
+            findings.append(
+                Finding(
+                    "fail" if self.settings.is_production else "warn",
+                    f"schema is behind the code (at {', '.join(sorted(current)) or 'nothing'})",
+                    f"Run `{UPGRADE_COMMAND}`"
+                    + ("." if self.settings.is_production else " (or start the app: it does)."),
+                )
+            )
+        if is_sqlite(url) and self.settings.is_production:
+            findings.append(
+                Finding(
+                    "warn",
+                    "SQLite in production: fine on one host with a few workers; use PostgreSQL "
+                    "when several hosts run the app or writes get busy",
+                    "DATABASE_URL=postgresql+psycopg://user:password@host:5432/dbname",
                 )
             )
         return findings

@@ -13,7 +13,11 @@ from typing import Any
 
 from flask import Flask, Response, current_app, g, jsonify, render_template, request
 from redis.exceptions import RedisError
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
+
+from .models import db
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +60,23 @@ def redis_unavailable() -> AppError:
         "Try again in a few seconds.",
         retry_after=REDIS_RETRY_AFTER,
     )
+
+
+def database_unavailable() -> AppError:
+    return AppError(
+        503,
+        "service_unavailable",
+        "The database is not answering.",
+        "Try again in a few seconds.",
+        retry_after=REDIS_RETRY_AFTER,
+    )
+
+
+def is_database_outage(exc: BaseException) -> bool:
+    """Unreachable, locked, restarting or out of pooled connections: not a bug of ours."""
+    if isinstance(exc, OperationalError | PoolTimeout):
+        return True
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated
 
 
 def wants_json() -> bool:
@@ -132,6 +153,15 @@ def register_error_handlers(app: Flask) -> None:
         log.warning("redis unavailable: %s", type(exc).__name__)
         return error_response(redis_unavailable())
 
+    @app.errorhandler(DBAPIError)
+    @app.errorhandler(PoolTimeout)
+    def database_error(exc: Exception) -> Response:
+        db.session.rollback()  # nothing half-written is committed later in this request
+        if not is_database_outage(exc):
+            return unexpected(exc)
+        log.warning("database unavailable: %s", type(exc).__name__)
+        return error_response(database_unavailable())
+
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Response:
         # Failures outside the view (opening or saving the session) arrive here wrapped
@@ -141,6 +171,8 @@ def register_error_handlers(app: Flask) -> None:
             return error_response(original)
         if isinstance(original, RedisError):
             return redis_error(original)
+        if isinstance(original, DBAPIError | PoolTimeout):
+            return database_error(original)
         if original is not None:
             return unexpected(original)
         status = exc.code or 500

@@ -1,4 +1,7 @@
-"""Per-app objects (Redis, users, OAuth clients) and the accessors views use to reach them."""
+"""Per-app objects (Redis, stores, OAuth clients) and the accessors views use to reach them.
+
+The database session is Flask-SQLAlchemy's `db.session` (models.py), one per request.
+"""
 
 from __future__ import annotations
 
@@ -27,13 +30,13 @@ def init_extensions(app: Flask, settings: Settings, client: redis.Redis) -> None
         providers[name] = provider
     app.extensions["redis"] = client
     app.extensions["providers"] = providers
-    app.extensions["users"] = UserStore(client, settings.redis_key_prefix, settings.admin_emails)
+    app.extensions["users"] = UserStore(settings.admin_emails)
     app.extensions["api_tokens"] = ApiTokenStore(client, settings.redis_key_prefix)
-    app.extensions["audit"] = AuditLog(client, settings.redis_key_prefix)
+    app.extensions["audit"] = AuditLog(settings.audit_retention)
     app.extensions["session_index"] = SessionIndex(
         client, settings.redis_key_prefix, settings.session_lifetime
     )
-    vault = TokenVault(client, settings.redis_key_prefix, settings.token_encryption_keys)
+    vault = TokenVault(settings.token_encryption_keys)
     app.extensions["tokens"] = TokenService(client, vault, settings.redis_key_prefix)
 
 

@@ -7,13 +7,15 @@ import time
 from flask import Blueprint, current_app, jsonify, redirect, render_template, session, url_for
 from flask.typing import ResponseReturnValue
 from redis.exceptions import RedisError
+from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 
 from .accounts import delete_account, end_session, refresh_sessions, sign_out_everywhere
 from .api_tokens import SCOPES
 from .auth import current_user, login_required, roles_required
 from .auth.csrf import check_csrf
 from .auth.guards import remember_user
-from .errors import AppError
+from .errors import AppError, is_database_outage
 from .extensions import (
     api_token_store,
     audit_log,
@@ -25,7 +27,8 @@ from .extensions import (
     token_service,
     user_store,
 )
-from .users import LastIdentity, User
+from .models import db
+from .users import LastIdentity, UserView
 
 bp = Blueprint("pages", __name__)
 
@@ -141,14 +144,15 @@ def disconnect(provider: str) -> ResponseReturnValue:
         user = user_store().unlink(user, provider)
     except LastIdentity:  # a concurrent disconnect removed the other one
         raise AppError(409, "last_identity", "This is the last way you sign in here.") from None
+    audit_log().record("provider_unlinked", user.id, provider=provider)
+    db.session.commit()
     remember_user(user)
     refresh_sessions(user)
-    audit_log().record("provider_unlinked", user.id, provider=provider)
     return redirect(url_for("pages.account"), code=303)
 
 
-def revoke_grant(user: User, provider: str, subject: str) -> None:
-    """Revoke at the provider (raising on failure), then delete the stored token."""
+def revoke_grant(user: UserView, provider: str, subject: str) -> None:
+    """Revoke at the provider (raising on failure), then delete the stored token (uncommitted)."""
     tokens = token_service()
     token = tokens.vault.load(user.id, provider)
     if token is not None:
@@ -158,8 +162,20 @@ def revoke_grant(user: User, provider: str, subject: str) -> None:
 
 @bp.get("/healthz")
 def healthz() -> ResponseReturnValue:
+    """200 when Redis and the database answer; 503 naming what does not."""
+    failing = []
     try:
         redis_client().ping()
     except RedisError:
-        return jsonify(status="unavailable", error="redis_unavailable"), 503
+        failing.append("redis")
+    try:
+        db.session.execute(select(1))
+    except SQLAlchemyError as exc:
+        db.session.rollback()
+        if not is_database_outage(exc):
+            raise
+        failing.append("database")
+    if failing:
+        body = {"status": "unavailable", "error": f"{failing[0]}_unavailable", "failing": failing}
+        return jsonify(body), 503, {"Retry-After": "5"}
     return jsonify(status="ok")

@@ -54,8 +54,8 @@ def connect(settings: Settings) -> redis.Redis | RedisCluster:
         import fakeredis
 
         log.warning(
-            "REDIS_URL is not set: using an in-process Redis emulation. Sessions and users "
-            "live in this process only and vanish on restart (development only)."
+            "REDIS_URL is not set: using an in-process Redis emulation. Sessions live in this "
+            "process only and end on restart; accounts are in the database (development only)."
         )
         return fakeredis.FakeRedis(server=fakeredis.FakeServer())
     parts = urlsplit(url)

@@ -9,9 +9,12 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from cryptography.fernet import Fernet
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from .providers import PROVIDER_CLASSES
 from .providers.base import ProviderConfig, is_loopback_url
@@ -42,6 +45,8 @@ class Settings:
     app_env: str
     secret_key: str
     redis_url: str | None
+    # Any SQLAlchemy URL; development defaults to a SQLite file in ./instance/.
+    database_url: str
     token_encryption_keys: tuple[str, ...]
     public_url: str | None
     trusted_proxy_count: int
@@ -56,6 +61,8 @@ class Settings:
     security_roles: frozenset[str]
     # How recent a sign-in must be to delete the account.
     reauth_window: int
+    # How long security events are kept, in seconds.
+    audit_retention: int
     # Which requests get a summary line in production: "notable", "all" or "off".
     request_log: str
     providers: Mapping[str, ProviderConfig]
@@ -149,6 +156,39 @@ def _encryption_keys(raw: str, production: bool, problems: list[str]) -> tuple[s
     return tuple(valid)
 
 
+def default_database_url() -> str:
+    """A SQLite file in the project's instance/ folder (next to .env): no server needed."""
+    return f"sqlite:///{Path.cwd() / 'instance' / '{{ cookiecutter.package_name }}.sqlite3'}"
+
+
+# What a refused DATABASE_URL becomes when only the doctor starts: nothing on disk.
+NO_DATABASE = "sqlite://"
+
+
+def _database_url(raw: str, production: bool, problems: list[str]) -> str:
+    if not raw:
+        if production:
+            problems.append(
+                "DATABASE_URL is required in production "
+                "(e.g. postgresql+psycopg://user:password@host:5432/dbname)"
+            )
+            return NO_DATABASE
+        return default_database_url()
+    # The form hosting providers hand out means psycopg 3 here (the driver we install).
+    for scheme in ("postgres://", "postgresql://"):
+        if raw.startswith(scheme):
+            raw = "postgresql+psycopg://" + raw.removeprefix(scheme)
+    try:
+        make_url(raw).get_dialect()  # an unknown backend (e.g. redis://) is no database URL
+    except ArgumentError:
+        problems.append(
+            "DATABASE_URL is not a database URL: use sqlite:///path/to/file.sqlite3 or "
+            "postgresql+psycopg://user:password@host:5432/dbname"
+        )
+        return NO_DATABASE
+    return raw
+
+
 def load_settings(env: Mapping[str, str] | None = None, *, strict: bool = True) -> Settings:
     """Read and validate the environment; raise SettingsError listing every problem.
 
@@ -210,6 +250,7 @@ def load_settings(env: Mapping[str, str] | None = None, *, strict: bool = True) 
         app_env=app_env,
         secret_key=secret_key,
         redis_url=redis_url,
+        database_url=_database_url(env.get("DATABASE_URL", "").strip(), production, problems),
         token_encryption_keys=_encryption_keys(
             env.get("TOKEN_ENCRYPTION_KEY", ""), production, problems
         ),
@@ -227,6 +268,7 @@ def load_settings(env: Mapping[str, str] | None = None, *, strict: bool = True) 
             r.strip() for r in env.get("SECURITY_ROLES", "admin").split(",") if r.strip()
         ),
         reauth_window=_int(env, "REAUTH_WINDOW", 300, problems),
+        audit_retention=_int(env, "AUDIT_RETENTION_DAYS", 365, problems) * DAY,
         request_log=_choice(env, "REQUEST_LOG", REQUEST_LOG_CHOICES, problems),
         redis_key_prefix=env.get("REDIS_KEY_PREFIX", "{{ cookiecutter.package_name }}:"),
         providers=providers,

@@ -1,24 +1,33 @@
-"""Users and their provider identities in Redis.
+"""Users and their provider identities, kept in the database (models.User, UserIdentity).
 
 A user is found by (provider, subject) only, never by email: two accounts that share an
-address at different providers stay two users unless the person links them.
+address at different providers stay two users unless the person links them. The database
+enforces it too: (provider, subject) is unique, so two simultaneous first sign-ins with one
+identity make exactly one user.
 
-Keys: `<prefix>user:<id>` holds the user as JSON; `<prefix>identity:<provider>:<subject>`
-holds the user id.
+The store writes through the request's SQLAlchemy session and never commits: the caller
+commits once, so a login's user, identity, token and audit event land together or not at
+all. What it returns is a `UserView`, a plain copy that outlives the database session.
 """
 
 from __future__ import annotations
 
-import json
 import secrets
 import time
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
-import redis
+from sqlalchemy import delete, func, or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import selectinload
 
+from .models import AuditEvent, RoleGrant, User, UserIdentity, db
 from .providers import Identity
+
+MANUAL = "manual"  # roles given with `flask roles grant`
+FROM_ADMIN_EMAILS = "admin_emails"  # the admin role derived from a verified email
+SIGN_IN_ATTEMPTS = 3
 
 
 class IdentityTaken(Exception):  # noqa: N818
@@ -38,7 +47,13 @@ class LastIdentity(Exception):  # noqa: N818
 
 
 @dataclass
-class User:
+class UserView:
+    """A user as the app passes it around: the /api/me shape plus bookkeeping.
+
+    Built from the database record, or from the copy kept in the session (then without
+    bookkeeping). Change a user through `UserStore`, never through a view.
+    """
+
     id: str
     name: str | None
     email: str | None
@@ -52,7 +67,22 @@ class User:
     granted_roles: list[str] = field(default_factory=list)
 
     @classmethod
-    def from_api(cls, data: dict[str, Any]) -> User:
+    def from_model(cls, user: User) -> UserView:
+        return cls(
+            id=user.id,
+            name=user.name,
+            email=user.email,
+            email_verified=user.email_verified,
+            avatar_url=user.avatar_url,
+            roles=user.roles,
+            identities=[i.as_dict() for i in user.identities],
+            created_at=user.created_at,
+            last_login_at=user.last_login_at,
+            granted_roles=sorted({g.role for g in user.role_grants if g.source == MANUAL}),
+        )
+
+    @classmethod
+    def from_api(cls, data: dict[str, Any]) -> UserView:
         """A read-only view rebuilt from the /api/me shape (the copy kept in the session)."""
         return cls(
             id=data["id"],
@@ -77,160 +107,187 @@ class User:
         }
 
 
-def roles_for(
-    identities: Iterable[dict[str, Any]], admin_emails: frozenset[str], granted: Iterable[str]
-) -> list[str]:
-    """Re-evaluated at every login; only a provider-verified email can make an admin."""
-    roles = {"user", *granted}
-    if any(
-        i.get("email_verified") and (i.get("email") or "").lower() in admin_emails
-        for i in identities
-    ):
-        roles.add("admin")
-    return sorted(roles, key=lambda r: (r != "user", r))
+def is_admin_by_email(identities: Iterable[UserIdentity], admin_emails: frozenset[str]) -> bool:
+    """Only a provider-verified email can make an admin."""
+    return any(i.email_verified and (i.email or "").lower() in admin_emails for i in identities)
+
+
+def _with_relations() -> Any:
+    return (selectinload(User.identities), selectinload(User.role_grants))
 
 
 class UserStore:
-    def __init__(self, client: redis.Redis, prefix: str, admin_emails: frozenset[str]):
-        self.client = client
-        self.prefix = prefix
+    def __init__(self, admin_emails: frozenset[str]):
         self.admin_emails = admin_emails
 
-    def _user_key(self, user_id: str) -> str:
-        return f"{self.prefix}user:{user_id}"
+    # --- reading ----------------------------------------------------------------------
 
-    def _identity_key(self, provider: str, subject: str) -> str:
-        return f"{self.prefix}identity:{provider}:{subject}"
+    def _record(self, user_id: str) -> User | None:
+        return db.session.get(User, user_id, options=_with_relations())
 
-    def get(self, user_id: str) -> User | None:
-        raw = self.client.get(self._user_key(user_id))
-        return User(**json.loads(raw)) if raw else None
+    def get(self, user_id: str) -> UserView | None:
+        user = self._record(user_id)
+        return UserView.from_model(user) if user else None
 
-    def save(self, user: User) -> None:
-        self.client.set(self._user_key(user.id), json.dumps(asdict(user)))
-
-    def find_by_identity(self, provider: str, subject: str) -> User | None:
-        user_id = self.client.get(self._identity_key(provider, subject))
-        return self.get(user_id.decode()) if user_id else None
-
-    def sign_in(self, identity: Identity) -> User:
-        """Find or create the user of this identity and refresh its profile."""
-        user = self.find_by_identity(identity.provider, identity.subject)
-        if user is None:
-            user = self._create(identity)
-        return self._update(user, identity)
-
-    def link(self, user: User, identity: Identity) -> User:
-        """Attach an identity to a signed-in user; refuse one that belongs to someone else."""
-        key = self._identity_key(identity.provider, identity.subject)
-        self.client.set(key, user.id, nx=True)
-        owner = self.client.get(key)
-        if owner is None or owner.decode() != user.id:
-            raise IdentityTaken(identity.provider)
-        return self._update(user, identity)
-
-    def unlink(self, user: User, provider: str) -> User:
-        """Remove the user's identity at this provider (never the last one)."""
-        remaining = [i for i in user.identities if i["provider"] != provider]
-        if not remaining:
-            raise LastIdentity(provider)
-        for identity in user.identities:
-            if identity["provider"] == provider:
-                self.client.delete(self._identity_key(provider, identity["subject"]))
-        user.identities = remaining
-        self._recompute_profile(user)
-        self.save(user)
-        return user
-
-    def _roles(self, user: User) -> list[str]:
-        return roles_for(user.identities, self.admin_emails, user.granted_roles)
-
-    def remove_identity(self, user: User, provider: str) -> User:
-        """Like unlink, but may leave the user without any identity (the provider said so)."""
-        for identity in user.identities:
-            if identity["provider"] == provider:
-                self.client.delete(self._identity_key(provider, identity["subject"]))
-        user.identities = [i for i in user.identities if i["provider"] != provider]
-        self._recompute_profile(user)
-        self.save(user)
-        return user
-
-    def _recompute_profile(self, user: User) -> None:
-        """After an identity left: nothing of it may stay (name, email, picture URL)."""
-        user.name = next((i["name"] for i in user.identities if i.get("name")), None)
-        verified = [i for i in user.identities if i.get("email") and i.get("email_verified")]
-        with_email = verified or [i for i in user.identities if i.get("email")]
-        user.email = with_email[0]["email"] if with_email else None
-        user.email_verified = bool(verified)
-        user.avatar_url = next(
-            (i["avatar_url"] for i in user.identities if i.get("avatar_url")), None
+    def _identity(self, provider: str, subject: str) -> UserIdentity | None:
+        return db.session.scalar(
+            select(UserIdentity).where(
+                UserIdentity.provider == provider, UserIdentity.subject == subject
+            )
         )
-        user.roles = self._roles(user)
 
-    def delete(self, user: User) -> None:
-        for identity in user.identities:
-            self.client.delete(self._identity_key(identity["provider"], identity["subject"]))
-        self.client.delete(self._user_key(user.id))
+    def find_by_identity(self, provider: str, subject: str) -> UserView | None:
+        identity = self._identity(provider, subject)
+        return self.get(identity.user_id) if identity else None
 
-    def _update(self, user: User, identity: Identity) -> User:
-        user.identities = [
+    def find_by_email(self, email: str) -> list[UserView]:
+        """Users whose profile or any identity has this address (indexed, case-insensitive)."""
+        email = email.strip().lower()
+        has_identity = select(UserIdentity.user_id).where(func.lower(UserIdentity.email) == email)
+        users = db.session.scalars(
+            select(User)
+            .where(or_(func.lower(User.email) == email, User.id.in_(has_identity)))
+            .options(*_with_relations())
+            .order_by(User.created_at, User.id)
+            .limit(20)
+        )
+        return [UserView.from_model(u) for u in users]
+
+    def all(self, limit: int = 1000) -> list[UserView]:
+        """The first users by creation (an admin page; never a hot path)."""
+        users = db.session.scalars(
+            select(User).options(*_with_relations()).order_by(User.created_at, User.id).limit(limit)
+        )
+        return [UserView.from_model(u) for u in users]
+
+    # --- signing in and linking -------------------------------------------------------
+
+    def sign_in(self, identity: Identity) -> UserView:
+        """Find or create the user of this identity and refresh its profile (not committed)."""
+        for attempt in range(SIGN_IN_ATTEMPTS):
+            row = self._identity(identity.provider, identity.subject)
+            try:
+                if row is None:
+                    user = User(id=secrets.token_hex(12), created_at=int(time.time()))
+                    db.session.add(user)
+                    user.identities.append(self._new_identity(identity))
+                else:
+                    user = self._record(row.user_id)
+                self._update(user, identity)
+                db.session.flush()
+                return UserView.from_model(user)
+            except IntegrityError:
+                # Another first sign-in of this identity won the unique constraint: roll
+                # back (this is the login's first write) and sign in to the winner's user.
+                db.session.rollback()
+                if attempt == SIGN_IN_ATTEMPTS - 1:
+                    raise
+        raise AssertionError("unreachable")
+
+    def link(self, view: UserView, identity: Identity) -> UserView:
+        """Attach an identity to a signed-in user; refuse one that belongs to someone else."""
+        row = self._identity(identity.provider, identity.subject)
+        if row is not None and row.user_id != view.id:
+            raise IdentityTaken(identity.provider)
+        user = self._record(view.id)
+        if user is None:
+            raise LookupError(view.id)
+        if row is None:
+            user.identities.append(self._new_identity(identity))
+        self._update(user, identity)
+        try:
+            db.session.flush()
+        except IntegrityError:  # linked elsewhere in the meantime
+            db.session.rollback()
+            raise IdentityTaken(identity.provider) from None
+        return UserView.from_model(user)
+
+    def unlink(self, view: UserView, provider: str) -> UserView:
+        """Remove the user's identity at this provider (never the last one)."""
+        return self._remove(view, provider, allow_last=False)
+
+    def remove_identity(self, view: UserView, provider: str) -> UserView:
+        """Like unlink, but may leave the user without any identity (the provider said so)."""
+        return self._remove(view, provider, allow_last=True)
+
+    def _remove(self, view: UserView, provider: str, allow_last: bool) -> UserView:
+        user = self._record(view.id)
+        if user is None:
+            raise LookupError(view.id)
+        remaining = [i for i in user.identities if i.provider != provider]
+        if not remaining and not allow_last:
+            raise LastIdentity(provider)
+        # The identity's provider token goes with it (ON DELETE CASCADE).
+        for identity in [i for i in user.identities if i.provider == provider]:
+            user.identities.remove(identity)
+        db.session.flush()
+        self._recompute_profile(user)
+        db.session.flush()
+        return UserView.from_model(user)
+
+    def delete(self, view: UserView) -> None:
+        """The user and everything of theirs: identities, tokens, grants, API tokens, events."""
+        db.session.execute(delete(AuditEvent).where(AuditEvent.user_id == view.id))
+        db.session.execute(delete(User).where(User.id == view.id))
+        db.session.expire_all()
+
+    def set_granted_role(self, view: UserView, role: str, granted: bool) -> UserView:
+        user = self._record(view.id)
+        if user is None:
+            raise LookupError(view.id)
+        existing = [g for g in user.role_grants if g.role == role and g.source == MANUAL]
+        if granted and not existing:
+            user.role_grants.append(RoleGrant(role=role, source=MANUAL))
+        for grant in existing if not granted else []:
+            user.role_grants.remove(grant)
+        db.session.flush()
+        return UserView.from_model(user)
+
+    # --- helpers ----------------------------------------------------------------------
+
+    @staticmethod
+    def _new_identity(identity: Identity) -> UserIdentity:
+        return UserIdentity(provider=identity.provider, subject=identity.subject)
+
+    def _update(self, user: User, identity: Identity) -> None:
+        """Copy the provider's latest profile into the identity and the user."""
+        row = next(
             i
             for i in user.identities
-            if (i["provider"], i["subject"]) != (identity.provider, identity.subject)
-        ] + [identity.as_dict()]
+            if (i.provider, i.subject) == (identity.provider, identity.subject)
+        )
+        now = int(time.time())
+        row.username, row.email, row.email_verified = (
+            identity.username,
+            identity.email,
+            identity.email_verified,
+        )
+        row.name, row.avatar_url, row.last_login_at = identity.name, identity.avatar_url, now
         # The profile follows the identity used last, keeping known values.
         user.name = identity.name or user.name
         if identity.email and (identity.email_verified or not user.email_verified):
             user.email, user.email_verified = identity.email, identity.email_verified
         user.avatar_url = identity.avatar_url or user.avatar_url
-        user.roles = self._roles(user)
-        user.last_login_at = int(time.time())
-        self.save(user)
-        return user
+        user.last_login_at = now
+        self._derive_roles(user)
 
-    def all(self) -> list[User]:
-        """Every user (SCAN: fine for an admin page, not for a hot path)."""
-        keys = sorted(self.client.scan_iter(match=self._user_key("*"), count=500))
-        pipe = self.client.pipeline(transaction=False)  # not MGET: Cluster spreads the keys
-        for key in keys:
-            pipe.get(key)
-        return [User(**json.loads(v)) for v in pipe.execute() if v]
+    def _recompute_profile(self, user: User) -> None:
+        """After an identity left: nothing of it may stay (name, email, picture URL)."""
+        identities = user.identities
+        user.name = next((i.name for i in identities if i.name), None)
+        verified = [i for i in identities if i.email and i.email_verified]
+        with_email = verified or [i for i in identities if i.email]
+        user.email = with_email[0].email if with_email else None
+        user.email_verified = bool(verified)
+        user.avatar_url = next((i.avatar_url for i in identities if i.avatar_url), None)
+        self._derive_roles(user)
 
-    def find_by_email(self, email: str) -> list[User]:
-        email = email.strip().lower()
-        return [
-            u
-            for u in self.all()
-            if (u.email or "").lower() == email
-            or any((i.get("email") or "").lower() == email for i in u.identities)
-        ]
-
-    def set_granted_role(self, user: User, role: str, granted: bool) -> User:
-        roles = set(user.granted_roles)
-        roles = roles | {role} if granted else roles - {role}
-        user.granted_roles = sorted(roles)
-        user.roles = self._roles(user)
-        self.save(user)
-        return user
-
-    def _create(self, identity: Identity) -> User:
-        user = User(
-            id=secrets.token_hex(12),
-            name=None,
-            email=None,
-            email_verified=False,
-            avatar_url=None,
-            roles=["user"],
-            created_at=int(time.time()),
-        )
-        self.save(user)
-        # NX: two first logins racing for one identity end up as one user.
-        if self.client.set(
-            self._identity_key(identity.provider, identity.subject), user.id, nx=True
-        ):
-            return user
-        self.client.delete(self._user_key(user.id))
-        existing = self.find_by_identity(identity.provider, identity.subject)
-        if existing is None:  # the winner's record vanished in between: try once more
-            return self._create(identity)
-        return existing
+    def _derive_roles(self, user: User) -> None:
+        """Re-evaluated at every login and link: ADMIN_EMAILS may have changed."""
+        derived = [g for g in user.role_grants if g.source == FROM_ADMIN_EMAILS]
+        if is_admin_by_email(user.identities, self.admin_emails):
+            if not derived:
+                user.role_grants.append(RoleGrant(role="admin", source=FROM_ADMIN_EMAILS))
+        else:
+            for grant in derived:
+                user.role_grants.remove(grant)

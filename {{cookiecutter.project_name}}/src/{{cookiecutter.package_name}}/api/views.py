@@ -21,6 +21,7 @@ from ..extensions import (
     token_service,
     user_store,
 )
+from ..models import db
 from ..tokens import ReauthRequired
 
 bp = Blueprint("api", __name__, url_prefix="/api")
@@ -98,6 +99,7 @@ def create_token() -> ResponseReturnValue:
     audit_log().record(
         "api_token_created", user.id, token_id=token.id, token_name=name, scopes=token.scopes
     )
+    db.session.commit()
     response = jsonify(
         id=token.id, token=secret, name=name, scopes=token.scopes, expires_at=token.expires_at
     )
@@ -151,6 +153,7 @@ def revoke_token(token_id: str) -> ResponseReturnValue:
     if not api_token_store().revoke(user.id, token_id):
         raise AppError(404, "not_found", "No such token.", "List your tokens with GET /api/tokens.")
     audit_log().record("api_token_revoked", user.id, token_id=token_id)
+    db.session.commit()
     return "", 204
 
 

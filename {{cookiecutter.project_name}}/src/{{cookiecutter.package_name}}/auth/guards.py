@@ -30,10 +30,10 @@ from authlib.oauth2.rfc6750 import BearerTokenValidator
 from flask import Blueprint, g, redirect, request, session
 from werkzeug.wrappers import Response
 
-from ..api_tokens import ApiToken
+from ..api_tokens import TokenGrant
 from ..errors import AppError, wants_json
 from ..extensions import api_token_store, audit_log, user_store
-from ..users import User
+from ..users import UserView
 from .csrf import check_csrf
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -43,7 +43,7 @@ _UNSET = object()
 
 
 class ApiTokenValidator(BearerTokenValidator):
-    def authenticate_token(self, token_string: str) -> ApiToken | None:
+    def authenticate_token(self, token_string: str) -> TokenGrant | None:
         return api_token_store().find(token_string)
 
 
@@ -52,7 +52,7 @@ require_api_token = ResourceProtector()
 require_api_token.register_token_validator(ApiTokenValidator(realm=REALM))
 
 
-def current_user() -> User | None:
+def current_user() -> UserView | None:
     """The caller, loaded once per request.
 
     For a session this is the copy of the user stored in the session at login (and
@@ -67,7 +67,7 @@ def current_user() -> User | None:
     user = None
     snapshot = session.get("user")
     if snapshot:
-        user = User.from_api(snapshot)
+        user = UserView.from_api(snapshot)
     elif session.get("user_id"):  # a session from before the copy existed
         user = user_store().get(session["user_id"])
         if user is None:
@@ -78,7 +78,7 @@ def current_user() -> User | None:
     return user
 
 
-def remember_user(user: User) -> None:
+def remember_user(user: UserView) -> None:
     """Refresh the session's copy of the signed-in user after a change (writes only if it did)."""
     snapshot = user.to_api()
     if session.get("user") != snapshot:
@@ -87,15 +87,15 @@ def remember_user(user: User) -> None:
     g.user = user
 
 
-def current_api_token() -> ApiToken | None:
+def current_api_token() -> TokenGrant | None:
     """The personal API token this request was authenticated with, if any."""
     return g.get("api_token")
 
 
-def _bearer_user(scope: str | None) -> User:
+def _bearer_user(scope: str | None) -> UserView:
     """Validate the bearer token (existence, expiry, scope) and load its owner."""
     try:
-        token: ApiToken = require_api_token.acquire_token([scope] if scope else None)
+        token: TokenGrant = require_api_token.acquire_token([scope] if scope else None)
     except OAuth2Error as error:
         if error.error == "insufficient_scope":
             raise bearer_error(403, "insufficient_scope", scope) from None
@@ -103,8 +103,8 @@ def _bearer_user(scope: str | None) -> User:
         raise bearer_error(401, "invalid_token", scope) from None
     if scope is None:  # a valid token, on a route that only takes a signed-in session
         raise bearer_error(403, "insufficient_scope", None)
-    user = user_store().get(token.user_id)
-    if user is None:  # the owner was deleted: the token died with them
+    user = token.user  # loaded with the token, in the same query
+    if user is None:
         raise bearer_error(401, "invalid_token", scope)
     g.api_token = token
     api_token_store().record_use(
@@ -136,7 +136,7 @@ def bearer_error(status: int, code: str, scope: str | None) -> AppError:
     )
 
 
-def authenticate(scope: str | None = None) -> User | Response:
+def authenticate(scope: str | None = None) -> UserView | Response:
     """The calling user, or a redirect to /login for a signed-out visitor of an HTML page.
 
     `scope` is what a personal API token needs for this route; a route without one does not
@@ -167,9 +167,10 @@ def authenticate(scope: str | None = None) -> User | Response:
     return user
 
 
-def require_roles(user: User, roles: tuple[str, ...]) -> None:
+def require_roles(user: UserView, roles: tuple[str, ...]) -> None:
     # The stored record, not the session's copy: a removed role stops working at once.
-    stored = user_store().get(user.id)
+    # A token's owner was read from the database with the token, in this request.
+    stored = user if g.get("api_token") is not None else user_store().get(user.id)
     granted = stored.roles if stored else []
     missing = [r for r in roles if r not in granted]
     if missing:

@@ -19,9 +19,10 @@ from ..extensions import (
     token_service,
     user_store,
 )
+from ..models import db
 from ..providers.base import Identity, RestartLogin, invalid_state_error
 from ..session_index import LAST_SEEN_EVERY, device_summary
-from ..users import IdentityTaken, User
+from ..users import IdentityTaken, UserView
 from .csrf import check_csrf, new_csrf_token
 from .guards import current_user, remember_user
 from .urls import external_url, safe_next
@@ -106,7 +107,10 @@ def callback(provider: str) -> Response:
             error=error.code,
             duration_ms=int((time.monotonic() - started) * 1000),
         )
+        db.session.commit()
         raise
+    # One transaction: the user, the identity, the provider token and the event land
+    # together or not at all. Sessions (Redis) change only after it committed.
     signed_in = current_user() and user_store().get(current_user().id)
     lost_roles: set[str] = set()
     if signed_in is None:
@@ -119,13 +123,8 @@ def callback(provider: str) -> Response:
             lost_roles = set(previous.roles) - set(user.roles)
     else:
         user = _link(signed_in, identity)
-        refresh_sessions(user)
         event = "provider_linked"
     token_service().store_login_token(user.id, adapter, token)
-    next_path = session.get(NEXT_KEY)
-    _start_session(user, provider)
-    if lost_roles & current_app.config["APP_SETTINGS"].security_roles:
-        sign_out_everywhere(user.id, keep=session["sid_public"], reason="role removed")
     audit_log().record(
         event,
         user.id,
@@ -133,10 +132,17 @@ def callback(provider: str) -> Response:
         ip=request.remote_addr,
         duration_ms=int((time.monotonic() - started) * 1000),
     )
+    db.session.commit()
+    if event == "provider_linked":
+        refresh_sessions(user)
+    next_path = session.get(NEXT_KEY)
+    _start_session(user, provider)
+    if lost_roles & current_app.config["APP_SETTINGS"].security_roles:
+        sign_out_everywhere(user.id, keep=session["sid_public"], reason="role removed")
     return redirect(next_path or url_for("pages.index"))
 
 
-def _link(user: User, identity: Identity) -> User:
+def _link(user: UserView, identity: Identity) -> UserView:
     """Connect an identity to the signed-in user; never merge two users."""
     for linked in user.identities:
         if linked["provider"] == identity.provider and linked["subject"] != identity.subject:
@@ -164,14 +170,15 @@ def logout() -> Response:
         check_csrf()
         if current_app.config["APP_SETTINGS"].revoke_on_logout:
             revoke_provider_grants(user)
+        audit_log().record("logout", user.id)
+        db.session.commit()
         if session.get("sid_public"):
             session_index().end(user.id, session["sid_public"])
-        audit_log().record("logout", user.id)
     session.clear()  # deletes the Redis record and expires the cookie
     return redirect(url_for("pages.index"), code=303)
 
 
-def _start_session(user: User, provider: str) -> None:
+def _start_session(user: UserView, provider: str) -> None:
     """A fresh session id at login: whatever id existed before (maybe planted) is dead."""
     index = session_index()
     if session.get("user_id") and session.get("sid_public"):

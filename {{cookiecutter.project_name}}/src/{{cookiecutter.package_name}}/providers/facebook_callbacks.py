@@ -17,14 +17,16 @@ from typing import Any
 
 from flask import Blueprint, current_app, g, jsonify, render_template, request
 from flask.typing import ResponseReturnValue
+from sqlalchemy import delete
 
 from ..accounts import delete_account, drop_identity
 from ..errors import AppError
-from ..extensions import audit_log, redis_client, user_store
+from ..extensions import audit_log, user_store
+from ..models import DataDeletionRequest, db
 
 bp = Blueprint("facebook_callbacks", __name__, url_prefix="/auth/facebook")
 
-DELETION_STATUS_TTL = 90 * 24 * 3600  # how long the status page answers
+DELETION_STATUS_DAYS = 90  # how long the status page answers
 MAX_SIGNED_REQUEST = 8192
 
 
@@ -93,20 +95,31 @@ def data_deletion() -> ResponseReturnValue:
         else:  # they also sign in another way: keep the account, drop Facebook's part
             drop_identity(user, "facebook")
     code = secrets.token_hex(10)
-    status = {"status": "completed", "completed_at": int(time.time()), "found": user is not None}
-    redis_client().set(_status_key(code), json.dumps(status), ex=DELETION_STATUS_TTL)
+    now = int(time.time())
+    db.session.add(
+        DataDeletionRequest(
+            confirmation_code=code,
+            provider="facebook",
+            status="completed",
+            found=user is not None,
+            requested_at=now,
+            completed_at=now,
+        )
+    )
+    # Status pages past their time are forgotten (an indexed delete).
+    cutoff = now - DELETION_STATUS_DAYS * 24 * 3600
+    db.session.execute(delete(DataDeletionRequest).where(DataDeletionRequest.requested_at < cutoff))
     audit_log().record("facebook_data_deletion", None, confirmation_code=code)
+    db.session.commit()
     public_url = current_app.config["APP_SETTINGS"].public_url or request.host_url.rstrip("/")
     return jsonify(url=f"{public_url}/auth/facebook/data-deletion/{code}", confirmation_code=code)
 
 
 @bp.get("/data-deletion/<code>")
 def data_deletion_status(code: str) -> ResponseReturnValue:
-    raw = redis_client().get(_status_key(code)) if code.isalnum() and len(code) <= 64 else None
-    if raw is None:
+    found = code.isalnum() and len(code) <= 64 and db.session.get(DataDeletionRequest, code)
+    expired = found and found.requested_at < time.time() - DELETION_STATUS_DAYS * 24 * 3600
+    if not found or expired:
         raise AppError(404, "not_found", "No data-deletion request has this confirmation code.")
-    return render_template("facebook_data_deletion.html", code=code, status=json.loads(raw))
-
-
-def _status_key(code: str) -> str:
-    return f"{current_app.config['APP_SETTINGS'].redis_key_prefix}fb_deletion:{code}"
+    status = {"status": found.status, "completed_at": found.completed_at, "found": found.found}
+    return render_template("facebook_data_deletion.html", code=code, status=status)

@@ -2,7 +2,8 @@
 
 Single-flight across threads, processes and hosts: a Redis lock per (user, provider),
 and the vault is read again once the lock is held, so whoever waited finds the token the
-winner just stored instead of spending a refresh token that may already be rotated.
+winner just stored (and committed before letting go of the lock) instead of spending a
+refresh token that may already be rotated.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from authlib.integrations.flask_client import FlaskOAuth2App
 from redis.exceptions import LockError
 
 from ..errors import AppError
+from ..models import db
 from ..providers import Provider
 from .vault import StoredToken, TokenVault
 
@@ -41,7 +43,10 @@ class TokenService:
         self.prefix = prefix
 
     def store_login_token(self, user_id: str, provider: Provider, token: dict) -> StoredToken:
-        """Keep the token of a successful login; a response without a refresh token keeps ours."""
+        """Keep the token of a successful login; a response without a refresh token keeps ours.
+
+        Written in the login's transaction: the caller commits.
+        """
         previous = self.vault.load(user_id, provider.name)
         stored = StoredToken.from_response(token, previous)
         self.vault.save(user_id, provider.name, stored)
@@ -98,12 +103,14 @@ class TokenService:
         except Exception as exc:
             raise provider.translate(exc) from exc
         refreshed = StoredToken.from_response(response, token)
-        # One SET replaces access and refresh token together: a rotated refresh token
-        # (GitHub Apps) is never half-saved.
+        # One statement replaces access and refresh token together, committed before the
+        # lock is released: a rotated refresh token (GitHub Apps) is never half-saved.
         self.vault.save(user_id, provider.name, refreshed)
+        db.session.commit()
         log.info("token refreshed provider=%s user=%s", provider.name, user_id)
         return refreshed
 
     def mark_reauth(self, user_id: str, provider: str, reason: str) -> None:
         log.info("link needs re-consent provider=%s user=%s reason=%s", provider, user_id, reason)
         self.vault.mark_reauth_required(user_id, provider)
+        db.session.commit()

@@ -1,24 +1,30 @@
-"""Provider tokens at rest: one encrypted record per (user, provider) in Redis.
+"""Provider tokens at rest: one record per (user, provider) in the database.
 
-MultiFernet over TOKEN_ENCRYPTION_KEY: the first key encrypts, every key decrypts, so a
-new key can be put first without signing anyone out, and `flask tokens reencrypt` then
-moves every record to it. A record that cannot be decrypted is treated as no token (the
-user is asked to connect again), never as an error page.
+The access and refresh tokens are encrypted with MultiFernet over TOKEN_ENCRYPTION_KEY (the
+first key encrypts, every key decrypts), so a new key can be put first without signing
+anyone out, and `flask tokens reencrypt` then moves every record to it. Expiry, scope and the
+link's health stay readable columns; nothing secret is in plaintext. A record that cannot be
+decrypted is treated as no token (the user is asked to connect again), never as an error
+page. The vault writes in the caller's transaction: commit after `save`.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import time
-from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
-import redis
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+from sqlalchemy import delete, select, tuple_, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from ..models import ProviderToken, db
 
 log = logging.getLogger(__name__)
+
+REENCRYPT_BATCH = 200
 
 
 @dataclass
@@ -66,75 +72,121 @@ class StoredToken:
 
 
 class TokenVault:
-    def __init__(self, client: redis.Redis, prefix: str, keys: tuple[str, ...]):
-        self.client = client
-        self.prefix = prefix
+    def __init__(self, keys: tuple[str, ...]):
         self._fernet = MultiFernet([Fernet(k) for k in keys]) if keys else None
-        self._compare_and_set = client.register_script(self._COMPARE_AND_SET)
 
     @property
     def enabled(self) -> bool:
         return self._fernet is not None
 
-    def key(self, user_id: str, provider: str) -> str:
-        return f"{self.prefix}token:{user_id}:{provider}"
-
     def load(self, user_id: str, provider: str) -> StoredToken | None:
         if self._fernet is None:
             return None
-        blob = self.client.get(self.key(user_id, provider))
-        if not blob:
+        row = db.session.get(ProviderToken, (user_id, provider), populate_existing=True)
+        if row is None:
             return None
         try:
-            return StoredToken(**json.loads(self._fernet.decrypt(blob)))
+            access_token = self._fernet.decrypt(row.access_token_encrypted).decode()
+            refresh_token = (
+                self._fernet.decrypt(row.refresh_token_encrypted).decode()
+                if row.refresh_token_encrypted
+                else None
+            )
         except (InvalidToken, ValueError, TypeError):
             log.warning("unreadable token record provider=%s user=%s", provider, user_id)
             return None
+        return StoredToken(
+            access_token=access_token,
+            token_type=row.token_type,
+            refresh_token=refresh_token,
+            expires_at=row.expires_at,
+            scope=row.scope,
+            reauth_required=row.reauth_required,
+            updated_at=row.updated_at,
+        )
 
     def save(self, user_id: str, provider: str, token: StoredToken) -> None:
+        """Insert or replace both tokens in one statement: a rotated pair is never half-saved."""
         if self._fernet is None:
             return  # no TOKEN_ENCRYPTION_KEY (development only): tokens are not kept
-        blob = self._fernet.encrypt(json.dumps(asdict(token)).encode())
-        self.client.set(self.key(user_id, provider), blob)
+        values: dict[str, Any] = {
+            "access_token_encrypted": self._fernet.encrypt(token.access_token.encode()),
+            "refresh_token_encrypted": self._fernet.encrypt(token.refresh_token.encode())
+            if token.refresh_token
+            else None,
+            "token_type": token.token_type,
+            "expires_at": token.expires_at,
+            "scope": token.scope,
+            "reauth_required": token.reauth_required,
+            "updated_at": int(time.time()),
+        }
+        dialect = db.session.get_bind().dialect.name
+        insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+        statement = insert(ProviderToken).values(user_id=user_id, provider=provider, **values)
+        db.session.execute(
+            statement.on_conflict_do_update(index_elements=["user_id", "provider"], set_=values)
+        )
 
     def delete(self, user_id: str, provider: str) -> None:
-        self.client.delete(self.key(user_id, provider))
+        db.session.execute(
+            delete(ProviderToken).where(
+                ProviderToken.user_id == user_id, ProviderToken.provider == provider
+            )
+        )
 
     def mark_reauth_required(self, user_id: str, provider: str) -> None:
-        token = self.load(user_id, provider)
-        if token is not None:
-            token.reauth_required = True
-            self.save(user_id, provider, token)
+        db.session.execute(
+            update(ProviderToken)
+            .where(ProviderToken.user_id == user_id, ProviderToken.provider == provider)
+            .values(reauth_required=True, updated_at=int(time.time()))
+        )
 
-    _COMPARE_AND_SET = """
-        if redis.call('GET', KEYS[1]) == ARGV[1] then
-            redis.call('SET', KEYS[1], ARGV[2])
-            return 1
-        end
-        return 0
-    """
+    def reencrypt_all(self, batch: int = REENCRYPT_BATCH) -> tuple[int, int]:
+        """Re-encrypt every record with the first key; returns (rewritten, unreadable).
 
-    def _all_keys(self) -> Iterator[bytes]:
-        yield from self.client.scan_iter(match=f"{self.prefix}token:*", count=500)
-
-    def reencrypt_all(self) -> tuple[int, int]:
-        """Re-encrypt every record with the first key; returns (rewritten, unreadable)."""
+        Works in batches in key order, committing each, so it can be interrupted and run
+        again (re-encrypting a record twice is harmless). A record that a refresh rewrote
+        meanwhile is left as the refresh wrote it: that is already under the first key.
+        """
         if self._fernet is None:
             return 0, 0
         rewritten = unreadable = 0
-        for key in self._all_keys():
-            for _attempt in range(5):
-                blob = self.client.get(key)
-                if not blob:
-                    break
+        after = ("", "")
+        while True:
+            rows = db.session.execute(
+                select(
+                    ProviderToken.user_id,
+                    ProviderToken.provider,
+                    ProviderToken.access_token_encrypted,
+                    ProviderToken.refresh_token_encrypted,
+                )
+                .where(tuple_(ProviderToken.user_id, ProviderToken.provider) > after)
+                .order_by(ProviderToken.user_id, ProviderToken.provider)
+                .limit(batch)
+            ).all()
+            if not rows:
+                return rewritten, unreadable
+            for user_id, provider, access, refresh in rows:
                 try:
-                    rotated = self._fernet.rotate(blob)
+                    values = {
+                        "access_token_encrypted": self._fernet.rotate(access),
+                        "refresh_token_encrypted": self._fernet.rotate(refresh)
+                        if refresh
+                        else None,
+                    }
                 except InvalidToken:
                     unreadable += 1
-                    break
-                # Compare-and-set: a refresh that rewrote the record meanwhile wins, and we
-                # try again on its value (a single-key script works on Redis Cluster too).
-                if self._compare_and_set(keys=[key], args=[blob, rotated]):
-                    rewritten += 1
-                    break
-        return rewritten, unreadable
+                    continue
+                # Compare-and-set on the old ciphertext: a concurrent refresh wins.
+                result = db.session.execute(
+                    update(ProviderToken)
+                    .where(
+                        ProviderToken.user_id == user_id,
+                        ProviderToken.provider == provider,
+                        ProviderToken.access_token_encrypted == access,
+                    )
+                    .values(**values)
+                )
+                rewritten += result.rowcount
+            db.session.commit()
+            after = (rows[-1][0], rows[-1][1])

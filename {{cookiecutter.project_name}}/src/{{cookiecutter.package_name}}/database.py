@@ -1,0 +1,161 @@
+"""The SQL database: engine settings per backend, migrations, and the schema check at start.
+
+- SQLite (the development default, a file in `instance/`): WAL, a busy timeout and foreign
+  keys on every connection, so several gunicorn workers can share it and cascades happen.
+- PostgreSQL (`postgresql+psycopg://…`): pooled connections, checked before use.
+
+Development applies pending migrations at start. Production never migrates behind the
+operator's back: it refuses to start on a schema that is behind the code and names the
+command to run (`flask --app {{ cookiecutter.package_name }} db upgrade`).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory, write_hooks
+from flask import Flask
+from flask_migrate import Migrate, upgrade
+from sqlalchemy import event
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import SQLAlchemyError
+
+from .models import db
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+UPGRADE_COMMAND = "flask --app {{ cookiecutter.package_name }} db upgrade"
+SQLITE_BUSY_TIMEOUT = 5.0  # seconds a writer waits for another one's transaction
+CONNECT_TIMEOUT = 5  # seconds to reach PostgreSQL
+
+
+class DatabaseNotReady(Exception):  # noqa: N818 - a state, like SettingsError
+    """The database does not answer, or needs `db upgrade` before this code can run on it."""
+
+
+def is_sqlite(url: str) -> bool:
+    return make_url(url).get_backend_name() == "sqlite"
+
+
+def engine_options(url: str) -> dict[str, Any]:
+    if is_sqlite(url):
+        # pysqlite's own transaction handling (BEGIN before the first write) is kept: a
+        # transaction then starts with its first write and waits for the lock instead of
+        # failing on a stale read snapshot.
+        return {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT}}
+    options: dict[str, Any] = {"pool_pre_ping": True, "pool_recycle": 1800}
+    if make_url(url).get_backend_name() == "postgresql":
+        options["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT}
+    return options
+
+
+def _sqlite_pragmas(dbapi_connection: sqlite3.Connection, _record: object) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
+    cursor.execute("PRAGMA synchronous=NORMAL")  # safe with WAL, much faster commits
+    cursor.execute("PRAGMA foreign_keys=ON")  # off by default: cascades would be skipped
+    cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT * 1000)}")
+    cursor.close()
+
+
+def init_database(app: Flask, settings: Settings) -> None:
+    url = settings.database_url
+    if is_sqlite(url):
+        database = make_url(url).database
+        if database and database != ":memory:":
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+    app.config.update(
+        SQLALCHEMY_DATABASE_URI=url,
+        SQLALCHEMY_ENGINE_OPTIONS=engine_options(url),
+        SQLALCHEMY_RECORD_QUERIES=False,
+    )
+    db.init_app(app)
+    Migrate(app, db, directory=str(MIGRATIONS_DIR), render_as_batch=True, compare_type=True)
+    with app.app_context():
+        init_sqlite(db.engine)
+
+
+def init_sqlite(engine: Engine) -> None:
+    """Set the SQLite pragmas on every new connection of this engine (no-op elsewhere)."""
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+
+
+def upgrade_database(url: str) -> None:
+    """`flask db upgrade` on the database at `url`, without the app's other settings.
+
+    For tools that prepare a database before the app starts (tests, the benchmark).
+    """
+    app = Flask("schema")
+    app.config.update(SQLALCHEMY_DATABASE_URI=url, SQLALCHEMY_ENGINE_OPTIONS=engine_options(url))
+    db.init_app(app)
+    Migrate(app, db, directory=str(MIGRATIONS_DIR))
+    with app.app_context():
+        init_sqlite(db.engine)
+        upgrade(directory=str(MIGRATIONS_DIR))
+        db.engine.dispose()
+
+
+def schema_status(engine: Engine) -> tuple[set[str], set[str]]:
+    """(the revisions the database is at, the revisions the code has)."""
+    heads = set(ScriptDirectory(str(MIGRATIONS_DIR)).get_heads())
+    with engine.connect() as connection:
+        current = set(MigrationContext.configure(connection).get_current_heads())
+    return current, heads
+
+
+def prepare_schema(app: Flask, settings: Settings) -> None:
+    """Development: upgrade to the code's schema. Production: refuse a schema behind it."""
+    with app.app_context():
+        try:
+            current, heads = schema_status(db.engine)
+        except SQLAlchemyError as exc:
+            raise DatabaseNotReady(
+                f"The database at DATABASE_URL ({redacted_url(settings.database_url)}) does not "
+                f"answer ({type(exc).__name__}): start it, or fix DATABASE_URL."
+            ) from None
+        if current == heads:
+            return
+        if not settings.is_production:
+            log.info("applying database migrations (%s)", redacted_url(settings.database_url))
+            try:
+                upgrade(directory=str(MIGRATIONS_DIR))
+            except SQLAlchemyError:
+                # Another process (a second worker, the reloader) may have just done it.
+                if schema_status(db.engine)[0] != heads:
+                    raise
+            return
+    raise DatabaseNotReady(
+        f"The database schema is behind the code (at {', '.join(sorted(current)) or 'nothing'},"
+        f" the code needs {', '.join(sorted(heads))}): run `{UPGRADE_COMMAND}` first."
+    )
+
+
+def cli_runs_db_command(argv: list[str] | None = None) -> bool:
+    """Is this the Flask CLI running `db …`? Then the schema may be behind: it is the fix."""
+    argv = sys.argv if argv is None else argv
+    if not argv or Path(argv[0]).name != "flask" and Path(argv[0]).parent.name != "flask":
+        return False
+    return "db" in argv[1:]
+
+
+@write_hooks.register("ruff")
+def tidy_revision(path: str, _options: dict) -> None:
+    """`db migrate` writes revisions that ruff accepts as they are (when ruff is installed)."""
+    if importlib.util.find_spec("ruff") is None:
+        return
+    for command in (["check", "--fix", "--quiet"], ["format", "--quiet"]):
+        subprocess.run([sys.executable, "-m", "ruff", *command, path], check=False)  # noqa: S603
+
+
+def redacted_url(url: str) -> str:
+    return make_url(url).render_as_string(hide_password=True)
