@@ -50,5 +50,6 @@ class MockControl:
 
     def facebook_callback(self, kind: str, **options: Any) -> dict[str, Any]:
         """Have the mock Facebook POST a signed `deauthorize` or `data_deletion` callback to
-        the app; returns the app's answer as {"status": int, "body": ...}."""
+        the app; returns the app's answer as {"status": int, "body": ..., "signed_request": str}.
+        Options: user or user_id, algorithm, tamper, age (seconds), signed_request (resend)."""
         return self._call("POST", f"facebook/callbacks/{kind}", json=options)

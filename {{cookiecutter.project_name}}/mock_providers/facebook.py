@@ -6,6 +6,12 @@ takes GET or POST but never Basic auth, redirect_uri must be byte-identical at t
 errors are nested `error` objects keyed by numeric codes, /me gives only name and id
 unless `fields` is passed, the email may simply be missing, Graph calls need `appsecret_proof`,
 and /me sometimes answers a bare `false`.
+
+PKCE as Facebook does it: Meta documents `code_challenge` only for its OIDC flow (scope
+`openid`; "still in testing"), and there the code is bound to the challenge. A classic login
+(no `openid`) silently drops the challenge, and a token request that then sends a
+`code_verifier` is refused with code 1 (reported by better-auth#186 in 2024 and NangoHQ/nango
+#7156 in 2026, on v22.0 and v26.0). This mock issues no ID token.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from .core import (
     no_store,
     params,
     pause,
+    pkce_ok,
     random_text,
     state,
 )
@@ -79,10 +86,12 @@ SWITCHES: dict[str, Any] = dict(
     short_lived=False,
     usage_percent=None,
     expires_in=None,
+    picture="ok",
 )
 CHOICES: dict[str, tuple[Any, ...]] = dict(
     require_appsecret_proof=(True, False),
-    me=("ok", "false", "expired", "password_changed", "data_access_expired"),
+    me=("ok", "false", "null_id", "expired", "password_changed", "data_access_expired"),
+    picture=("ok", "string"),
     legacy_token_format=(True, False),
     short_lived=(True, False),
 )
@@ -99,6 +108,16 @@ TOKEN_FAILURES = {
         "engaged the app in longer than 90 days.",
     ),
 }
+VERIFIER_WITHOUT_CHALLENGE = (
+    "code_verifier param is provided without a code_challenge in authorization request."
+)
+# Reported for a code bound to a challenge and redeemed without the verifier (expo/expo#15980);
+# the report does not show the error code: 100, Facebook's usual one at this step, is a guess.
+INVALID_VERIFIER = (
+    "Invalid code verifier. Code verifier should be a cryptographically random string using "
+    "the characters A-Z, a-z, 0-9, and the punctuation characters -._~ (hyphen, period, "
+    "underscore, and tilde), between 43 and 128 characters long."
+)
 REDIRECT_MISMATCH = (
     "Error validating verification code. Please make sure your redirect_uri is identical to "
     "the one you used in the OAuth dialog request"
@@ -117,6 +136,8 @@ class Code:
     redirect_uri: str
     user: str
     scopes: list[str]
+    challenge: str | None = None
+    method: str = "plain"
     created: float = field(default_factory=time.time)
     used: bool = False
 
@@ -167,25 +188,29 @@ def send_callback(mock: MockState, kind: str, options: dict[str, Any]) -> dict[s
     """POST a signed deauthorize or data-deletion callback to the app, as Facebook would.
 
     Options: `user` (persona) or `user_id`, `algorithm` (default HMAC-SHA256), `tamper`
-    (sign with a wrong secret).
+    (sign with a wrong secret), `age` (seconds: `issued_at` that long ago; negative: in the
+    future), `signed_request` (send this one again verbatim, as a retry does). The answer
+    carries the signed_request that was sent.
     """
-    persona = PERSONAS.get(options.get("user", "ada"), PERSONAS["ada"])
-    payload = {
-        "algorithm": options.get("algorithm", "HMAC-SHA256"),
-        "issued_at": int(time.time()),
-        "user_id": str(options.get("user_id") or persona["id"]),
-    }
-    secret = mock.settings.facebook_client_secret
-    if options.get("tamper"):
-        secret = "not-the-app-secret"
+    sent = options.get("signed_request")
+    if not sent:
+        persona = PERSONAS.get(options.get("user", "ada"), PERSONAS["ada"])
+        payload = {
+            "algorithm": options.get("algorithm", "HMAC-SHA256"),
+            "issued_at": int(time.time()) - int(options.get("age", 0)),
+            "user_id": str(options.get("user_id") or persona["id"]),
+        }
+        secret = mock.settings.facebook_client_secret
+        if options.get("tamper"):
+            secret = "not-the-app-secret"
+        sent = signed_request(payload, secret)
     url = f"{mock.settings.app_url.rstrip('/')}/auth/facebook/{CALLBACK_PATHS[kind]}"
-    form = {"signed_request": signed_request(payload, secret)}
-    response = requests.post(url, data=form, timeout=10)
+    response = requests.post(url, data={"signed_request": sent}, timeout=10)
     try:
         body: Any = response.json()
     except ValueError:
         body = response.text
-    return {"status": response.status_code, "body": body}
+    return {"status": response.status_code, "body": body, "signed_request": sent}
 
 
 def register(app: Flask) -> list[str]:
@@ -428,10 +453,16 @@ def dialog(version: str | None) -> Response:
     client_state = args.get("state")
     return_scopes = args.get("return_scopes") == "true"
 
+    # Only the OIDC flow keeps the PKCE challenge; an unknown method falls back to plain.
+    challenge = args.get("code_challenge") if "openid" in scopes else None
+    method = "S256" if args.get("code_challenge_method") == "S256" else "plain"
+
     def approve(user: str) -> Response:
         code = mock.mint("AQ" + random_text(330, BASE62 + "-_"))
         with mock.lock:
-            mock.store(NAME).codes[code] = Code(client_id, redirect_uri, user, granted(scopes))
+            mock.store(NAME).codes[code] = Code(
+                client_id, redirect_uri, user, granted(scopes), challenge, method
+            )
         query = [("code", code)]
         if return_scopes:
             query += [("granted_scopes", ",".join(granted(scopes))), ("denied_scopes", "")]
@@ -505,6 +536,11 @@ def exchange_code(mock: MockState, data: dict[str, str]) -> Response:
         if data.get("redirect_uri") != record.redirect_uri:
             challenge = f'OAuth "Facebook Platform" "invalid_code" "{REDIRECT_MISMATCH}"'
             return fb_error(400, REDIRECT_MISMATCH, 100, headers={"WWW-Authenticate": challenge})
+        verifier = data.get("code_verifier")
+        if record.challenge is None and verifier:
+            return fb_error(400, VERIFIER_WITHOUT_CHALLENGE, 1)
+        if record.challenge is not None and not pkce_ok(record.challenge, record.method, verifier):
+            return fb_error(400, INVALID_VERIFIER, 100)
         record.used = True
     lifetime = SHORT_LIVED if mock.switch(NAME, "short_lived") else LONG_LIVED
     return token_reply(mock, issue_user_token(mock, record.user, record.scopes, lifetime))
@@ -548,6 +584,8 @@ def me(version: str | None) -> Response:
         name = re.split(r"[.{(]", item, maxsplit=1)[0]
         if name == "picture":
             body["picture"] = picture_data(persona, item)
+            if mock.switch(NAME, "picture") == "string":  # `data` as a bare URL string
+                body["picture"]["data"] = body["picture"]["data"]["url"]
         elif name == "email":
             if persona["email"] and "email" in record.scopes:
                 body["email"] = persona["email"]
@@ -556,6 +594,8 @@ def me(version: str | None) -> Response:
         else:
             message = f"(#100) Tried accessing nonexisting field ({name}) on node type (User)"
             return fb_error(400, message, 100)
+    if mode == "null_id" and "id" in body:
+        body["id"] = None
     return json_response(body)
 
 

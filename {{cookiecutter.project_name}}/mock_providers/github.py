@@ -124,6 +124,7 @@ SWITCHES: dict[str, Any] = dict(
     rate_limit=None,
     require_pkce=False,
     expires_in=APP_TOKEN_LIFETIME,
+    user_object="ok",
 )
 CHOICES: dict[str, tuple[Any, ...]] = dict(
     suspended=(True, False),
@@ -133,6 +134,7 @@ CHOICES: dict[str, tuple[Any, ...]] = dict(
     install_callback=(True, False),
     rate_limit=(None, "primary", "secondary"),
     require_pkce=(True, False),
+    user_object=("ok", "no_id", "null_id", "empty_id", "list", "odd_fields"),
 )
 
 
@@ -554,7 +556,29 @@ def user() -> Response:
         return auth
     _value, record = auth
     full = record.app_mode or bool({"user", "read:user"} & set(record.scopes))
-    return api_reply(mock, record, user_object(PERSONAS[record.user], full), "")
+    return api_reply(mock, record, odd_user(mock, user_object(PERSONAS[record.user], full)), "")
+
+
+def odd_user(mock: MockState, body: dict[str, Any]) -> Any:
+    """The `user_object` switch: a broken /user answer (no id, null or empty id, a list, or
+    a good id with fields of the wrong type or shape)."""
+    shape = mock.switch(NAME, "user_object")
+    if shape == "odd_fields":
+        body.update(
+            login=["ada"],
+            name="Ada\n" + "L" * 300,
+            email={"address": "ada@example.com"},
+            avatar_url="javascript:alert(1)",
+        )
+    if shape == "no_id":
+        body.pop("id")
+    elif shape == "null_id":
+        body["id"] = None
+    elif shape == "empty_id":
+        body["id"] = ""
+    elif shape == "list":
+        return [body]
+    return body
 
 
 def emails() -> Response:

@@ -331,6 +331,10 @@ def base_env(
         "DATABASE_URL": database_url,
         "PUBLIC_URL": app_url,
         "OAUTH_HTTP_TIMEOUT": "3",
+        # Limits no other test reaches; test_rate_limits.py lowers them where it means to.
+        "LOGIN_RATE_LIMIT": "10000 per minute",
+        "API_TOKEN_RATE_LIMIT": "10000 per minute",
+        "FACEBOOK_CALLBACK_RATE_LIMIT": "10000 per minute",
         **mock_server.app_env(),
     }
 
@@ -388,6 +392,12 @@ def variant(released_port: int, app_url: str, app_env: dict[str, str]):
     yield start
     for running in current:
         running.stop()
+
+
+def gunicorn_command(port: int, *options: str, app: str | None = None) -> list[str]:
+    """`gunicorn [options] --bind 127.0.0.1:<port> <app>`: by default the README's app."""
+    app = app or f"{create_app.__module__}:create_app()"
+    return [sys.executable, "-m", "gunicorn", *options, "--bind", f"127.0.0.1:{port}", app]
 
 
 @contextmanager

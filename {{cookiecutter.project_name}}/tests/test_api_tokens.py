@@ -185,6 +185,13 @@ def test_create_needs_a_session(app) -> None:
         {"name": "x", "scopes": ["everything"]},
         {"name": "x", "scopes": ["profile:read", "repo"]},
         {"name": "x", "scopes": "profile:read"},
+        # Not strings: unhashable items once made the scope lookup itself fail with a 500.
+        {"name": "x", "scopes": [["admin"]]},
+        {"name": "x", "scopes": [{"a": 1}]},
+        {"name": "x", "scopes": ["profile:read", ["profile:read"]]},
+        {"name": "x", "scopes": [None]},
+        {"name": "x", "scopes": [1]},
+        {"name": "x", "scopes": {"profile:read": True}},
         {"name": "x", "scopes": ["profile:read"], "expires_in": 59},
         {"name": "x", "scopes": ["profile:read"], "expires_in": 0},
         {"name": "x", "scopes": ["profile:read"], "expires_in": -3600},

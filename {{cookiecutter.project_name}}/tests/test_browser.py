@@ -2,6 +2,10 @@
 
 Debian's Chromium is driven by Playwright (`executable_path`), so no browser download is
 needed; `make test` checks that /usr/bin/chromium exists and says how to install it.
+
+Every page the app serves is watched: a console error, an uncaught script error or a
+Content-Security-Policy violation fails the test, so the policy can never silently break
+a page (an inline script it blocks, an avatar host it does not allow).
 """
 
 from __future__ import annotations
@@ -41,10 +45,60 @@ def chromium() -> Iterator[Browser]:
         browser.close()
 
 
+# Recorded in the page before any of its own scripts run; a policy violation is an event
+# of the document (Chromium also logs it to the console as an error).
+RECORD_VIOLATIONS = """
+window.__cspViolations = [];
+document.addEventListener("securitypolicyviolation", (event) => {
+  window.__cspViolations.push(`${event.effectiveDirective} blocked ${event.blockedURI || "inline"}`
+    + ` at ${event.sourceFile || document.location.href}:${event.lineNumber}`);
+});
+"""
+
+
+class Watched:
+    """A page whose console errors, uncaught errors and CSP violations are collected."""
+
+    def __init__(self, chromium: Browser, app_url: str) -> None:
+        self.app_url = app_url
+        self.page = chromium.new_page()
+        self.problems: list[str] = []
+        self.page.add_init_script(RECORD_VIOLATIONS)
+        self.page.on("console", self.console)
+        self.page.on("pageerror", lambda error: self.problems.append(str(error)))
+
+    def console(self, message) -> None:
+        """Errors of this app's pages (the mock providers' pages are not under test here)."""
+        url = message.location.get("url") or self.page.url
+        if message.type == "error" and url.startswith(self.app_url):
+            self.problems.append(f"{message.text} ({url})")
+
+    def violations(self) -> list[str]:
+        """The violations recorded by the page now shown (if it is one of the app's)."""
+        if not self.page.url.startswith(self.app_url):
+            return []
+        return self.page.evaluate("window.__cspViolations || []")
+
+    def assert_clean(self) -> None:
+        problems = self.problems + self.violations()
+        assert not problems, problems
+
+    def close(self) -> None:
+        self.page.close()
+
+
+@pytest.fixture()
+def watched(chromium, app) -> Iterator[Watched]:
+    opened = Watched(chromium, app.url)
+    yield opened
+    opened.close()
+
+
 @pytest.mark.parametrize("provider", list(PROVIDER_CLASSES))
 def test_sign_in_by_clicking_through_the_consent_page(chromium, app, mock, provider) -> None:
     mock.control.switch(provider, interactive=True)
-    page = chromium.new_page()
+    watched = Watched(chromium, app.url)
+    page = watched.page
     try:
         page.goto(f"{app.url}/login")
         page.get_by_role("link", name=f"Sign in with {PROVIDER_CLASSES[provider].title}").click()
@@ -53,17 +107,20 @@ def test_sign_in_by_clicking_through_the_consent_page(chromium, app, mock, provi
         page.wait_for_url(f"{app.url}/")
         expect(page.locator("#welcome")).to_contain_text("Signed in as")
         assert "#_=_" not in page.url  # Facebook's fragment is cleaned up
+        watched.assert_clean()
         page.get_by_role("link", name="Account", exact=True).click()
         expect(page.locator("#name")).not_to_be_empty()
+        watched.assert_clean()
         page.get_by_role("button", name="Sign out").click()
         expect(page.get_by_role("link", name="Sign in").first).to_be_visible()
+        watched.assert_clean()
     finally:
-        page.close()
+        watched.close()
 
 
-def test_create_and_revoke_an_api_token_on_the_account_page(chromium, app) -> None:
+def test_create_and_revoke_an_api_token_on_the_account_page(watched, app) -> None:
     provider = next(iter(PROVIDER_CLASSES))
-    page = chromium.new_page()
+    page = watched.page
 
     def bearer_status(secret: str) -> int:
         headers = {"Authorization": f"Bearer {secret}"}
@@ -89,5 +146,47 @@ def test_create_and_revoke_an_api_token_on_the_account_page(chromium, app) -> No
         expect(page.locator("tr[data-token]")).to_have_count(0)
         assert bearer_status(secret) == 401
         expect(page).to_have_title("Your account")
+        watched.assert_clean()
     finally:
         page.close()
+
+
+def test_the_pages_run_under_the_content_security_policy(watched, app, mock) -> None:
+    """Home, sign-in, account and error pages: their scripts run, nothing is blocked."""
+    page = watched.page
+    provider = next(iter(PROVIDER_CLASSES))
+    title = PROVIDER_CLASSES[provider].title
+    response = page.goto(f"{app.url}/")
+    assert "script-src 'self'" in response.headers["content-security-policy"]
+    expect(page.get_by_role("link", name="Sign in").first).to_be_visible()
+    page.goto(f"{app.url}/login")
+    expect(page.get_by_role("link", name=f"Sign in with {title}")).to_be_visible()
+    watched.assert_clean()
+    # Facebook's "#_=_" is removed by the static script, on any page it lands on.
+    page.goto(f"{app.url}/?from=facebook#_=_")
+    expect(page).to_have_url(f"{app.url}/?from=facebook")
+    page.goto(f"{app.url}/login/{provider}")  # the mock approves at once
+    page.wait_for_url(f"{app.url}/")
+    page.goto(f"{app.url}/account")
+    expect(page.locator("#name")).not_to_be_empty()
+    avatar = page.locator("img.avatar")
+    if avatar.count():  # the mock's avatar, from its own (loopback http) origin
+        expect(avatar).to_have_js_property("complete", True)
+        assert avatar.evaluate("image => image.naturalWidth") > 0
+    watched.assert_clean()
+    # A confirmation guards the deletion form (a handler that used to be inline).
+    asked: list[str] = []
+    page.once("dialog", lambda dialog: (asked.append(dialog.message), dialog.dismiss()))
+    delete = page.locator("#delete-account")
+    if delete.count():
+        delete.click()
+        expect(page.locator("#delete-account")).to_be_visible()  # dismissed: nothing sent
+        assert asked == ["Delete your account and all its data?"]
+        expect(page).to_have_url(f"{app.url}/account")
+    watched.assert_clean()
+    # An error page, at the callback URL a provider sends people back to.
+    page.goto(f"{app.url}/auth/{provider}/callback?code=forged&state=forged")
+    expect(page.locator("section.error")).to_be_visible()
+    # The console reports the page's own 400; nothing else may be there.
+    assert [p for p in watched.problems if "status of 400" not in p] == []
+    assert watched.violations() == []

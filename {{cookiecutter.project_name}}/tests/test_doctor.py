@@ -230,7 +230,7 @@ def test_development_is_lenient_but_says_what_production_would_refuse(doctor) ->
         TOKEN_ENCRYPTION_KEY=None,
         FLASK_DEBUG="1",
         AUTHLIB_INSECURE_TRANSPORT="1",
-        **{f"{prefix}_CLIENT_SECRET": None},
+        **{f"{prefix}_CLIENT_ID": None, f"{prefix}_CLIENT_SECRET": None},
     )
     assert report.returncode == 0, report.checks(status="fail")
     assert report.status_of("configuration", "SECRET_KEY") == "warn"
@@ -466,13 +466,87 @@ def test_a_bad_value_is_a_finding_not_a_crash(doctor, overrides, variable) -> No
 
 
 def test_public_url_unset_or_malformed(doctor) -> None:
-    unset, malformed = doctor.many(
-        {"APP_ENV": "production", "PUBLIC_URL": None}, {"PUBLIC_URL": "app.example.com"}
+    unset, malformed, development = doctor.many(
+        {"APP_ENV": "production", "PUBLIC_URL": None},
+        {"PUBLIC_URL": "app.example.com"},
+        {"PUBLIC_URL": None},
     )
-    assert unset.status_of("configuration", "PUBLIC_URL is not set") == "warn"
+    assert unset.returncode == 1
+    assert unset.status_of("configuration", "PUBLIC_URL is required in production") == "fail"
     assert all(
         info["callback_url"].startswith("http://127.0.0.1:5000/auth/")
         for info in unset.body["providers"].values()
     )
     assert malformed.returncode == 1
     assert "PUBLIC_URL must look like" in malformed.messages("configuration", "fail")
+    # Development may follow the Host header (a laptop, a tunnel): only mentioned.
+    assert development.returncode == 0, development.checks(status="fail")
+    assert development.status_of("configuration", "PUBLIC_URL is not set") == "ok"
+
+
+def unset_all_providers() -> dict[str, None]:
+    return {
+        f"{cls.env_prefix}_{part}": None
+        for cls in PROVIDER_CLASSES.values()
+        for part in ("CLIENT_ID", "CLIENT_SECRET")
+    }
+
+
+def test_a_half_configured_provider_or_none_at_all_fails(doctor) -> None:
+    """Used to be "0 problems": a provider silently disabled, or a server nobody can sign in to."""
+    first, last = PROVIDER_CLASSES[PROVIDERS[0]], PROVIDER_CLASSES[PROVIDERS[-1]]
+    no_secret, no_id, none_in_production, none_in_development = doctor.many(
+        {"APP_ENV": "production", f"{last.env_prefix}_CLIENT_SECRET": None},
+        {f"{first.env_prefix}_CLIENT_ID": None},  # development too: it is a typo
+        {"APP_ENV": "production", **unset_all_providers()},
+        unset_all_providers(),
+    )
+    assert no_secret.returncode == 1
+    assert no_secret.body["ok"] is False
+    assert (
+        f"{last.env_prefix}_CLIENT_SECRET is not set but {last.env_prefix}_CLIENT_ID is"
+        in no_secret.messages("configuration", "fail")
+    )
+    assert no_id.returncode == 1
+    assert f"{first.env_prefix}_CLIENT_ID is not set" in no_id.messages("configuration", "fail")
+    assert none_in_production.returncode == 1
+    failed = none_in_production.messages("configuration", "fail")
+    assert "no sign-in provider is configured" in failed
+    for cls in PROVIDER_CLASSES.values():
+        assert f"{cls.env_prefix}_CLIENT_ID and {cls.env_prefix}_CLIENT_SECRET" in failed
+    # Development: nobody can sign in, which is worth a warning, not a refusal.
+    assert none_in_development.returncode == 0, none_in_development.checks(status="fail")
+    assert none_in_development.status_of("configuration", "no sign-in provider") == "warn"
+
+
+# --- no credentials in the report -----------------------------------------------------
+
+PASSWORD = "hunter2-s3cret"
+
+
+def test_no_password_of_a_mistyped_or_unreachable_url_is_echoed(doctor) -> None:
+    """Each URL is named by its variable and shown without its userinfo, stdout and stderr."""
+    unreachable_providers = {
+        PROBE_VARIABLE[name]: f"http://u:{PASSWORD}@127.0.0.1:1" for name in PROVIDERS
+    }
+    if "google" in PROVIDER_CLASSES:
+        unreachable_providers["GOOGLE_SERVER_METADATA_URL"] += DISCOVERY_PATH
+    database = f"postgresql+psycopg://app:{PASSWORD}@127.0.0.1"
+    runs = {
+        "REDIS_URL": [
+            f"redsi://:{PASSWORD}@127.0.0.1:1/0",  # mistyped scheme
+            f"127.0.0.1:{PASSWORD}@1",  # no scheme at all
+            f"redis://default:{PASSWORD}@127.0.0.1:1/0",  # unreachable
+        ],
+        "DATABASE_URL": [f"{database}:54x2/app", f"{database}:1/app?password={PASSWORD}"],
+    }
+    overrides = [{variable: url} for variable, urls in runs.items() for url in urls]
+    reports = doctor.many(*overrides, unreachable_providers)
+    for given, report in zip([*overrides, unreachable_providers], reports, strict=True):
+        assert report.returncode == 1, given
+        assert PASSWORD not in report.stdout + report.stderr, given
+        failed = report.messages(status="fail")
+        if "REDIS_URL" in given or "DATABASE_URL" in given:
+            assert next(iter(given)) in failed, (given, failed)
+    assert "http://***@127.0.0.1:1" in reports[-1].messages(status="fail")
+    assert "http://***@127.0.0.1:1" in reports[-1].stderr  # the progress lines

@@ -11,14 +11,13 @@ from __future__ import annotations
 import json
 import logging
 import re
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 import requests
-from conftest import Browser, query, run_server
+from conftest import Browser, gunicorn_command, query, run_server
 from flask import request
 
 from {{ cookiecutter.package_name }} import create_app
@@ -335,16 +334,7 @@ def gunicorn(env: dict[str, str], workdir: Path, port: int, url: str) -> Iterato
     """gunicorn serving create_app() with Authlib at DEBUG; yields the file with its output."""
     (workdir / "debug_wsgi.py").write_text(WSGI_MODULE.format(package=PACKAGE))
     env = {**env, "PYTHONPATH": f"{workdir}:{env['PYTHONPATH']}"}
-    command = [
-        sys.executable,
-        "-m",
-        "gunicorn",
-        "--workers",
-        "1",
-        "--bind",
-        f"127.0.0.1:{port}",
-        "debug_wsgi:app",
-    ]
+    command = gunicorn_command(port, "--workers", "1", app="debug_wsgi:app")
     with run_server(command, env, workdir, url) as log_path:
         yield log_path
 

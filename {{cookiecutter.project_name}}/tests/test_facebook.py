@@ -82,6 +82,8 @@ def test_authorization_request(browser, mock, app) -> None:
     assert params["client_id"] == mock.settings.facebook_client_id
     assert params["redirect_uri"] == f"{app.url}/auth/facebook/callback"
     assert params["response_type"] == "code"
+    # No PKCE: Facebook drops a challenge sent without `openid` and then refuses the
+    # code_verifier (the mock does too, so every Facebook login here proves none is sent).
     assert "code_challenge" not in params and "code_challenge_method" not in params
 
 
@@ -195,3 +197,23 @@ def test_exhausted_app_usage_is_a_503(browser, mock, redis_db, database) -> None
     )
     assert int(response.headers["Retry-After"]) > 0
     assert counts(mock)["me"] == 1
+
+
+# --- odd /me answers --------------------------------------------------------------------
+
+
+def test_picture_data_as_a_string_still_signs_in_without_an_avatar(browser, mock) -> None:
+    """`picture.data` a bare string (once a 500): the profile is fine, the avatar unknown."""
+    mock.control.switch("facebook", picture="string")
+    final = browser.login("facebook")
+    assert final.status_code == 200, final.text
+    identity = browser.identity()
+    assert identity["subject"] == ADA_ID
+    assert identity["avatar_url"] is None
+    assert identity["name"] == "Ada Lovelace"
+
+
+def test_null_id_at_me_is_a_502(browser, mock, redis_db, database) -> None:
+    """The check on the subject is shared by every provider: Facebook's null id too."""
+    response = failed_login(browser, mock, redis_db, database, 502, "invalid_profile", me="null_id")
+    assert "Facebook sent a profile this app cannot use" in response.text

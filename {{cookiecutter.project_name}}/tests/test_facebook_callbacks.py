@@ -14,6 +14,7 @@ import json
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -26,13 +27,18 @@ from test_api_tokens import execute
 
 from {{ cookiecutter.package_name }} import create_app
 from {{ cookiecutter.package_name }}.providers import PROVIDER_CLASSES
-from {{ cookiecutter.package_name }}.providers.facebook_callbacks import DELETION_STATUS_DAYS
+from {{ cookiecutter.package_name }}.providers.facebook_callbacks import (
+    DELETION_STATUS_DAYS,
+    MAX_AGE,
+    MAX_FUTURE,
+)
 
 PACKAGE = create_app.__module__
 OTHERS = [p for p in PROVIDER_CLASSES if p != "facebook"]
 needs_another_provider = pytest.mark.skipif(not OTHERS, reason="baked with Facebook only")
 ADA_ID = "10229384756102938"  # the mock's Facebook persona "ada"
 UNKNOWN_ID = "10000000000000001"
+OTHER_UNKNOWN_ID = "10000000000000002"
 PATHS = {
     "deauthorize": "/auth/facebook/deauthorize",
     "data_deletion": "/auth/facebook/data-deletion",
@@ -129,6 +135,11 @@ def test_garbage_is_400_never_500(app, app_env, kind) -> None:
         {"signed_request": signed_request({"algorithm": "HMAC-SHA256"}, secret)},  # no user_id
         {"signed_request": signed_request(payload(user_id="ada"), secret)},
         {"signed_request": signed_request(payload(user_id=None), secret)},
+        {"signed_request": signed_request({"algorithm": "HMAC-SHA256", "user_id": ADA_ID}, secret)},
+        {"signed_request": signed_request(payload(issued_at=str(int(time.time()))), secret)},
+        {"signed_request": signed_request(payload(issued_at=True), secret)},
+        {"signed_request": signed_request(payload(issued_at=None), secret)},
+        {"signed_request": signed_request(payload(issued_at=int(time.time()) - 86400), secret)},
         {"signed_request": deep},  # nesting deep enough to break a recursive parser
     ]
     for form in forms:
@@ -286,9 +297,111 @@ def test_data_deletion_status_page(app, mock, redis_db, database) -> None:
     query = "UPDATE data_deletion_requests SET requested_at = :at WHERE confirmation_code = :c"
     assert execute(database, query, at=long_ago, c=code) == 1
     assert requests.get(url, timeout=10).status_code == 404
-    newer = mock.control.facebook_callback("data_deletion", user_id=UNKNOWN_ID)["body"]
+    newer = mock.control.facebook_callback("data_deletion", user_id=OTHER_UNKNOWN_ID)["body"]
     assert deletion_request(database, code) is None
     assert deletion_request(database, newer["confirmation_code"]) is not None
+
+
+# --- repeats and old requests ---------------------------------------------------------
+
+
+def deletion_rows(db: sa.Engine) -> list[str]:
+    return [c for (c,) in rows(db, "SELECT confirmation_code FROM data_deletion_requests")]
+
+
+def facebook_subjects(db: sa.Engine) -> list[str]:
+    return [s for (s,) in rows(db, "SELECT subject FROM identities WHERE provider = 'facebook'")]
+
+
+def test_a_repeated_deauthorize_does_nothing_twice(app, mock, database) -> None:
+    """A retry of the same signed_request, after the person linked Facebook again, must not
+    unlink them again."""
+    sign_in(app.url)
+    first = mock.control.facebook_callback("deauthorize")
+    assert first["status"] == 200, first
+    assert facebook_subjects(database) == []
+    again = sign_in(app.url)  # the person comes back and signs in with Facebook
+    assert facebook_subjects(database) == [ADA_ID]
+
+    repeat = mock.control.facebook_callback("deauthorize", signed_request=first["signed_request"])
+    assert repeat["status"] == 200 and repeat["body"] == first["body"], repeat
+    assert facebook_subjects(database) == [ADA_ID]
+    assert again.me().status_code == 200
+    assert [i["provider"] for i in again.me().json()["identities"]] == ["facebook"]
+
+
+def test_a_repeated_data_deletion_gives_the_same_code_and_deletes_nothing_new(
+    app, mock, database
+) -> None:
+    sign_in(app.url)
+    first = mock.control.facebook_callback("data_deletion")
+    assert first["status"] == 200, first
+    code = first["body"]["confirmation_code"]
+    assert deletion_request(database, code).found
+    returning = sign_in(app.url)  # a new account, made after the deletion
+    me = returning.me().json()
+
+    repeat = mock.control.facebook_callback("data_deletion", signed_request=first["signed_request"])
+    assert repeat["status"] == 200, repeat
+    assert repeat["body"] == first["body"]  # the same confirmation code and status URL
+    assert deletion_rows(database) == [code]  # one record, still saying the data was found
+    assert deletion_request(database, code).found
+    assert stored_user(database, me["id"]) is not None  # the new account is untouched
+    assert returning.me().status_code == 200
+    events = rows(database, "SELECT 1 FROM audit_events WHERE event = 'facebook_data_deletion'")
+    assert len(events) == 1
+
+
+def test_concurrent_copies_of_one_data_deletion_make_one_record(app, mock, database) -> None:
+    sign_in(app.url)
+    first = mock.control.facebook_callback("data_deletion", user_id=UNKNOWN_ID)
+    database_codes = deletion_rows(database)
+    other = signed_request(payload(OTHER_UNKNOWN_ID), mock.settings.facebook_client_secret)
+
+    def send(_: int) -> requests.Response:
+        return post(app.url, "data_deletion", {"signed_request": other})
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        answers = list(pool.map(send, range(6)))
+    assert {a.status_code for a in answers} == {200}, [a.text for a in answers]
+    assert len({a.json()["confirmation_code"] for a in answers}) == 1
+    assert len(deletion_rows(database)) == len(database_codes) + 1
+    assert first["body"]["confirmation_code"] in deletion_rows(database)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize(
+    ("age", "accepted"),
+    [(MAX_AGE + 60, False), (-(MAX_FUTURE + 60), False), (MAX_AGE - 60, True), (0, True)],
+)
+def test_issued_at_must_be_recent(app, mock, database, kind, age, accepted) -> None:
+    sign_in(app.url)
+    answer = mock.control.facebook_callback(kind, age=age)
+    if not accepted:
+        assert answer["status"] == 400, answer
+        assert answer["body"]["error"] == "invalid_signed_request"
+        reason = "in the future" if age < 0 else f"more than {MAX_AGE // 60} minutes ago"
+        assert reason in answer["body"]["message"]
+        assert facebook_subjects(database) == [ADA_ID]  # nothing was done
+        assert deletion_rows(database) == []
+    else:
+        assert answer["status"] == 200, answer
+        assert facebook_subjects(database) == []
+
+
+def test_a_repeat_stays_answered_after_the_window(app, mock, database) -> None:
+    """A request handled in time keeps its answer when it comes again, however late."""
+    sign_in(app.url)
+    first = {kind: mock.control.facebook_callback(kind, age=MAX_AGE - 3) for kind in KINDS}
+    assert {kind: answer["status"] for kind, answer in first.items()} == dict.fromkeys(KINDS, 200)
+    time.sleep(3.5)  # now the same requests are older than MAX_AGE
+    for kind, answer in first.items():
+        late = mock.control.facebook_callback(kind, signed_request=answer["signed_request"])
+        assert late["status"] == 200 and late["body"] == answer["body"], late
+    # A never-seen request that old is still refused. (Another user: for Ada, the mock would
+    # sign the very same bytes again, a repeat.)
+    stale = mock.control.facebook_callback("data_deletion", user_id=UNKNOWN_ID, age=MAX_AGE + 1)
+    assert stale["status"] == 400, stale
 
 
 # --- the doctor lists both URLs ---------------------------------------------------------

@@ -10,7 +10,7 @@ from urllib.parse import urlencode, urlsplit
 
 import pytest
 import requests
-from conftest import Browser, query
+from conftest import Browser, query, rows
 from test_login import assert_failed_cleanly, assert_stored_login
 
 from {{ cookiecutter.package_name }}.providers.base import json_token_fix
@@ -276,3 +276,57 @@ def test_rate_limited_user_endpoint_is_a_503_with_retry_after(
     assert counts(mock)["user"] == 1
     mock.control.switch("github", rate_limit=None)
     assert browser.login("github").status_code == 200
+
+
+# --- odd /user answers ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("shape", ["no_id", "null_id", "empty_id", "list"])
+def test_user_without_a_usable_id_is_a_502(browser, mock, redis_db, database, shape) -> None:
+    """No id, "id": null or "" (once signed in as the shared subject "None"), or /user as
+    a JSON list (once a 500): a clean 502, and nobody is signed in or stored."""
+    mock.control.switch("github", user_object=shape)
+    response = browser.login("github")
+    assert_failed_cleanly(response, browser, redis_db, database, 502, "invalid_profile")
+    assert "GitHub sent a profile this app cannot use" in response.text
+    assert counts(mock)["user"] == 1
+    mock.control.switch("github", user_object="ok")
+    assert browser.login("github").status_code == 200
+    assert browser.identity()["subject"] == str(ADA_ID)
+
+
+def test_odd_fields_are_dropped_or_trimmed_not_a_500(browser, mock, database) -> None:
+    """A good id with fields of the wrong type or size: sign in, keep only what fits."""
+    mock.control.switch("github", user_object="odd_fields")
+    final = browser.login("github")
+    assert final.status_code == 200, final.text
+    identity = browser.identity()
+    assert identity["subject"] == str(ADA_ID)
+    assert identity["username"] is None  # a list is not a login
+    assert identity["avatar_url"] is None  # only http(s) URLs reach an <img src>
+    assert identity["name"] == ("Ada " + "L" * 300)[:255]  # one line, cut to the column size
+    # An object is not an address: the verified primary comes from /user/emails instead.
+    assert counts(mock)["emails"] == 1
+    assert identity["email"] == "ada@example.com" and identity["email_verified"] is True
+    (stored,) = rows(database, "SELECT name, email FROM identities")
+    assert stored == (identity["name"], "ada@example.com")
+
+
+def test_null_id_never_becomes_a_shared_account(app, mock, redis_db, database) -> None:
+    """Two different people whose /user has "id": null must not meet in one account."""
+    mock.control.switch("github", user_object="null_id")
+    for persona in ("ada", "private"):
+        mock.control.switch("github", user=persona)
+        browser = Browser(app.url)
+        assert browser.login("github").status_code == 502
+        assert browser.me().status_code == 401
+    assert not rows(database, "SELECT subject FROM identities")
+
+
+def test_odd_user_from_the_profile_api_is_a_502_json(browser, mock) -> None:
+    assert browser.login("github").status_code == 200
+    mock.control.switch("github", user_object="list")
+    response = browser.get("/api/providers/github/profile")
+    assert response.status_code == 502, response.text
+    assert response.json()["error"] == "invalid_profile"
+    assert browser.me().status_code == 200  # still signed in: the provider misbehaved, not us

@@ -158,6 +158,11 @@ def signed_in(app: RunningApp, guarded: RunningApp, mock, **kwargs) -> Browser:
     return browser
 
 
+def with_staff(env: dict[str, str]) -> dict[str, str]:
+    """The app's settings plus its own role `staff` (`flask roles grant` knows only these)."""
+    return {**env, "APP_ROLES": "staff"}
+
+
 def json_get(url: str, **headers: str) -> requests.Response:
     return requests.get(url, headers=headers, allow_redirects=False, timeout=10)
 
@@ -221,7 +226,7 @@ def test_roles_granted_by_hand_open_the_guarded_routes(app, guarded, mock, app_e
     browser = signed_in(app, guarded, mock)
     user_id = browser.me().json()["id"]
     assert browser.get("/staff/").status_code == 403
-    result = cli(app_env, "roles", "grant", user_id, "staff")
+    result = cli(with_staff(app_env), "roles", "grant", user_id, "staff")
     assert result.exit_code == 0, result.output
     assert browser.get("/staff/").text == "<p>staff only</p>"
     assert browser.get("/api/staff/report").json() == {"report": user_id}
@@ -234,7 +239,7 @@ def test_roles_granted_by_hand_open_the_guarded_routes(app, guarded, mock, app_e
 def test_cookie_authenticated_unsafe_requests_need_csrf(app, guarded, mock, app_env) -> None:
     browser = signed_in(app, guarded, mock)
     user_id = browser.me().json()["id"]
-    cli(app_env, "roles", "grant", user_id, "staff")
+    cli(with_staff(app_env), "roles", "grant", user_id, "staff")
     for path in ("/guarded/act", "/api/guarded/data", "/staff/"):
         refused = browser.http.post(guarded.url + path, timeout=10, allow_redirects=False)
         assert refused.status_code == 403, path
@@ -279,7 +284,7 @@ def test_protected_api_blueprint_with_a_token_needs_the_role(app, guarded, mock,
     token = new_token(browser)["token"]
     response = call(guarded.url, token, "/api/staff/report")
     assert response.status_code == 403 and response.json()["error"] == "forbidden"
-    cli(app_env, "roles", "grant", user_id, "staff")
+    cli(with_staff(app_env), "roles", "grant", user_id, "staff")
     assert call(guarded.url, token, "/api/staff/report").json() == {"report": user_id}
     garbage = call(guarded.url, "garbage", "/api/staff/report")
     assert garbage.status_code == 401 and challenge(garbage)["error"] == "invalid_token"
@@ -299,7 +304,7 @@ def test_a_views_scope_is_checked_inside_a_protected_blueprint(app, guarded, moc
     browser = signed_in(app, guarded, mock)
     user_id = browser.me().json()["id"]
     for role in ("staff", "admin"):
-        assert cli(app_env, "roles", "grant", user_id, role).exit_code == 0
+        assert cli(with_staff(app_env), "roles", "grant", user_id, role).exit_code == 0
     token = new_token(browser, scopes=["profile:read"])["token"]
     assert call(guarded.url, token, "/api/staff/report").status_code == 200
     # The view asks for the admin scope: passing the blueprint's guard is not enough.
@@ -395,6 +400,44 @@ def test_admin_role_is_reevaluated_at_each_login(variant, mock, database) -> Non
     assert "admin" in roles_of(sign_in(app.url, mock, provider=VERIFIED))
 
 
+@needs_verified
+def test_removing_an_admin_email_takes_admin_away_at_once(variant, mock, database) -> None:
+    email = VERIFIED_EMAIL[VERIFIED]
+    app = variant(ADMIN_EMAILS=email)
+    browser = sign_in(app.url, mock, provider=VERIFIED)
+    user_id = browser.me().json()["id"]
+    token = new_token(browser, scopes=["admin"])["token"]
+    assert browser.get("/admin").status_code == 200
+    assert call(app.url, token, "/api/admin/users").status_code == 200
+
+    app = variant(ADMIN_EMAILS="someone@else.example")  # a restart without the address
+    # No new sign-in: the session and the token lose admin on their very next request.
+    assert browser.get("/admin").status_code == 403
+    assert browser.get("/api/admin/users").status_code == 403
+    assert roles_of(browser) == ["user"]
+    assert "admin" not in browser.get("/account").text.split("<dt>Roles</dt>")[1][:40]
+    response = call(app.url, token, "/api/admin/users")
+    assert response.status_code == 403 and response.json()["error"] == "forbidden"
+    # The grant made at sign-in is kept as a record, and counts only while listed.
+    assert role_grants(database) == [(user_id, "admin", "admin_emails")]
+    app = variant(ADMIN_EMAILS=email)
+    assert call(app.url, token, "/api/admin/users").status_code == 200
+    assert "admin" in roles_of(browser)
+
+
+@needs_verified
+def test_an_address_added_to_admin_emails_counts_from_the_next_sign_in(variant, mock) -> None:
+    email = VERIFIED_EMAIL[VERIFIED]
+    app = variant(ADMIN_EMAILS=None)
+    browser = sign_in(app.url, mock, provider=VERIFIED)
+    app = variant(ADMIN_EMAILS=email)
+    assert browser.get("/admin").status_code == 403  # as the README says
+    again = sign_in(app.url, mock, provider=VERIFIED)
+    assert again.get("/admin").status_code == 200
+    assert "admin" in roles_of(again)
+    assert "admin" in roles_of(browser)  # the sign-in told the other sessions
+
+
 # --- flask roles grant|revoke ----------------------------------------------------------
 
 
@@ -405,7 +448,10 @@ def test_cli_grant_survives_the_next_login_and_revoke_removes_it(
     user_id = browser.me().json()["id"]
     assert browser.get("/admin").status_code == 403
     assert role_grants(database) == []
-    result = cli(app_env, "roles", "grant", EMAIL_OF[PROVIDER].upper(), "admin")
+    # A provider-verified email, in any case; Facebook verifies none: then the user id.
+    verified = browser.me().json()["email_verified"]
+    who = EMAIL_OF[PROVIDER] if verified else user_id
+    result = cli(app_env, "roles", "grant", who.upper() if verified else who, "admin")
     assert result.exit_code == 0, result.output
     assert "admin" in result.stdout
     assert role_grants(database) == [(user_id, "admin", "manual")]
@@ -414,7 +460,7 @@ def test_cli_grant_survives_the_next_login_and_revoke_removes_it(
     assert "admin" in roles_of(again)
     assert again.get("/api/admin/users").status_code == 200
     assert role_grants(database) == [(user_id, "admin", "manual")]  # kept by the login
-    result = cli(app_env, "roles", "revoke", EMAIL_OF[PROVIDER], "admin")
+    result = cli(app_env, "roles", "revoke", who, "admin")
     assert result.exit_code == 0, result.output
     assert role_grants(database) == []
     # Existing sessions lose the role at once (403), or are ended (sent to /login).
@@ -447,3 +493,67 @@ def test_cli_with_an_unknown_email_fails_with_a_message(app, app_env) -> None:
         assert result.exit_code != 0
         assert "nobody@nowhere.example" in result.output
         assert "Traceback" not in result.output
+
+
+@pytest.mark.skipif(
+    not {"github", "facebook"} <= set(PROVIDER_CLASSES), reason="needs GitHub and Facebook"
+)
+def test_cli_acts_only_on_a_provider_verified_email(app, mock, app_env, database) -> None:
+    # Facebook never verifies an email: its "ada" says ada@example.com, as GitHub's does.
+    facebook = sign_in(app.url, mock, provider="facebook")
+    facebook_id = facebook.me().json()["id"]
+    unverified = f"ignored: user {facebook_id} by facebook ada@example.com (NOT verified)"
+    result = cli(app_env, "roles", "grant", "ada@example.com", "admin")
+    assert result.exit_code != 0
+    assert unverified in result.stdout.splitlines()
+    assert "pass a user id" in result.stderr
+    assert role_grants(database) == []
+    assert facebook.get("/admin").status_code == 403
+    deleted = cli(app_env, "users", "delete", "ada@example.com", "--yes")
+    assert deleted.exit_code != 0 and unverified in deleted.stdout
+    assert facebook.me().status_code == 200
+
+    # A GitHub user with the same, verified, address is another user: only they match.
+    github = sign_in(app.url, mock, provider="github")
+    github_id = github.me().json()["id"]
+    result = cli(app_env, "roles", "grant", "ADA@example.com", "admin")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    matched = f"matched: user {github_id} by github ada@example.com (verified)"
+    assert matched in lines and unverified in lines
+    assert lines.index(matched) < lines.index(next(x for x in lines if "roles user, admin" in x))
+    assert role_grants(database) == [(github_id, "admin", "manual")]
+    assert facebook.get("/admin").status_code == 403
+    assert github.get("/admin").status_code == 200
+
+    # An explicit user id selects anyone, and the command says who that is.
+    by_id = cli(app_env, "users", "delete", facebook_id, "--yes")
+    assert by_id.exit_code == 0, by_id.output
+    assert f"matched user {facebook_id}" in by_id.stdout
+    assert "  facebook ada@example.com (NOT verified)" in by_id.stdout.splitlines()
+    assert facebook.me().status_code == 401
+    assert github.me().status_code == 200
+
+
+def test_cli_knows_only_the_apps_role_names(app, mock, app_env, database) -> None:
+    browser = sign_in(app.url, mock)
+    user_id = browser.me().json()["id"]
+    for role in ("admn", "Admin", "staff", "user"):
+        result = cli(app_env, "roles", "grant", user_id, role)
+        assert result.exit_code != 0, role
+        assert repr(role) in result.stderr
+        assert "Traceback" not in result.output
+    assert "known roles are admin" in cli(app_env, "roles", "grant", user_id, "admn").stderr
+    assert "APP_ROLES" in cli(app_env, "roles", "grant", user_id, "staff").stderr
+    assert role_grants(database) == []
+    assert cli(app_env, "roles", "revoke", user_id, "admn").exit_code != 0
+
+    # SECURITY_ROLES and APP_ROLES name the others.
+    env = {**app_env, "APP_ROLES": "staff, editor", "SECURITY_ROLES": "admin,auditor"}
+    for role in ("staff", "editor", "auditor", "admin"):
+        assert cli(env, "roles", "grant", user_id, role).exit_code == 0, role
+    assert roles_of(browser) == ["user", "admin", "auditor", "editor", "staff"]
+    # A role dropped from APP_ROLES can still be taken away from who has it.
+    result = cli(app_env, "roles", "revoke", user_id, "editor")
+    assert result.exit_code == 0, result.output
+    assert ("editor" in roles_of(browser)) is False

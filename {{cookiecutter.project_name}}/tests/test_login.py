@@ -178,6 +178,39 @@ def test_production_cookie_is_host_prefixed_secure_httponly_lax(variant, provide
     assert "SameSite=Lax" in cookie and "Path=/" in cookie
 
 
+class LoopbackHttp(requests.Session):
+    """Sends Secure cookies to http://127.0.0.1, as browsers do for localhost."""
+
+    def prepare_request(self, request: requests.Request) -> requests.PreparedRequest:
+        for cookie in self.cookies:
+            cookie.secure = False
+        return super().prepare_request(request)
+
+
+def test_production_logout_clears_the_host_cookie(variant, provider) -> None:
+    """Browsers ignore a __Host- cookie, even one that clears, without Secure and Path=/."""
+    app = variant(APP_ENV="production")
+    browser = Browser(app.url, http=LoopbackHttp())
+    assert browser.login(provider).status_code == 200
+    assert browser.me().status_code == 200
+    response = browser.http.post(
+        f"{app.url}/logout",
+        data={"csrf_token": browser.csrf_token()},
+        allow_redirects=False,
+        timeout=10,
+    )
+    assert response.status_code == 303
+    (cookie,) = response.raw.headers.getlist("Set-Cookie")
+    name_value, *attributes = [part.strip() for part in cookie.split(";")]
+    assert name_value == "__Host-session="
+    named = {a.split("=")[0].lower(): a for a in attributes}
+    assert "secure" in named and named["path"] == "Path=/" and "domain" not in named
+    assert named["max-age"] == "Max-Age=0"
+    assert {"httponly", "samesite"} <= set(named)  # as it was set
+    assert browser.cookie() is None
+    assert browser.me().status_code == 401
+
+
 def test_development_cookie_is_httponly_lax(browser, provider) -> None:
     response = browser.get(f"/login/{provider}")
     cookie = response.headers["Set-Cookie"]
@@ -259,20 +292,57 @@ def test_denied_consent(browser, provider, mock, redis_db, database) -> None:
     assert "cancelled" in response.text
 
 
-def test_missing_state(browser, provider, redis_db, database) -> None:
+def assert_refused_and_the_real_sign_in_goes_on(
+    response, browser, database, provider: str, callback: str
+) -> None:
+    """A callback whose state matches nothing in this browser: refused, nothing stored, and
+    the browser's own pending sign-in (its state, PKCE verifier, nonce) left alone, so its
+    real callback, a moment later, still signs in."""
+    assert response.status_code == 400, response.text
+    assert "invalid_state" in response.text and "Traceback" not in response.text
+    assert browser.me().status_code == 401
+    assert stored_logins(database) == {"users": [], "identities": [], "provider_tokens": []}
+    assert browser.finish_login(callback).status_code == 200
+    assert browser.me().status_code == 200
+    assert_stored_login(database, provider, browser.identity()["subject"])
+
+
+def test_missing_state(browser, provider, database) -> None:
     callback = browser.start_login(provider)
     params = query(callback)
     response = browser.get(f"/auth/{provider}/callback", params={"code": params["code"]})
-    assert_failed_cleanly(response, browser, redis_db, database, 400, "invalid_state")
     assert "cookies" in response.text
+    assert_refused_and_the_real_sign_in_goes_on(response, browser, database, provider, callback)
 
 
-def test_forged_state(browser, provider, redis_db, database) -> None:
-    params = query(browser.start_login(provider))
+def test_forged_state(browser, provider, database) -> None:
+    callback = browser.start_login(provider)
     response = browser.get(
-        f"/auth/{provider}/callback", params={"code": params["code"], "state": "forged"}
+        f"/auth/{provider}/callback", params={"code": query(callback)["code"], "state": "forged"}
     )
-    assert_failed_cleanly(response, browser, redis_db, database, 400, "invalid_state")
+    assert_refused_and_the_real_sign_in_goes_on(response, browser, database, provider, callback)
+
+
+def test_a_planted_callback_does_not_cancel_the_pending_sign_in(app, provider, database) -> None:
+    """Login CSRF: the attacker's own callback (their code and state) sent to the victim's
+    browser, while the victim is signing in."""
+    victim = Browser(app.url)
+    callback = victim.start_login(provider)
+    planted = Browser(app.url).start_login(provider)
+    response = victim.get(planted.split("#")[0])
+    assert_refused_and_the_real_sign_in_goes_on(response, victim, database, provider, callback)
+
+
+def test_a_failed_attempt_leaves_the_other_pending_one(browser, provider, mock) -> None:
+    """Two tabs signing in: one fails at the provider, the other still finishes."""
+    first = browser.start_login(provider, next_path="/account")
+    second = browser.start_login(provider, next_path="/account")
+    mock.control.switch(provider, token_http_status=503)
+    assert browser.finish_login(first).status_code == 502
+    mock.control.switch(provider, token_http_status=None)
+    assert browser.finish_login(second).status_code == 200
+    assert browser.me().status_code == 200
+    assert browser.hops[-1].endswith("/account")  # the pending `next` was kept too
 
 
 def test_replayed_callback(browser, provider, redis_db) -> None:

@@ -523,6 +523,18 @@ class TestGitHub:
         as_json = github_token(fake, github_code(fake))
         assert as_json["access_token"].startswith("gho_") and "expires_in" not in as_json
 
+    @pytest.mark.parametrize("shape", ["no_id", "null_id", "empty_id", "list"])
+    def test_user_object_switch(self, fake: RunningMock, shape: str) -> None:
+        fake.control.switch("github", user_object=shape)
+        response = github_api(fake, "/user", github_login(fake)["access_token"])
+        assert response.status_code == 200
+        body = response.json()
+        if shape == "list":
+            assert isinstance(body, list) and body[0]["login"] == "ada"
+        else:
+            expected = {"no_id": "missing", "null_id": None, "empty_id": ""}[shape]
+            assert body["login"] == "ada" and body.get("id", "missing") == expected
+
     def test_errors_are_http_200_in_both_encodings(self, fake: RunningMock) -> None:
         code = github_code(fake)
         bad = github_token(fake, code, json_reply=False, client_secret="wrong")
@@ -859,6 +871,44 @@ class TestFacebook:
         fake.control.switch("facebook", me="false")
         response = facebook_me(fake, token)
         assert response.status_code == 200 and response.text.strip() == "false"
+
+    def test_odd_me_answers(self, fake: RunningMock) -> None:
+        token = facebook_login(fake)
+        fake.control.switch("facebook", picture="string")
+        body = facebook_me(fake, token, fields="id,name,picture").json()
+        assert isinstance(body["picture"]["data"], str)
+        assert body["picture"]["data"].startswith(f"{fake.url}/facebook/pic/")
+        fake.control.switch("facebook", picture="ok", me="null_id")
+        body = facebook_me(fake, token, fields="id,name").json()
+        assert body == {"id": None, "name": "Ada Lovelace"}
+
+    def test_a_classic_login_drops_the_pkce_challenge(self, fake: RunningMock) -> None:
+        """Without `openid`, Facebook ignores code_challenge, and a code_verifier sent to the
+        token endpoint is an error (what broke better-auth and Nango)."""
+        verifier, challenge = pkce_pair()
+        code = facebook_code(fake, code_challenge=challenge, code_challenge_method="S256")
+        refused = graph_error(facebook_token(fake, code, code_verifier=verifier))
+        assert refused["code"] == 1 and refused["type"] == "OAuthException"
+        assert refused["message"] == (
+            "code_verifier param is provided without a code_challenge in authorization request."
+        )
+        assert facebook_token(fake, code).status_code == 200  # the code was not spent
+
+    def test_the_oidc_flow_binds_the_code_to_the_challenge(self, fake: RunningMock) -> None:
+        """With `openid`, as Meta documents: no verifier, or a wrong one, gets no token."""
+        verifier, challenge = pkce_pair()
+        code = facebook_code(
+            fake, scope="openid,email", code_challenge=challenge, code_challenge_method="S256"
+        )
+        missing = graph_error(facebook_token(fake, code))
+        assert missing["code"] == 100 and "Invalid code verifier" in missing["message"]
+        other_verifier, _ = pkce_pair()
+        assert graph_error(facebook_token(fake, code, code_verifier=other_verifier))
+        assert graph_error(facebook_token(fake, code, code_verifier=challenge))  # not plain
+        assert facebook_token(fake, code, code_verifier=verifier).status_code == 200
+        plain = facebook_code(fake, scope="openid", code_challenge="x" * 43)  # no method: plain
+        assert graph_error(facebook_token(fake, plain, code_verifier="y" * 43))
+        assert facebook_token(fake, plain, code_verifier="x" * 43).status_code == 200
 
     def test_real_expiry_is_enforced(self, fake: RunningMock) -> None:
         fake.control.switch("facebook", expires_in=0)

@@ -20,6 +20,7 @@ from flask import Flask
 
 from {{ cookiecutter.package_name }} import create_app
 from {{ cookiecutter.package_name }}.errors import AppError
+from {{ cookiecutter.package_name }}.providers import PROVIDER_CLASSES
 from {{ cookiecutter.package_name }}.settings import SettingsError
 
 PACKAGE = create_app.__module__
@@ -197,7 +198,7 @@ def test_production_refuses_the_development_database(
     assert list((tmp_path / "instance").glob("*.sqlite3"))
 
 
-@pytest.mark.parametrize("variable", ["REDIS_URL", "DATABASE_URL"])
+@pytest.mark.parametrize("variable", ["REDIS_URL", "DATABASE_URL", "PUBLIC_URL"])
 def test_the_factory_exits_with_one_message_naming_the_variable(
     project_env, app_env, tmp_path: Path, variable
 ) -> None:
@@ -226,8 +227,8 @@ def test_the_factory_exits_with_one_message_naming_the_variable(
         pytest.param(["auth", "doctor"], id="doctor-words"),
     ],
 )
-@pytest.mark.parametrize("variable", ["REDIS_URL", "DATABASE_URL"])
-def test_gunicorn_refuses_a_production_setup_without_redis_or_database(
+@pytest.mark.parametrize("variable", ["REDIS_URL", "DATABASE_URL", "PUBLIC_URL"])
+def test_gunicorn_refuses_a_production_setup_without_redis_database_or_public_url(
     released_port, project_env, app_env, app_url, tmp_path: Path, extra_args, variable
 ) -> None:
     env = {**project_env, **production(app_env, **{variable: None})}
@@ -249,3 +250,67 @@ def test_gunicorn_refuses_a_production_setup_without_redis_or_database(
     assert served is False, "gunicorn neither served nor exited: it respawns refusing workers"
     assert process.returncode != 0
     assert f"{variable} is required in production" in output
+
+
+# --- providers ------------------------------------------------------------------------
+
+
+def test_production_refuses_a_provider_with_one_credential_or_no_provider(app_env) -> None:
+    """Both used to start: the provider silently disabled, or a server nobody can sign in to."""
+    for name, cls in PROVIDER_CLASSES.items():
+        for given, missing in (("ID", "SECRET"), ("SECRET", "ID")):
+            prefix = f"{cls.env_prefix}_CLIENT_"
+            with pytest.raises(SettingsError) as refused:
+                create_app(production(app_env, **{prefix + missing: None}))
+            expected = f"{prefix}{missing} is not set but {prefix}{given} is"
+            assert expected in str(refused.value), name
+    no_provider = {
+        f"{cls.env_prefix}_CLIENT_{part}": None
+        for cls in PROVIDER_CLASSES.values()
+        for part in ("ID", "SECRET")
+    }
+    with pytest.raises(SettingsError) as refused:
+        create_app(production(app_env, **no_provider))
+    assert "no sign-in provider is configured" in str(refused.value)
+    for cls in PROVIDER_CLASSES.values():
+        assert f"{cls.env_prefix}_CLIENT_ID and {cls.env_prefix}_CLIENT_SECRET" in str(
+            refused.value
+        )
+
+
+# --- no credentials in messages ---------------------------------------------------------
+
+PASSWORD = "hunter2-s3cret"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        pytest.param("REDIS_URL", f"redsi://:{PASSWORD}@127.0.0.1:6379/0", id="redis-scheme-typo"),
+        pytest.param("REDIS_URL", f"127.0.0.1:{PASSWORD}@6379", id="redis-no-scheme"),
+        pytest.param(
+            "DATABASE_URL", f"postgresql+psycopg://app:{PASSWORD}@127.0.0.1:54x2/app", id="db-port"
+        ),
+        pytest.param(
+            "DATABASE_URL",
+            f"postgresql+psycopg://app:{PASSWORD}@127.0.0.1:1/app?password={PASSWORD}",
+            id="db-unreachable",
+        ),
+    ],
+)
+def test_a_refused_url_is_named_on_stderr_without_its_password(
+    project_env, app_env, tmp_path: Path, variable, value
+) -> None:
+    env = {**project_env, **production(app_env, **{variable: value})}
+    result = subprocess.run(
+        [sys.executable, "-c", f"from {PACKAGE} import create_app; create_app()"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert variable in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    assert PASSWORD not in result.stderr + result.stdout

@@ -16,9 +16,11 @@ from pathlib import Path
 import pytest
 import redis
 from conftest import Browser, RunningApp, free_port, rows, start_redis_server, wait_for
+from limits import parse
 
 from {{ cookiecutter.package_name }} import create_app
 from {{ cookiecutter.package_name }}.providers import PROVIDER_CLASSES
+from {{ cookiecutter.package_name }}.session_index import SessionIndex
 
 PROVIDER = "github" if "github" in PROVIDER_CLASSES else next(iter(PROVIDER_CLASSES))
 REDIS_SERVER = shutil.which("redis-server") or "redis-server"
@@ -108,6 +110,13 @@ def sign_in_and_use(app_url: str) -> Browser:
     return browser
 
 
+def callback_counter(app: RunningApp) -> str:
+    """The rate limiter's counter of this machine's callbacks (ratelimits.py) in Redis."""
+    settings = app.app.config["APP_SETTINGS"]
+    key = parse(settings.login_rate_limit).key_for("ip:127.0.0.1", "auth.callback")
+    return f"{settings.redis_key_prefix}ratelimit:{key}"
+
+
 def test_two_instances_share_sessions_through_redis(released_port, app_env, mock) -> None:
     first = serve(app_env, released_port)  # the port the mock knows as the callback
     second = serve(app_env, free_port())
@@ -155,6 +164,7 @@ def test_redis_sentinel_with_failover(servers, released_port, app_env, mock) -> 
     app = serve(app_env, released_port, REDIS_URL=f"redis+sentinel://127.0.0.1:{sentinel}/mymaster")
     try:
         browser = sign_in_and_use(app.url)
+        assert redis.Redis(port=master).get(callback_counter(app)) == b"1"  # the rate limiter's
         # Let the replica catch up, then fail the master over to it.
         wait_for(lambda: redis.Redis(port=master).info("replication")["connected_slaves"] == 1)
         time.sleep(0.5)
@@ -219,9 +229,19 @@ def test_redis_cluster(servers, released_port, app_env, mock, database) -> None:
         user_id = browser.me().json()["id"]
         assert any(b":session:" in k for k in keys)
         assert any(k.endswith(f":user_sessions:{user_id}".encode()) for k in keys)  # the index
+        assert cluster.get(callback_counter(app)) == b"1"  # the rate limiter counts there too
         # The account itself is in the database, not in Redis.
         assert [tuple(r) for r in rows(database, "SELECT id FROM users")] == [(user_id,)]
         assert not [k for k in keys if user_id.encode() in k and b"user_sessions" not in k]
+        # The session list's last-seen update (a one-key script) runs on the cluster too.
+        index = SessionIndex(cluster, "probe:", 60)
+        index.add("someone", "0123456789abcdef", "probe:session:x")
+        index.touch("someone", "0123456789abcdef")
+        assert [s["id"] for s in index.list("someone")] == []  # its record does not exist
+        index.add("someone", "0123456789abcdef", "probe:session:x")
+        index.end_all("someone")
+        index.touch("someone", "0123456789abcdef")
+        assert not cluster.exists("probe:user_sessions:someone")
         # Sessions live on the cluster: logout deletes the record there.
         page = browser.get("/").text
         csrf = page.split('name="csrf_token" value="')[1].split('"')[0]

@@ -8,7 +8,6 @@ often the app called it.
 
 from __future__ import annotations
 
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -23,6 +22,7 @@ from conftest import (
     RunningApp,
     database_dump,
     everything_in_redis,
+    gunicorn_command,
     query,
     rows,
     run_server,
@@ -362,18 +362,7 @@ def test_single_flight_refresh_across_gunicorn_workers(
     if not REFRESHABLE:
         pytest.skip("baked without Google and GitHub: no refresh tokens")
     name = REFRESHABLE[0]
-    command = [
-        sys.executable,
-        "-m",
-        "gunicorn",
-        "--workers",
-        "2",
-        "--threads",
-        "8",
-        "--bind",
-        f"127.0.0.1:{released_port}",
-        f"{PACKAGE}:create_app()",
-    ]
+    command = gunicorn_command(released_port, "--workers", "2", "--threads", "8")
     env = {**project_env, **app_env}
     with run_server(command, env, tmp_path, app_url) as log_path:
         browser = Browser(app_url)

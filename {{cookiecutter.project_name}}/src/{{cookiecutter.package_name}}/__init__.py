@@ -29,7 +29,9 @@ from .errors import register_error_handlers
 from .extensions import init_extensions
 from .logs import configure_logging, init_request_logging
 from .providers import PROVIDER_CLASSES, provider_blueprints
+from .ratelimits import init_rate_limits
 from .redis import connect
+from .security_headers import init_security_headers
 from .sessions import SecureRedisSessionInterface
 from .settings import Settings, SettingsError, load_settings
 
@@ -73,10 +75,12 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
     for name, blueprint in provider_blueprints().items():
         if name in settings.providers:
             app.register_blueprint(blueprint)
+    init_rate_limits(app, settings, app.extensions["redis"])  # wraps views: after blueprints
     register_error_handlers(app)
     register_cli(app)
     app.before_request(before_each_request)
     init_request_logging(app)
+    init_security_headers(app, settings)
     app.jinja_env.globals.update(csrf_token=csrf_token, provider_title=provider_title)
     app.jinja_env.filters["datetime"] = format_timestamp
 

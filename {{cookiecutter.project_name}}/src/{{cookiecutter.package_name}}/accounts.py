@@ -19,6 +19,7 @@ from .extensions import (
     user_store,
 )
 from .models import db
+from .ratelimits import forget_user
 from .users import UserView
 
 log = logging.getLogger(__name__)
@@ -34,7 +35,7 @@ def sign_out_everywhere(user_id: str, keep: str | None = None, reason: str = "")
 
 def refresh_sessions(user: UserView) -> None:
     """Put the changed user into every live session's copy (roles, identities, profile)."""
-    changes = {"user": user.to_api(), "name": user.name}
+    changes = {"user": user.to_session(), "name": user.name}
     for store_key in session_index().store_keys(user.id):
         current_app.session_interface.rewrite(store_key, changes)
 
@@ -77,6 +78,7 @@ def delete_account(user: UserView, by: str) -> None:
     audit_log().record("account_deleted", None, deleted_user_id=user.id, by=by)
     db.session.commit()
     session_index().end_all(user.id)
+    forget_user(user.id)
 
 
 def drop_identity(user: UserView, provider: str) -> None:

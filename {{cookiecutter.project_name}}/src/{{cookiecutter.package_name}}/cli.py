@@ -16,7 +16,7 @@ from .accounts import delete_account, refresh_sessions, sign_out_everywhere
 from .doctor import run_doctor
 from .extensions import audit_log, token_service, user_store
 from .models import db
-from .users import UserView
+from .users import UserView, known_roles
 
 tokens_cli = AppGroup("tokens", help="Manage stored provider tokens.")
 
@@ -41,20 +41,68 @@ def reencrypt() -> None:
 roles_cli = AppGroup("roles", help="Grant or revoke roles by hand.")
 
 
+def _identity_line(identity: dict) -> str:
+    verified = "verified" if identity.get("email_verified") else "NOT verified"
+    return f"{identity['provider']} {identity.get('email') or '(no email)'} ({verified})"
+
+
 def _one_user(email_or_id: str) -> UserView:
+    """The user with this id, or the one user whose provider VERIFIED this email.
+
+    An unverified address proves nothing (anyone can type one at some providers), so it
+    never selects a user: it is shown, with the id to use if that user is really meant.
+    Who was matched, and how, is printed before anything is done.
+    """
     store = user_store()
     user = store.get(email_or_id)
-    matches = [user] if user else store.find_by_email(email_or_id)
-    if not matches:
-        raise click.ClickException(f"no user with email or id {email_or_id!r}")
-    if len(matches) > 1:
-        ids = ", ".join(u.id for u in matches)
+    if user is not None:
+        click.echo(f"matched user {user.id} ({user.name or 'no name'}) by id; identities:")
+        for identity in user.identities:
+            click.echo(f"  {_identity_line(identity)}")
+        return user
+    email = email_or_id.strip().lower()
+    verified: dict[str, UserView] = {}
+    ignored = False
+    for candidate in store.find_by_email(email):
+        for identity in candidate.identities:
+            if (identity.get("email") or "").lower() != email:
+                continue
+            trusted = bool(identity.get("email_verified"))
+            ignored |= not trusted
+            label = "matched" if trusted else "ignored"
+            click.echo(f"{label}: user {candidate.id} by {_identity_line(identity)}")
+            if trusted:
+                verified[candidate.id] = candidate
+    if not verified:
+        hint = " (the matches above are unverified: pass a user id to act on one)"
+        raise click.ClickException(
+            f"no user with id {email_or_id!r} or with it as a provider-verified email"
+            + (hint if ignored else "")
+        )
+    if len(verified) > 1:
+        ids = ", ".join(verified)
         raise click.ClickException(f"several users have {email_or_id!r}: use one of the ids {ids}")
-    return matches[0]
+    return next(iter(verified.values()))
+
+
+def _check_role(role: str, user: UserView | None = None) -> None:
+    """Only known role names: a typo must fail, not create a role nobody checks."""
+    if role == "user":
+        raise click.ClickException("every user has the role 'user': it cannot be changed")
+    if role in known_roles() or (user is not None and role in user.granted_roles):
+        return  # a role dropped from APP_ROLES can still be revoked from who has it
+    known = ", ".join(sorted(known_roles()))
+    raise click.ClickException(
+        f"unknown role {role!r}: known roles are {known} (add yours to APP_ROLES, comma-separated)"
+    )
 
 
 def _change_role(email_or_id: str, role: str, granted: bool) -> UserView:
+    if granted:
+        _check_role(role)  # before looking anyone up
     user = _one_user(email_or_id)
+    if not granted:
+        _check_role(role, user)
     before = list(user.roles)
     user = user_store().set_granted_role(user, role, granted=granted)
     audit_log().record("roles_changed", user.id, before=before, after=user.roles, by="cli")
@@ -72,7 +120,10 @@ def _change_role(email_or_id: str, role: str, granted: bool) -> UserView:
 @click.argument("email_or_id")
 @click.argument("role")
 def grant(email_or_id: str, role: str) -> None:
-    """Give ROLE to the user with this email (or user id)."""
+    """Give ROLE to the user with this provider-verified email (or user id).
+
+    ROLE is admin, one of SECURITY_ROLES or one of APP_ROLES.
+    """
     _change_role(email_or_id, role, granted=True)
 
 
@@ -80,7 +131,7 @@ def grant(email_or_id: str, role: str) -> None:
 @click.argument("email_or_id")
 @click.argument("role")
 def revoke(email_or_id: str, role: str) -> None:
-    """Take ROLE away from the user with this email (or user id)."""
+    """Take ROLE away from the user with this provider-verified email (or user id)."""
     user = _change_role(email_or_id, role, granted=False)
     if role in user.roles:
         click.echo(f"{role} comes from ADMIN_EMAILS: remove the address there", err=True)
@@ -93,7 +144,7 @@ users_cli = AppGroup("users", help="Manage user accounts.")
 @click.argument("email_or_id")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 def delete_user(email_or_id: str, yes: bool) -> None:
-    """Delete a user: revoke provider grants; delete tokens, identities, API tokens, sessions."""
+    """Delete a user (by provider-verified email or id): revoke grants, delete all their data."""
     user = _one_user(email_or_id)
     if not yes:
         click.confirm(f"Delete {user.id} ({user.email}) and all their data?", abort=True)

@@ -27,6 +27,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import SQLAlchemyError
 
+from .masking import mask_url
 from .models import db
 from .settings import Settings
 
@@ -158,4 +159,6 @@ def tidy_revision(path: str, _options: dict) -> None:
 
 
 def redacted_url(url: str) -> str:
-    return make_url(url).render_as_string(hide_password=True)
+    """For messages: no user name, password or ?password= (SQLAlchemy's hide_password masks
+    only the password in the userinfo)."""
+    return mask_url(url)

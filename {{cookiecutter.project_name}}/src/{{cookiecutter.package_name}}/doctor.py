@@ -23,6 +23,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from .database import UPGRADE_COMMAND, is_sqlite, redacted_url, schema_status
+from .masking import mask_url
 from .models import db
 from .providers import PROVIDER_CLASSES
 from .providers.base import Finding
@@ -72,7 +73,7 @@ class Doctor:
                 continue
             self.check(
                 cls.title,
-                f"credentials, reachability and clock ({cls.probe_url(config)})",
+                f"credentials, reachability and clock ({mask_url(cls.probe_url(config))})",
                 lambda cls=cls, config=config: cls.diagnose(config, self.http, timeout),
             )
 
@@ -92,20 +93,28 @@ class Doctor:
                     "Set one (Fernet.generate_key()) to call provider APIs after login.",
                 )
             )
-        if s.public_url is None:
+        if s.public_url is None and not s.is_production:  # production: a problem above
             findings.append(
                 Finding(
-                    "warn" if s.is_production else "ok",
+                    "ok",
                     "PUBLIC_URL is not set: redirect URIs follow the request's Host header",
                     "Set PUBLIC_URL to the address users see, e.g. https://app.example.com.",
                 )
             )
-        elif s.is_production and s.public_url.startswith("http://"):
+        elif s.is_production and (s.public_url or "").startswith("http://"):
             findings.append(
                 Finding(
                     "warn",
                     "PUBLIC_URL is http:// but production cookies are Secure (https only)",
                     "Serve the app over https and set PUBLIC_URL=https://…",
+                )
+            )
+        if not s.providers and not s.is_production:  # production: a problem above
+            findings.append(
+                Finding(
+                    "warn",
+                    "no sign-in provider is configured: nobody can sign in",
+                    "Set a provider's *_CLIENT_ID and *_CLIENT_SECRET (see below).",
                 )
             )
         if s.is_production:

@@ -38,6 +38,7 @@ class AppError(Exception):
         details: dict[str, Any] | None = None,
         headers: dict[str, str] | None = None,
         retry_url: str | None = None,
+        fields: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(f"{code}: {message}")
         self.status = status
@@ -50,6 +51,8 @@ class AppError(Exception):
         self.headers = headers or {}
         # Where "Try again" leads (e.g. a fresh login at the same provider).
         self.retry_url = retry_url
+        # More members of the JSON body, for machines (e.g. where to sign in again).
+        self.fields = fields or {}
 
 
 def redis_unavailable() -> AppError:
@@ -115,6 +118,7 @@ def error_response(error: AppError, exc_info: BaseException | None = None) -> Re
         body: dict[str, Any] = {"error": error.code, "message": error.message}
         if error.hint:
             body["hint"] = error.hint
+        body.update(error.fields)
         if details:
             body["details"] = details
         body["reference"] = reference

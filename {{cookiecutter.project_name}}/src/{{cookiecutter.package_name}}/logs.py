@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 from flask import Flask, Request, Response, has_request_context, request
 
+from .masking import USERINFO_IN_TEXT
 from .settings import Settings
 
 if TYPE_CHECKING:
@@ -41,6 +42,8 @@ _PATTERNS = [
     # Token formats recognisable on their own: GitHub, Google, Facebook, our API tokens.
     (re.compile(r"\b(gh[oupsr]_|ya29\.|1//|EAA|4/0A)[A-Za-z0-9._~+/=-]{8,}"), r"\1[redacted]"),
     (re.compile(r"\b([a-z0-9_]+_pat_)[A-Za-z0-9_-]{16,}"), r"\1[redacted]"),
+    # Credentials in a URL: redis://:password@host, postgresql://user:password@host.
+    (USERINFO_IN_TEXT, r"\1[redacted]@"),
 ]
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 # msgspec (already here through Flask-Session) encodes a line ~10x faster than json.dumps,

@@ -92,12 +92,6 @@ class User(db.Model):
         cascade="all, delete-orphan", passive_deletes=True, order_by="RoleGrant.role"
     )
 
-    @property
-    def roles(self) -> list[str]:
-        """Every user has `user`; the rest come from grants (by hand or from ADMIN_EMAILS)."""
-        granted = {g.role for g in self.role_grants}
-        return ["user", *sorted(granted - {"user"})]
-
 
 class UserIdentity(db.Model):
     """One provider account linked to a user: the `identities` of /api/me."""
@@ -139,7 +133,11 @@ class UserIdentity(db.Model):
 
 
 class RoleGrant(db.Model):
-    """A role beyond `user`. `source` is "manual" (flask roles grant) or "admin_emails"."""
+    """A role beyond `user`. `source` is "manual" (flask roles grant) or "admin_emails".
+
+    An "admin_emails" grant is made at sign-in and counts only while the user's verified
+    email is still in ADMIN_EMAILS (users.effective_roles checks it at every use).
+    """
 
     __tablename__ = "role_grants"
 

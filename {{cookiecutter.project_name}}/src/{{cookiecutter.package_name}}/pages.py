@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 from flask import Blueprint, current_app, jsonify, redirect, render_template, session, url_for
 from flask.typing import ResponseReturnValue
 from redis.exceptions import RedisError
@@ -14,7 +12,7 @@ from .accounts import delete_account, end_session, refresh_sessions, sign_out_ev
 from .api_tokens import SCOPES
 from .auth import current_user, login_required, roles_required
 from .auth.csrf import check_csrf
-from .auth.guards import remember_user
+from .auth.guards import recently_signed_in, remember_user, require_recent_sign_in
 from .errors import AppError, is_database_outage
 from .extensions import (
     api_token_store,
@@ -71,11 +69,6 @@ def account() -> ResponseReturnValue:
     )
 
 
-def recently_signed_in() -> bool:
-    window = current_app.config["APP_SETTINGS"].reauth_window
-    return time.time() - session.get("login_at", 0) <= window
-
-
 @bp.post("/account/sessions/<session_id>/end")
 @login_required
 def end_one_session(session_id: str) -> ResponseReturnValue:
@@ -101,15 +94,7 @@ def delete_my_account() -> ResponseReturnValue:
     if user is None:
         session.clear()
         return redirect(url_for("pages.index"), code=303)
-    if not recently_signed_in():
-        provider = session.get("provider") or user.identities[0]["provider"]
-        raise AppError(
-            403,
-            "reauthentication_required",
-            "Sign in again to confirm it is you before deleting your account.",
-            "Sign in again, then delete the account within a few minutes.",
-            retry_url=url_for("auth.login", provider=provider, next="/account#delete"),
-        )
+    require_recent_sign_in("deleting your account", user, "/account#delete")
     delete_account(user, by="user")
     session.clear()
     return redirect(url_for("pages.index", deleted=1), code=303)
@@ -125,7 +110,11 @@ def admin() -> str:
 @bp.post("/account/connections/<provider>/disconnect")
 @login_required
 def disconnect(provider: str) -> ResponseReturnValue:
-    """Revoke the grant at the provider, forget its token, remove the link."""
+    """Revoke the grant at the provider, forget its token, remove the link.
+
+    Needs a recent sign-in: with a stolen cookie alone, nobody may cut the owner off from
+    their account (disconnect their provider, then sign in with one the thief linked).
+    """
     check_csrf()
     adapter = get_provider(provider)
     user = user_store().get(current_user().id)
@@ -139,6 +128,7 @@ def disconnect(provider: str) -> ResponseReturnValue:
             f"{adapter.title} is the only way you sign in here.",
             "Connect another provider first, then disconnect this one.",
         )
+    require_recent_sign_in(f"disconnecting {adapter.title}", user, "/account")
     revoke_grant(user, provider, identity["subject"])
     try:
         user = user_store().unlink(user, provider)

@@ -18,6 +18,16 @@ import redis
 
 LAST_SEEN_EVERY = 300  # seconds: last-seen is written at most this often per session
 
+# HSET only while the entry is there, in one step: a last-seen update racing with the end of
+# its session must not list it again (nor recreate the hash, without a TTL, after end_all).
+# One key, so Redis Cluster routes it like any other command.
+UPDATE_IF_PRESENT = """
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then
+  return redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+end
+return -1
+"""
+
 
 def device_summary(user_agent: str) -> str:
     """ "Firefox on Linux" from a User-Agent string: enough to recognise one's devices."""
@@ -59,6 +69,7 @@ class SessionIndex:
         self.client = client
         self.prefix = prefix
         self.lifetime = lifetime
+        self._update_if_present = client.register_script(UPDATE_IF_PRESENT)
 
     def _key(self, user_id: str) -> str:
         return f"{self.prefix}user_sessions:{user_id}"
@@ -76,7 +87,7 @@ class SessionIndex:
         if raw:
             entry = json.loads(raw)
             entry["last_seen_at"] = int(time.time())
-            self.client.hset(self._key(user_id), public_id, json.dumps(entry))
+            self._update_if_present(keys=[self._key(user_id)], args=[public_id, json.dumps(entry)])
 
     def list(self, user_id: str) -> list[dict[str, Any]]:
         """Live sessions, most recently seen first; dead entries are removed on the way."""

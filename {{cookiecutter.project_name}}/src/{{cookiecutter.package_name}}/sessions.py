@@ -7,6 +7,12 @@
   cannot read. AES-GCM with one key object costs a microsecond per request; Fernet, ~20.
 - A session that has not signed in yet lives a few minutes, not the full lifetime.
 - With SESSION_REFRESH_EACH_REQUEST off, a request that only reads costs one GET.
+- An ended session stays ended. A request loads its session at the start and saves it at the
+  end; if the session was ended in between (another device signed it out, a role or the
+  account went, a logout in another tab), an unconditional SET would bring it back with a
+  fresh lifetime. So a session that was loaded is saved with SET XX (only while its record
+  still exists), and a new one with SET NX (never over a record). Single-key commands:
+  Redis Cluster works as before.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from flask import Flask, Response
 from flask_session.base import ServerSideSession
-from flask_session.redis import RedisSessionInterface
+from flask_session.redis import RedisSession, RedisSessionInterface
 from redis.cluster import RedisCluster
 
 log = logging.getLogger(__name__)
@@ -43,7 +49,20 @@ def derive_key(secret_key: str, purpose: bytes) -> bytes:
     )
 
 
+class StoredSession(RedisSession):
+    """A session that knows whether its record existed when this request loaded it."""
+
+    def __init__(
+        self, initial: dict | None = None, sid: str | None = None, permanent: bool | None = None
+    ) -> None:
+        super().__init__(initial, sid, permanent)
+        # Flask-Session passes the stored data for a loaded session and nothing for a new one.
+        self.stored = initial is not None
+
+
 class SecureRedisSessionInterface(RedisSessionInterface):
+    session_class = StoredSession
+
     def __init__(
         self, app: Flask, client: redis.Redis | RedisCluster, key_prefix: str, secret_key: str
     ):
@@ -64,12 +83,23 @@ class SecureRedisSessionInterface(RedisSessionInterface):
         """The Redis key of this session (a hash of its id, never the id itself)."""
         return self._get_store_id(session.sid)
 
+    def record_exists(self, session: ServerSideSession) -> bool:
+        """Is this session's record still in Redis (not ended since the request began)?"""
+        return bool(self.client.exists(self.store_key(session)))
+
     def rewrite(self, store_key: str, changes: dict) -> None:
-        """Update values inside another live session (its TTL kept); a gone one is skipped."""
+        """Update values inside another live session (its TTL kept); a gone one is skipped,
+        also when it ends between our read and our write (XX)."""
         data = self._retrieve_session_data(store_key)
         if data is not None:
             data.update(changes)
-            self.client.set(store_key, self._seal(store_key, data), keepttl=True)
+            self.client.set(store_key, self._seal(store_key, data), keepttl=True, xx=True)
+
+    def regenerate(self, session: ServerSideSession) -> None:
+        """A new id (at sign-in): its record is new, so it is created, never updated."""
+        if session:  # as the base: an empty session keeps its id
+            super().regenerate(session)
+            session.stored = False
 
     def _seal(self, store_id: str, data: dict) -> bytes:
         nonce = os.urandom(NONCE_BYTES)
@@ -98,6 +128,21 @@ class SecureRedisSessionInterface(RedisSessionInterface):
                 # after the session is saved.
                 response.headers.add("Vary", "Cookie")
             return
+        if not session:  # emptied (logout, a deleted user): delete the record and the cookie
+            if session.stored:
+                self._delete_session(self.store_key(session))
+            # With the attributes it was set with: Flask-Session 0.8 sends only the path,
+            # and browsers ignore a __Host- cookie without Secure (so it would stay).
+            response.delete_cookie(
+                self.get_cookie_name(app),
+                path=self.get_cookie_path(app),
+                domain=self.get_cookie_domain(app),
+                secure=self.get_cookie_secure(app),
+                httponly=self.get_cookie_httponly(app),
+                samesite=self.get_cookie_samesite(app),
+            )
+            response.headers.add("Vary", "Cookie")
+            return
         super().save_session(app, session, response)
 
     def _upsert_session(
@@ -105,4 +150,13 @@ class SecureRedisSessionInterface(RedisSessionInterface):
     ) -> None:
         signed_in = "user_id" in session
         ttl = int(session_lifetime.total_seconds()) if signed_in else LOGIN_ATTEMPT_TTL
-        self.client.set(store_id, self._seal(store_id, dict(session)), ex=ttl)
+        stored = getattr(session, "stored", False)
+        written = self.client.set(
+            store_id, self._seal(store_id, dict(session)), ex=ttl, xx=stored, nx=not stored
+        )
+        if written:
+            session.stored = True  # a second save in this request updates it
+        elif stored:
+            log.info("not saving a session that ended during this request")
+        else:
+            log.warning("not saving a new session over an existing record")

@@ -13,9 +13,11 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from cryptography.fernet import Fernet
+from limits import parse_many
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from .masking import mask_url
 from .providers import PROVIDER_CLASSES
 from .providers.base import ProviderConfig, is_loopback_url
 
@@ -50,6 +52,8 @@ class Settings:
     token_encryption_keys: tuple[str, ...]
     public_url: str | None
     trusted_proxy_count: int
+    # Strict-Transport-Security max-age in production; 0 sends no HSTS header.
+    hsts_seconds: int
     admin_emails: frozenset[str]
     http_timeout: float
     session_lifetime: int
@@ -59,12 +63,20 @@ class Settings:
     api_token_max_lifetime: int
     # Removing one of these roles from a user signs all of their sessions out.
     security_roles: frozenset[str]
-    # How recent a sign-in must be to delete the account.
+    # The app's own role names beyond `user` and `admin` (`flask roles grant` refuses others).
+    app_roles: frozenset[str]
+    # How recent a sign-in must be for sensitive changes: connecting or disconnecting a
+    # provider, deleting the account, creating an admin-scope API token.
     reauth_window: int
     # How long security events are kept, in seconds.
     audit_retention: int
     # Which requests get a summary line in production: "notable", "all" or "off".
     request_log: str
+    # Rate limits in Flask-Limiter's notation ("30 per minute"); see ratelimits.py.
+    ratelimit_enabled: bool
+    login_rate_limit: str
+    api_token_rate_limit: str
+    facebook_callback_rate_limit: str
     providers: Mapping[str, ProviderConfig]
     disabled_providers: Mapping[str, str]
     # Only non-empty when loaded with strict=False (for `flask auth doctor`).
@@ -113,14 +125,32 @@ def _float(env: Mapping[str, str], name: str, default: float, problems: list[str
     return value
 
 
-def _bool(env: Mapping[str, str], name: str, problems: list[str]) -> bool:
+def _bool(env: Mapping[str, str], name: str, problems: list[str], *, default: bool = False) -> bool:
     raw = env.get(name, "").strip().lower()
-    if raw in ("", "0", "false", "no", "off"):
+    if not raw:
+        return default
+    if raw in ("0", "false", "no", "off"):
         return False
     if raw in ("1", "true", "yes", "on"):
         return True
     problems.append(f"{name} must be true or false, got {raw!r}")
     return False
+
+
+def _rate_limit(env: Mapping[str, str], name: str, default: str, problems: list[str]) -> str:
+    """One or more limits in Flask-Limiter's notation, e.g. "30 per minute; 500 per hour"."""
+    raw = env.get(name, "").strip() or default
+    try:
+        limits = parse_many(raw)
+    except ValueError:
+        limits = []
+    if not limits or any(limit.amount < 1 for limit in limits):
+        problems.append(
+            f"{name} must be a rate limit such as '30 per minute' (or '30/minute; 500/hour'), "
+            f"got {raw!r}"
+        )
+        return default
+    return raw
 
 
 def _choice(
@@ -180,13 +210,41 @@ def _database_url(raw: str, production: bool, problems: list[str]) -> str:
             raw = "postgresql+psycopg://" + raw.removeprefix(scheme)
     try:
         make_url(raw).get_dialect()  # an unknown backend (e.g. redis://) is no database URL
-    except ArgumentError:
+    except (ArgumentError, ValueError):  # ValueError: e.g. a port that is not a number
         problems.append(
             "DATABASE_URL is not a database URL: use sqlite:///path/to/file.sqlite3 or "
             "postgresql+psycopg://user:password@host:5432/dbname"
         )
         return NO_DATABASE
     return raw
+
+
+def _public_url(env: Mapping[str, str], production: bool, problems: list[str]) -> str | None:
+    """The origin people use. Production requires it: without it redirect URIs and the CSRF
+    origin check would follow the request's Host header, which anyone can send."""
+    public_url = env.get("PUBLIC_URL", "").strip().rstrip("/") or None
+    if public_url is None:
+        if production:
+            problems.append(
+                "PUBLIC_URL is required in production: the address people use, e.g. "
+                "https://app.example.com (redirect URIs are built from it)"
+            )
+        return None
+    parts = urlsplit(public_url)
+    if (
+        parts.scheme not in ("http", "https")
+        or not parts.netloc
+        or parts.path
+        or parts.query
+        or parts.fragment
+        or "@" in parts.netloc
+    ):
+        problems.append(
+            f"PUBLIC_URL must look like https://app.example.com, got {mask_url(public_url)!r}"
+        )
+    elif production and parts.scheme != "https" and not is_loopback_url(public_url):
+        problems.append("PUBLIC_URL must use https:// in production")
+    return public_url
 
 
 def load_settings(env: Mapping[str, str] | None = None, *, strict: bool = True) -> Settings:
@@ -219,18 +277,10 @@ def load_settings(env: Mapping[str, str] | None = None, *, strict: bool = True) 
     elif redis_url and urlsplit(redis_url).scheme not in REDIS_SCHEMES:
         problems.append(
             "REDIS_URL must start with redis://, rediss://, unix://, redis+sentinel:// or "
-            f"redis+cluster://, got {redis_url!r}"
+            f"redis+cluster://, got {mask_url(redis_url)!r}"
         )
 
-    public_url = env.get("PUBLIC_URL", "").strip().rstrip("/") or None
-    if public_url:
-        parts = urlsplit(public_url)
-        if parts.scheme not in ("http", "https") or not parts.netloc or parts.path:
-            problems.append(
-                f"PUBLIC_URL must look like https://app.example.com, got {public_url!r}"
-            )
-        elif production and parts.scheme != "https" and not is_loopback_url(public_url):
-            problems.append("PUBLIC_URL must use https:// in production")
+    public_url = _public_url(env, production, problems)
 
     providers: dict[str, ProviderConfig] = {}
     disabled: dict[str, str] = {}
@@ -242,6 +292,12 @@ def load_settings(env: Mapping[str, str] | None = None, *, strict: bool = True) 
             )
         else:
             providers[name] = config
+    if not providers and production:  # development only warns (configure_app, the doctor)
+        variables = " or ".join(
+            f"{cls.env_prefix}_CLIENT_ID and {cls.env_prefix}_CLIENT_SECRET"
+            for cls in PROVIDER_CLASSES.values()
+        )
+        problems.append(f"no sign-in provider is configured: set {variables}")
 
     max_token_lifetime = _int(env, "API_TOKEN_MAX_LIFETIME", 90 * DAY, problems)
     if max_token_lifetime < 60:
@@ -256,6 +312,7 @@ def load_settings(env: Mapping[str, str] | None = None, *, strict: bool = True) 
         ),
         public_url=public_url,
         trusted_proxy_count=_int(env, "TRUSTED_PROXY_COUNT", 0, problems),
+        hsts_seconds=_int(env, "HSTS_SECONDS", 365 * DAY, problems),
         admin_emails=frozenset(
             e.strip().lower() for e in env.get("ADMIN_EMAILS", "").split(",") if e.strip()
         ),
@@ -267,9 +324,16 @@ def load_settings(env: Mapping[str, str] | None = None, *, strict: bool = True) 
         security_roles=frozenset(
             r.strip() for r in env.get("SECURITY_ROLES", "admin").split(",") if r.strip()
         ),
+        app_roles=frozenset(r.strip() for r in env.get("APP_ROLES", "").split(",") if r.strip()),
         reauth_window=_int(env, "REAUTH_WINDOW", 300, problems),
         audit_retention=_int(env, "AUDIT_RETENTION_DAYS", 365, problems) * DAY,
         request_log=_choice(env, "REQUEST_LOG", REQUEST_LOG_CHOICES, problems),
+        ratelimit_enabled=_bool(env, "RATELIMIT_ENABLED", problems, default=True),
+        login_rate_limit=_rate_limit(env, "LOGIN_RATE_LIMIT", "30 per minute", problems),
+        api_token_rate_limit=_rate_limit(env, "API_TOKEN_RATE_LIMIT", "10 per minute", problems),
+        facebook_callback_rate_limit=_rate_limit(
+            env, "FACEBOOK_CALLBACK_RATE_LIMIT", "300 per minute", problems
+        ),
         redis_key_prefix=env.get("REDIS_KEY_PREFIX", "{{ cookiecutter.package_name }}:"),
         providers=providers,
         disabled_providers=disabled,

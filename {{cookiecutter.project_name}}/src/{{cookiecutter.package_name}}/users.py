@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import delete, func, or_, select
+from flask import current_app
+from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 
@@ -27,6 +28,7 @@ from .providers import Identity
 
 MANUAL = "manual"  # roles given with `flask roles grant`
 FROM_ADMIN_EMAILS = "admin_emails"  # the admin role derived from a verified email
+BUILTIN_ROLES = frozenset({"admin"})  # `user` is everyone's; APP_ROLES adds the app's own
 SIGN_IN_ATTEMPTS = 3
 
 
@@ -52,6 +54,11 @@ class UserView:
 
     Built from the database record, or from the copy kept in the session (then without
     bookkeeping). Change a user through `UserStore`, never through a view.
+
+    `roles` are the roles that count now: those granted by hand, plus `admin` granted at a
+    sign-in from ADMIN_EMAILS while a verified email of the user is still listed there. The
+    list is checked each time a view is built, so removing an address takes admin away at
+    once (after a restart), in every session and API token, without a new sign-in.
     """
 
     id: str
@@ -65,34 +72,50 @@ class UserView:
     last_login_at: int = 0
     # Roles given by hand (`flask roles grant`); `roles` adds those derived at login.
     granted_roles: list[str] = field(default_factory=list)
+    # Roles granted at a sign-in from ADMIN_EMAILS, whether they still count or not.
+    derived_roles: list[str] = field(default_factory=list)
 
     @classmethod
-    def from_model(cls, user: User) -> UserView:
+    def from_model(cls, user: User, admin_emails: frozenset[str] | None = None) -> UserView:
+        identities = [i.as_dict() for i in user.identities]
+        granted = {g.role for g in user.role_grants if g.source == MANUAL}
+        derived = {g.role for g in user.role_grants if g.source == FROM_ADMIN_EMAILS}
         return cls(
             id=user.id,
             name=user.name,
             email=user.email,
             email_verified=user.email_verified,
             avatar_url=user.avatar_url,
-            roles=user.roles,
-            identities=[i.as_dict() for i in user.identities],
+            roles=effective_roles(granted, derived, identities, admin_emails),
+            identities=identities,
             created_at=user.created_at,
             last_login_at=user.last_login_at,
-            granted_roles=sorted({g.role for g in user.role_grants if g.source == MANUAL}),
+            granted_roles=sorted(granted),
+            derived_roles=sorted(derived),
         )
 
     @classmethod
-    def from_api(cls, data: dict[str, Any]) -> UserView:
-        """A read-only view rebuilt from the /api/me shape (the copy kept in the session)."""
+    def from_session(cls, data: dict[str, Any]) -> UserView:
+        """A read-only view rebuilt from the session's copy (`to_session`), roles checked now."""
+        identities = [dict(i) for i in data.get("identities", [])]
+        granted = set(data.get("granted_roles", []))
+        derived = set(data.get("derived_roles", []))
         return cls(
             id=data["id"],
             name=data.get("name"),
             email=data.get("email"),
             email_verified=bool(data.get("email_verified")),
             avatar_url=data.get("avatar_url"),
-            roles=list(data.get("roles", [])),
-            identities=[dict(i) for i in data.get("identities", [])],
+            roles=effective_roles(granted, derived, identities),
+            identities=identities,
+            granted_roles=sorted(granted),
+            derived_roles=sorted(derived),
         )
+
+    @property
+    def stored_roles(self) -> list[str]:
+        """Every role stored, counting now or not: compared at sign-in to record changes."""
+        return role_list([*self.granted_roles, *self.derived_roles])
 
     def to_api(self) -> dict[str, Any]:
         """The /api/me shape."""
@@ -106,10 +129,58 @@ class UserView:
             "identities": [dict(i) for i in self.identities],
         }
 
+    def to_session(self) -> dict[str, Any]:
+        """The copy kept in the session: /api/me plus where the roles come from."""
+        return {
+            **self.to_api(),
+            "granted_roles": list(self.granted_roles),
+            "derived_roles": list(self.derived_roles),
+        }
 
-def is_admin_by_email(identities: Iterable[UserIdentity], admin_emails: frozenset[str]) -> bool:
+
+def role_list(roles: Iterable[str]) -> list[str]:
+    """Everyone has `user`, listed first; the rest sorted."""
+    return ["user", *sorted(set(roles) - {"user"})]
+
+
+def configured_admin_emails() -> frozenset[str]:
+    """ADMIN_EMAILS as this process was started with."""
+    return current_app.config["APP_SETTINGS"].admin_emails
+
+
+def is_admin_by_email(
+    identities: Iterable[Mapping[str, Any]], admin_emails: frozenset[str]
+) -> bool:
     """Only a provider-verified email can make an admin."""
-    return any(i.email_verified and (i.email or "").lower() in admin_emails for i in identities)
+    return any(
+        i.get("email_verified") and (i.get("email") or "").lower() in admin_emails
+        for i in identities
+    )
+
+
+def effective_roles(
+    granted: Iterable[str],
+    derived: Iterable[str],
+    identities: Iterable[Mapping[str, Any]],
+    admin_emails: frozenset[str] | None = None,
+) -> list[str]:
+    """The roles that count now: by hand, and `admin` only while ADMIN_EMAILS still backs it.
+
+    Costs no query: the identities come with the user (or the session's copy). Adding an
+    address to ADMIN_EMAILS grants admin at the person's next sign-in (`_derive_roles`).
+    """
+    roles = set(granted)
+    if "admin" in derived:
+        listed = configured_admin_emails() if admin_emails is None else admin_emails
+        if is_admin_by_email(identities, listed):
+            roles.add("admin")
+    return role_list(roles)
+
+
+def known_roles() -> frozenset[str]:
+    """The role names `flask roles grant` accepts: admin, SECURITY_ROLES and APP_ROLES."""
+    settings = current_app.config["APP_SETTINGS"]
+    return BUILTIN_ROLES | settings.security_roles | settings.app_roles
 
 
 def _with_relations() -> Any:
@@ -127,7 +198,10 @@ class UserStore:
 
     def get(self, user_id: str) -> UserView | None:
         user = self._record(user_id)
-        return UserView.from_model(user) if user else None
+        return self._view(user) if user else None
+
+    def _view(self, user: User) -> UserView:
+        return UserView.from_model(user, self.admin_emails)
 
     def _identity(self, provider: str, subject: str) -> UserIdentity | None:
         return db.session.scalar(
@@ -141,24 +215,28 @@ class UserStore:
         return self.get(identity.user_id) if identity else None
 
     def find_by_email(self, email: str) -> list[UserView]:
-        """Users whose profile or any identity has this address (indexed, case-insensitive)."""
+        """Users with an identity that has this address, verified or not (indexed, any case).
+
+        Callers decide what an unverified match is worth: `flask roles` and `flask users`
+        act only on provider-verified addresses (cli._one_user).
+        """
         email = email.strip().lower()
         has_identity = select(UserIdentity.user_id).where(func.lower(UserIdentity.email) == email)
         users = db.session.scalars(
             select(User)
-            .where(or_(func.lower(User.email) == email, User.id.in_(has_identity)))
+            .where(User.id.in_(has_identity))
             .options(*_with_relations())
             .order_by(User.created_at, User.id)
             .limit(20)
         )
-        return [UserView.from_model(u) for u in users]
+        return [self._view(u) for u in users]
 
     def all(self, limit: int = 1000) -> list[UserView]:
         """The first users by creation (an admin page; never a hot path)."""
         users = db.session.scalars(
             select(User).options(*_with_relations()).order_by(User.created_at, User.id).limit(limit)
         )
-        return [UserView.from_model(u) for u in users]
+        return [self._view(u) for u in users]
 
     # --- signing in and linking -------------------------------------------------------
 
@@ -175,7 +253,7 @@ class UserStore:
                     user = self._record(row.user_id)
                 self._update(user, identity)
                 db.session.flush()
-                return UserView.from_model(user)
+                return self._view(user)
             except IntegrityError:
                 # Another first sign-in of this identity won the unique constraint: roll
                 # back (this is the login's first write) and sign in to the winner's user.
@@ -200,7 +278,7 @@ class UserStore:
         except IntegrityError:  # linked elsewhere in the meantime
             db.session.rollback()
             raise IdentityTaken(identity.provider) from None
-        return UserView.from_model(user)
+        return self._view(user)
 
     def unlink(self, view: UserView, provider: str) -> UserView:
         """Remove the user's identity at this provider (never the last one)."""
@@ -223,7 +301,7 @@ class UserStore:
         db.session.flush()
         self._recompute_profile(user)
         db.session.flush()
-        return UserView.from_model(user)
+        return self._view(user)
 
     def delete(self, view: UserView) -> None:
         """The user and everything of theirs: identities, tokens, grants, API tokens, events."""
@@ -241,7 +319,7 @@ class UserStore:
         for grant in existing if not granted else []:
             user.role_grants.remove(grant)
         db.session.flush()
-        return UserView.from_model(user)
+        return self._view(user)
 
     # --- helpers ----------------------------------------------------------------------
 
@@ -283,9 +361,14 @@ class UserStore:
         self._derive_roles(user)
 
     def _derive_roles(self, user: User) -> None:
-        """Re-evaluated at every login and link: ADMIN_EMAILS may have changed."""
+        """Granted or dropped at every login and link; between them `effective_roles` checks it.
+
+        The stored grant records what a sign-in decided (and lets the next one notice a
+        change, record it and sign out other sessions); it counts only while the address
+        is still listed.
+        """
         derived = [g for g in user.role_grants if g.source == FROM_ADMIN_EMAILS]
-        if is_admin_by_email(user.identities, self.admin_emails):
+        if is_admin_by_email([i.as_dict() for i in user.identities], self.admin_emails):
             if not derived:
                 user.role_grants.append(RoleGrant(role="admin", source=FROM_ADMIN_EMAILS))
         else:

@@ -10,7 +10,7 @@ from flask.typing import ResponseReturnValue
 
 from ..accounts import end_session
 from ..api_tokens import SCOPES
-from ..auth import current_user, login_required, roles_required
+from ..auth import current_user, login_required, require_recent_sign_in, roles_required
 from ..errors import AppError
 from ..extensions import (
     api_token_store,
@@ -86,7 +86,11 @@ def reauth_required(provider: str) -> ResponseReturnValue:
 @bp.post("/tokens")
 @login_required
 def create_token() -> ResponseReturnValue:
-    """Create a token for the signed-in user (session only: a token cannot mint tokens)."""
+    """Create a token for the signed-in user (session only: a token cannot mint tokens).
+
+    An `admin` token outlives the session and works from anywhere: minting one needs a
+    recent sign-in, so a stolen session cookie cannot turn into lasting admin access.
+    """
     user = current_user()
     try:
         body = request.get_json(silent=True)
@@ -95,6 +99,8 @@ def create_token() -> ResponseReturnValue:
     if not isinstance(body, dict):
         raise AppError(400, "invalid_request", "Send a JSON object.", TOKEN_BODY_HINT)
     name, scopes, lifetime = _token_request(body)
+    if "admin" in scopes:
+        require_recent_sign_in("creating a token with the admin scope", user, "/account")
     token, secret = api_token_store().create(user.id, name, scopes, lifetime)
     audit_log().record(
         "api_token_created", user.id, token_id=token.id, token_name=name, scopes=token.scopes
@@ -121,7 +127,9 @@ def _token_request(body: dict) -> tuple[str, list[str], int]:
             400, "invalid_request", "`name` must be 1 to 100 characters.", TOKEN_BODY_HINT
         )
     scopes = body.get("scopes")
-    if not isinstance(scopes, list) or not scopes or not all(s in SCOPES for s in scopes):
+    # Strings only: a nested list or object is unhashable and would fail the lookup itself.
+    valid = isinstance(scopes, list) and all(isinstance(s, str) and s in SCOPES for s in scopes)
+    if not scopes or not valid:
         raise AppError(
             400,
             "invalid_scope",

@@ -5,6 +5,7 @@ from .guards import (
     current_user,
     login_required,
     protect_blueprint,
+    require_recent_sign_in,
     roles_required,
 )
 from .views import bp, track_last_seen
@@ -15,6 +16,7 @@ __all__ = [
     "current_user",
     "login_required",
     "protect_blueprint",
+    "require_recent_sign_in",
     "roles_required",
     "track_last_seen",
 ]

@@ -15,10 +15,16 @@ carry no ambient credential and need not.
     def admin_reports(): ...
 
     protect_blueprint(admin_bp, "admin")   # every route of the blueprint
+
+A sensitive change also needs a recent sign-in (REAUTH_WINDOW), so a stolen cookie alone
+cannot make it; the refusal sends the person to sign in again and back:
+
+    require_recent_sign_in("changing the payout account", current_user(), "/payouts")
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from functools import wraps
 from typing import Any, TypeVar
@@ -27,12 +33,12 @@ from urllib.parse import urlencode
 from authlib.integrations.flask_oauth2 import ResourceProtector
 from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.rfc6750 import BearerTokenValidator
-from flask import Blueprint, g, redirect, request, session
+from flask import Blueprint, current_app, g, redirect, request, session, url_for
 from werkzeug.wrappers import Response
 
 from ..api_tokens import TokenGrant
 from ..errors import AppError, wants_json
-from ..extensions import api_token_store, audit_log, user_store
+from ..extensions import api_token_store, audit_log, enabled_providers, user_store
 from ..users import UserView
 from .csrf import check_csrf
 
@@ -66,9 +72,9 @@ def current_user() -> UserView | None:
         return user
     user = None
     snapshot = session.get("user")
-    if snapshot:
-        user = UserView.from_api(snapshot)
-    elif session.get("user_id"):  # a session from before the copy existed
+    if snapshot and "derived_roles" in snapshot:
+        user = UserView.from_session(snapshot)  # roles checked against ADMIN_EMAILS now
+    elif session.get("user_id"):  # a session from before the copy (or its role sources)
         user = user_store().get(session["user_id"])
         if user is None:
             session.clear()
@@ -80,11 +86,59 @@ def current_user() -> UserView | None:
 
 def remember_user(user: UserView) -> None:
     """Refresh the session's copy of the signed-in user after a change (writes only if it did)."""
-    snapshot = user.to_api()
+    snapshot = user.to_session()
     if session.get("user") != snapshot:
         session["user"] = snapshot
         session["name"] = user.name
     g.user = user
+
+
+def recently_signed_in() -> bool:
+    """Signed in within REAUTH_WINDOW seconds, with an identity that was already linked.
+
+    `login_at` is set when a session starts (a sign-in) and when the person signs in again
+    with a provider already linked; connecting a new provider never moves it.
+    """
+    window = current_app.config["APP_SETTINGS"].reauth_window
+    return time.time() - session.get("login_at", 0) <= window
+
+
+def require_recent_sign_in(action: str, user: UserView, next_path: str) -> None:
+    """Refuse a sensitive change unless `recently_signed_in()`: 403 reauthentication_required.
+
+    A stolen session cookie alone must not connect the thief's account, disconnect the
+    owner's, delete the account or mint an admin token. The person follows `retry_url`:
+    a sign-in with one of their linked providers that comes back to `next_path`.
+    """
+    if recently_signed_in():
+        return
+    enabled = {p.name: p.title for p in enabled_providers()}
+    linked = [i["provider"] for i in user.identities if i["provider"] in enabled]
+    provider = session.get("provider")
+    if provider not in linked:
+        provider = linked[0] if linked else None
+    retry_url = (
+        url_for("auth.login", provider=provider, next=next_path)
+        if provider
+        else url_for("auth.login_page", next=next_path)
+    )
+    ways = " or ".join(enabled[p] for p in dict.fromkeys(linked)) or "a connected provider"
+    window = current_app.config["APP_SETTINGS"].reauth_window
+    raise AppError(
+        403,
+        "reauthentication_required",
+        f"Sign in again to confirm it is you before {action}.",
+        f"Sign in again with {ways} (an account already connected here), then continue "
+        f"within {_duration(window)}.",
+        retry_url=retry_url,
+        fields={"retry_url": retry_url},
+    )
+
+
+def _duration(seconds: int) -> str:
+    if seconds >= 120 and seconds % 60 == 0:
+        return f"{seconds // 60} minutes"
+    return f"{seconds} second{'s' if seconds != 1 else ''}"
 
 
 def current_api_token() -> TokenGrant | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 import time
 
+from authlib.integrations.flask_client import FlaskOAuth2App
 from flask import Blueprint, current_app, redirect, render_template, request, session, url_for
 from werkzeug.wrappers import Response
 
@@ -24,7 +25,7 @@ from ..providers.base import Identity, RestartLogin, invalid_state_error
 from ..session_index import LAST_SEEN_EVERY, device_summary
 from ..users import IdentityTaken, UserView
 from .csrf import check_csrf, new_csrf_token
-from .guards import current_user, remember_user
+from .guards import current_user, remember_user, require_recent_sign_in
 from .urls import external_url, safe_next
 
 bp = Blueprint("auth", __name__)
@@ -57,14 +58,21 @@ def login_page() -> str:
 
 @bp.get("/login/<provider>")
 def login(provider: str) -> Response:
-    """Start a login, or, when signed in, connect (or reconnect) this provider."""
+    """Start a login, or, when signed in, connect (or reconnect) this provider.
+
+    Connecting a provider not yet linked is a sensitive change: it needs a recent sign-in
+    before we even send the person to the provider (and the callback checks again).
+    Signing in again with a linked one is how a person renews that recent sign-in.
+    """
     adapter = get_provider(provider)
+    user = current_user()
+    if user is not None and not _has_provider(user, provider):
+        require_recent_sign_in(f"connecting {adapter.title}", user, request.full_path.rstrip("?"))
     next_path = safe_next(request.args.get("next"))
     if next_path:
         session[NEXT_KEY] = next_path
     else:
         session.pop(NEXT_KEY, None)
-    user = current_user()
     has_refresh_token = None
     if user is not None:
         stored = token_service().vault.load(user.id, provider)
@@ -78,6 +86,10 @@ def login(provider: str) -> Response:
         raise error from exc
 
 
+def _has_provider(user: UserView, provider: str) -> bool:
+    return any(i["provider"] == provider for i in user.identities)
+
+
 def _redirect_uri(provider: str) -> str:
     return external_url(url_for("auth.callback", provider=provider))
 
@@ -87,16 +99,19 @@ def callback(provider: str) -> Response:
     adapter = get_provider(provider)
     client = oauth_client(provider)
     started = time.monotonic()
+    # Did this browser start the attempt this callback answers? Only then is there
+    # anything of ours to clean up if it fails.
+    state = request.args.get("state")
+    attempt = bool(state) and client.framework.get_state_data(session, state) is not None
     try:
-        if request.args.get("error") and not client.framework.get_state_data(
-            session, request.args.get("state")
-        ):
+        if request.args.get("error") and not attempt:
             raise invalid_state_error()  # an error redirect we never asked for
         identity, token = adapter.complete_login(client, request.args)
     except RestartLogin:
         return redirect(url_for("auth.login", provider=provider))
     except AppError as error:
-        _abandon_login_attempt(provider)
+        if attempt:
+            _abandon_login_attempt(client, state)
         error.retry_url = url_for("auth.login", provider=provider)
         if error.code in ("token_error", "provider_error"):
             error.details.setdefault("redirect_uri", _redirect_uri(provider))
@@ -112,19 +127,30 @@ def callback(provider: str) -> Response:
     # One transaction: the user, the identity, the provider token and the event land
     # together or not at all. Sessions (Redis) change only after it committed.
     signed_in = current_user() and user_store().get(current_user().id)
-    lost_roles: set[str] = set()
     if signed_in is None:
         previous = user_store().find_by_identity(identity.provider, identity.subject)
         user = user_store().sign_in(identity)
         event = "login_succeeded"
-        if previous is not None and previous.roles != user.roles:
-            # ADMIN_EMAILS or the verified email changed since the last login.
-            audit_log().record("roles_changed", user.id, before=previous.roles, after=user.roles)
-            lost_roles = set(previous.roles) - set(user.roles)
+    elif _is_linked(signed_in, identity):
+        # Signing in again with an identity already linked: a re-authentication.
+        previous, event = signed_in, "reauthenticated"
+        user = user_store().link(signed_in, identity)
     else:
+        previous, event = signed_in, "provider_linked"
         user = _link(signed_in, identity)
-        event = "provider_linked"
+    lost_roles: set[str] = set()
+    roles_changed = previous is not None and previous.stored_roles != user.stored_roles
+    if roles_changed:
+        # ADMIN_EMAILS or the verified email changed since the last login.
+        before, after = previous.stored_roles, user.stored_roles
+        audit_log().record("roles_changed", user.id, before=before, after=after)
+        lost_roles = set(before) - set(after)
     token_service().store_login_token(user.id, adapter, token)
+    if signed_in is not None and not current_app.session_interface.record_exists(session):
+        # The session was ended (signed out elsewhere) while the person was at the
+        # provider: whoever held it may not link or renew anything any more.
+        db.session.rollback()
+        raise AppError(401, "session_ended", "This session has ended.", "Sign in again.")
     audit_log().record(
         event,
         user.id,
@@ -133,32 +159,50 @@ def callback(provider: str) -> Response:
         duration_ms=int((time.monotonic() - started) * 1000),
     )
     db.session.commit()
+    next_path = session.pop(NEXT_KEY, None)
+    if event != "login_succeeded" or roles_changed:
+        refresh_sessions(user)  # every live session's copy: identities, profile, roles
     if event == "provider_linked":
-        refresh_sessions(user)
-    next_path = session.get(NEXT_KEY)
-    _start_session(user, provider)
+        # The same session goes on: a link is no sign-in and must not renew `login_at`.
+        remember_user(user)
+    else:
+        _start_session(user, provider)
     if lost_roles & current_app.config["APP_SETTINGS"].security_roles:
         sign_out_everywhere(user.id, keep=session["sid_public"], reason="role removed")
     return redirect(next_path or url_for("pages.index"))
 
 
+def _is_linked(user: UserView, identity: Identity) -> bool:
+    return any(
+        (i["provider"], i["subject"]) == (identity.provider, identity.subject)
+        for i in user.identities
+    )
+
+
 def _link(user: UserView, identity: Identity) -> UserView:
-    """Connect an identity to the signed-in user; never merge two users."""
+    """Connect an identity to the signed-in user; never merge two users.
+
+    Time passed at the provider since /login/<provider> checked: the sign-in must still be
+    recent now. "Try again" renews it, then starts this link anew.
+    """
+    title = get_provider(identity.provider).title
     for linked in user.identities:
         if linked["provider"] == identity.provider and linked["subject"] != identity.subject:
             raise AppError(
                 409,
                 "provider_already_connected",
-                f"Another {get_provider(identity.provider).title} account is already connected.",
+                f"Another {title} account is already connected.",
                 "Disconnect it on your account page first, then connect this one.",
             )
+    start = url_for("auth.login", provider=identity.provider, next=session.get(NEXT_KEY))
+    require_recent_sign_in(f"connecting {title}", user, start)
     try:
         return user_store().link(user, identity)
     except IdentityTaken:
         raise AppError(
             409,
             "identity_in_use",
-            f"This {get_provider(identity.provider).title} account belongs to another user.",
+            f"This {title} account belongs to another user.",
             "Sign out and sign in with it instead, or connect a different account.",
         ) from None
 
@@ -205,11 +249,18 @@ def _start_session(user: UserView, provider: str) -> None:
     )
 
 
-def _abandon_login_attempt(provider: str) -> None:
-    """A failed callback leaves no trace: its state is gone and no session is created."""
-    if not session.get("user_id"):
-        session.clear()
-        return
-    session.pop(NEXT_KEY, None)
-    for key in [k for k in session if k.startswith(f"_state_{provider}_")]:
-        session.pop(key, None)
+def _abandon_login_attempt(client: FlaskOAuth2App, state: str) -> None:
+    """A failed attempt leaves no trace, and takes nothing else with it.
+
+    Only the callback of an attempt this browser started comes here: a forged or stale
+    callback (its state matches nothing) changes nothing, or it would cancel the person's
+    real sign-in still pending in this session. The attempt's own state goes; with no other
+    attempt pending, so does `next`, and a session that never signed in goes entirely.
+    """
+    client.framework.clear_state_data(session, state)
+    if any(key.startswith("_state_") for key in session):
+        return  # another attempt (tab, provider) is still pending: it keeps its `next`
+    if session.get("user_id"):
+        session.pop(NEXT_KEY, None)
+    else:
+        session.clear()  # no session is created by a failed sign-in

@@ -24,14 +24,75 @@ from joserfc.errors import JoseError
 
 from ..errors import AppError
 from ..http import mount
+from ..masking import mask_url
 
 if TYPE_CHECKING:
     from ..tokens.vault import StoredToken
 
 
+class InvalidProfile(ValueError):
+    """The provider's answer has no usable account id, or is not the object it should be."""
+
+
+# Column sizes in models.py: longer values would make PostgreSQL refuse the row.
+MAX_SUBJECT = 255
+MAX_NAME = 255
+MAX_EMAIL = 320
+MAX_URL = 2048
+# What a provider adapter's str(None) or a JSON null turned into text would give: never an id.
+NOT_A_SUBJECT = frozenset({"None", "null", "undefined", "NaN"})
+
+
+def clean_subject(value: Any) -> str:
+    """The account id as text; InvalidProfile for anything that cannot key an account.
+
+    Providers send ids as integers (GitHub) or strings (Google, Facebook). A missing, null,
+    empty or oddly typed id must never become a shared subject such as "None".
+    """
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if not isinstance(value, str):
+        kind = "null" if value is None else type(value).__name__
+        raise InvalidProfile(f"the account id is {kind}")
+    if not value or value in NOT_A_SUBJECT:
+        raise InvalidProfile("the account id is empty")
+    if len(value) > MAX_SUBJECT or not value.isprintable() or value.strip() != value:
+        raise InvalidProfile("the account id is malformed")
+    return value
+
+
+def clean_text(value: Any, limit: int) -> str | None:
+    """A display value (name, login): text on one line, cut to fit; anything else is None."""
+    if not isinstance(value, str):
+        return None
+    text = " ".join(value.split())
+    return "".join(c for c in text if c.isprintable())[:limit] or None
+
+
+def clean_email(value: Any) -> str | None:
+    if not isinstance(value, str) or len(value) > MAX_EMAIL or "@" not in value:
+        return None
+    if not value.isprintable() or any(c.isspace() for c in value):
+        return None
+    return value
+
+
+def clean_url(value: Any) -> str | None:
+    """Only absolute http(s) URLs are kept (avatars end up in <img src>)."""
+    if not isinstance(value, str) or len(value) > MAX_URL or not value.isprintable():
+        return None
+    parts = urlsplit(value)
+    return value if parts.scheme in ("http", "https") and parts.netloc else None
+
+
 @dataclass(frozen=True)
 class Identity:
-    """One provider account, normalised: the shape of an entry in /api/me `identities`."""
+    """One provider account, normalised: the shape of an entry in /api/me `identities`.
+
+    Every provider builds its identities here, so the checks below hold for all of them:
+    the subject is a non-empty id (an int becomes text; null, "", a list... raise
+    InvalidProfile), and the other fields are text of the right size or None.
+    """
 
     provider: str
     subject: str
@@ -40,6 +101,19 @@ class Identity:
     email_verified: bool
     name: str | None
     avatar_url: str | None
+
+    def __post_init__(self) -> None:
+        email = clean_email(self.email)
+        values = {
+            "subject": clean_subject(self.subject),
+            "username": clean_text(self.username, MAX_NAME),
+            "email": email,
+            "email_verified": email is not None and self.email_verified is True,
+            "name": clean_text(self.name, MAX_NAME),
+            "avatar_url": clean_url(self.avatar_url),
+        }
+        for name, value in values.items():
+            object.__setattr__(self, name, value)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -69,9 +143,9 @@ def check_url(name: str, value: str, production: bool, problems: list[str]) -> N
     """Provider URLs must be absolute; plain http is only tolerated for loopback mocks."""
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.netloc:
-        problems.append(f"{name} must be an absolute http(s) URL, got {value!r}")
+        problems.append(f"{name} must be an absolute http(s) URL, got {mask_url(value)!r}")
     elif production and parts.scheme == "http" and not is_loopback_url(value):
-        problems.append(f"{name} must use https:// in production (got {value!r})")
+        problems.append(f"{name} must use https:// in production (got {mask_url(value)!r})")
 
 
 NOT_FOR_API_CALLS = ("refresh_token", "expires_at", "expires_in")
@@ -208,10 +282,21 @@ class Provider:
     def config_from_env(
         cls, env: Mapping[str, str], production: bool, problems: list[str]
     ) -> ProviderConfig | None:
-        """None when the provider is not configured; problems get one line per bad value."""
-        client_id = env.get(f"{cls.env_prefix}_CLIENT_ID", "").strip()
-        client_secret = env.get(f"{cls.env_prefix}_CLIENT_SECRET", "").strip()
+        """None when the provider is not configured; problems get one line per bad value.
+
+        Only one of the two credentials is a mistake, not a switch: silently leaving the
+        provider off would hide the typo until someone tries to sign in.
+        """
+        id_name, secret_name = f"{cls.env_prefix}_CLIENT_ID", f"{cls.env_prefix}_CLIENT_SECRET"
+        client_id = env.get(id_name, "").strip()
+        client_secret = env.get(secret_name, "").strip()
         if not (client_id and client_secret):
+            if client_id or client_secret:
+                given, missing = (id_name, secret_name) if client_id else (secret_name, id_name)
+                problems.append(
+                    f"{missing} is not set but {given} is: set both to enable {cls.title}, "
+                    "or neither to leave it off"
+                )
             return None
         extra: dict[str, str] = {}
         for variable, default in cls.url_settings.items():
@@ -254,7 +339,7 @@ class Provider:
             findings.append(
                 Finding(
                     "fail",
-                    f"{url} is unreachable ({type(exc).__name__})",
+                    f"{mask_url(url)} is unreachable ({type(exc).__name__})",
                     "Check the URL, DNS, firewall and proxy settings, and REQUESTS_CA_BUNDLE.",
                 )
             )
@@ -404,6 +489,14 @@ class Provider:
         """Map what Authlib, joserfc and requests raise to a page with a hint."""
         if isinstance(exc, MismatchingStateError):
             return invalid_state_error()
+        if isinstance(exc, InvalidProfile):
+            return AppError(
+                502,
+                "invalid_profile",
+                f"{self.title} sent a profile this app cannot use ({exc}).",
+                "Try again in a moment. If it keeps happening, the provider's API may have "
+                "changed: check for an update of this app.",
+            )
         if isinstance(exc, OAuthError):
             return self.token_error(*self.unwrap_oauth_error(exc))
         if isinstance(exc, JoseError):

@@ -64,7 +64,19 @@ class FacebookProvider(Provider):
         "Deauthorize callback URL": "/auth/facebook/deauthorize",
         "Data deletion request URL": "/auth/facebook/data-deletion",
     }
-    # Facebook documents PKCE only for its OIDC flow, still "in testing": not used here.
+    # No PKCE: Facebook's classic manual flow does not take it. Meta documents
+    # code_challenge/code_verifier only for its OIDC flow (scope `openid`, a nonce and an ID
+    # token; marked "still in testing"), "OIDC Code Flow with PKCE for Manually Built Facebook
+    # Login Flows":
+    # https://developers.facebook.com/documentation/facebook-login/guides/advanced/oidc-token
+    # "Manually Build a Login Flow", this app's flow, lists no PKCE parameter:
+    # https://developers.facebook.com/documentation/facebook-login/guides/advanced/manual-flow
+    # Sent without `openid`, the challenge is dropped and the token request that then carries
+    # the verifier is refused: "code_verifier param is provided without a code_challenge in
+    # authorization request." (code 1; better-auth/better-auth#186, NangoHQ/nango#7156 on
+    # v22.0 and v26.0). Turning it on would break every real Facebook sign-in. So a leaked
+    # code can still be redeemed by whoever uses it first (a code is single-use and only
+    # works with our redirect_uri and App Secret); closing that needs the OIDC flow.
     uses_pkce = False
 
     @classmethod
@@ -150,7 +162,7 @@ class FacebookProvider(Provider):
     def fetch_identity(self, client: FlaskOAuth2App, token: dict[str, Any]) -> Identity:
         response = client.get("me", token=token, params={"fields": "id,name,email,picture"})
         profile = self.graph_json(response, "me")
-        if not isinstance(profile, dict) or not profile.get("id"):
+        if not isinstance(profile, dict):
             # Facebook is known to answer a bare `false` now and then.
             raise AppError(
                 502,
@@ -159,10 +171,11 @@ class FacebookProvider(Provider):
                 "Try signing in again in a moment.",
             )
         picture = profile.get("picture")
-        avatar = picture.get("data", {}).get("url") if isinstance(picture, dict) else None
+        data = picture.get("data") if isinstance(picture, dict) else None
+        avatar = data.get("url") if isinstance(data, dict) else None
         return Identity(
             provider=self.name,
-            subject=str(profile["id"]),
+            subject=profile.get("id"),  # Identity refuses a missing, null or empty id
             username=None,
             email=profile.get("email") or None,
             email_verified=False,  # Facebook gives no verification signal

@@ -15,7 +15,15 @@ from typing import TYPE_CHECKING, Any
 import requests
 from authlib.integrations.flask_client import FlaskOAuth2App
 
-from .base import Finding, Identity, Provider, ProviderConfig, RestartLogin
+from .base import (
+    Finding,
+    Identity,
+    InvalidProfile,
+    Provider,
+    ProviderConfig,
+    RestartLogin,
+    clean_email,
+)
 
 if TYPE_CHECKING:
     from ..tokens.vault import StoredToken
@@ -97,14 +105,17 @@ class GitHubProvider(Provider):
         if response.status_code != 200:
             raise self.api_error(response, "user")
         user = response.json()
-        email, verified = user.get("email"), bool(user.get("email"))
+        if not isinstance(user, dict):
+            raise InvalidProfile("the user is not a JSON object")
+        email = clean_email(user.get("email"))
+        verified = email is not None
         # GitHub only lets a verified address be the public profile email; a private
         # one has to be read from /user/emails (one extra call, only when needed).
         if not email:
             email, verified = self.primary_email(client, token)
         return Identity(
             provider=self.name,
-            subject=str(user["id"]),
+            subject=user.get("id"),  # an integer; Identity refuses a missing or null one
             username=user.get("login"),
             email=email,
             email_verified=verified,
@@ -121,7 +132,10 @@ class GitHubProvider(Provider):
             return None, False
         if response.status_code != 200:
             raise self.api_error(response, "user/emails")
-        emails: list[Mapping[str, Any]] = [e for e in response.json() if isinstance(e, dict)]
+        listing = response.json()
+        if not isinstance(listing, list):
+            raise InvalidProfile("the email list is not a JSON list")
+        emails: list[Mapping[str, Any]] = [e for e in listing if isinstance(e, dict)]
         chosen = (
             next((e for e in emails if e.get("primary") and e.get("verified")), None)
             or next((e for e in emails if e.get("verified")), None)

@@ -13,7 +13,16 @@ from typing import TYPE_CHECKING, Any
 import requests
 from authlib.integrations.flask_client import FlaskOAuth2App
 
-from .base import Finding, Identity, Provider, ProviderConfig, as_bool, login_error
+from ..masking import mask_url
+from .base import (
+    Finding,
+    Identity,
+    InvalidProfile,
+    Provider,
+    ProviderConfig,
+    as_bool,
+    login_error,
+)
 
 if TYPE_CHECKING:
     from ..tokens.vault import StoredToken
@@ -57,7 +66,8 @@ class GoogleProvider(Provider):
             return [
                 Finding(
                     "fail",
-                    f"the discovery document at {url} did not load (HTTP {response.status_code})",
+                    f"the discovery document at {mask_url(url)} did not load "
+                    f"(HTTP {response.status_code})",
                     "Check GOOGLE_SERVER_METADATA_URL.",
                 )
             ]
@@ -67,7 +77,7 @@ class GoogleProvider(Provider):
             return [
                 Finding(
                     "fail",
-                    f"the discovery document's issuer {issuer!r} does not match {url}",
+                    f"the discovery document's issuer {issuer!r} does not match {mask_url(url)}",
                     "ID tokens from it would be refused: check GOOGLE_SERVER_METADATA_URL.",
                 )
             ]
@@ -164,9 +174,11 @@ class GoogleProvider(Provider):
 
     def identity_from_claims(self, claims: Mapping[str, Any]) -> Identity:
         """ID-token claims and the userinfo answer share these names."""
+        if not isinstance(claims, Mapping):
+            raise InvalidProfile("the profile is not a JSON object")
         return Identity(
             provider=self.name,
-            subject=str(claims["sub"]),
+            subject=claims.get("sub"),  # Identity refuses a missing, null or empty one
             username=None,
             email=claims.get("email"),
             email_verified=bool(claims.get("email"))
