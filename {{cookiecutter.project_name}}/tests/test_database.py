@@ -186,8 +186,25 @@ def test_deleting_a_user_removes_everything_of_theirs(backend: str) -> None:
         assert connection.execute(sa.text("SELECT count(*) FROM provider_tokens")).scalar() == 0
 
 
+def flask(
+    *args: str, env: dict[str, str], cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`flask --app <package> ARGS` as an operator runs it (it must succeed)."""
+    result = subprocess.run(
+        [sys.executable, "-m", "flask", "--app", PACKAGE, *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result
+
+
 def flask_db(url: str, *args: str, env: dict[str, str] | None = None) -> str:
-    """`flask --app <package> db ARGS` as an operator runs it (development settings)."""
+    """`flask --app <package> db ARGS` on the database at `url` (development settings)."""
     env = {
         **os.environ,
         "APP_ENV": "development",
@@ -197,15 +214,7 @@ def flask_db(url: str, *args: str, env: dict[str, str] | None = None) -> str:
         # The package is importable without being installed (as in the template's tests).
         "PYTHONPATH": os.pathsep.join([str(PROJECT_ROOT / "src"), str(PROJECT_ROOT)]),
     }
-    result = subprocess.run(
-        [sys.executable, "-m", "flask", "--app", PACKAGE, "db", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
+    result = flask("db", *args, env=env)
     return result.stdout + result.stderr
 
 
@@ -373,16 +382,7 @@ def test_demo_restart_keeps_accounts_and_the_cli_finds_them(
             ids.append(sign_in(app_url, mock).me().json()["id"])
     assert ids[0] == ids[1]
     assert (tmp_path / "instance" / f"{PACKAGE}.sqlite3").is_file()
-    granted = subprocess.run(
-        [sys.executable, "-m", "flask", "--app", PACKAGE, "roles", "grant", ids[0], "admin"],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
-    assert granted.returncode == 0, granted.stdout + granted.stderr
+    granted = flask("roles", "grant", ids[0], "admin", env=env, cwd=tmp_path)
     assert "admin" in granted.stdout
 
 

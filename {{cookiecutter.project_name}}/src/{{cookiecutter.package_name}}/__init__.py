@@ -23,10 +23,10 @@ from . import api, auth, pages
 from .auth import track_last_seen
 from .auth.csrf import csrf_token
 from .cli import register_cli
-from .database import DatabaseNotReady, cli_runs_db_command, init_database, prepare_schema
-from .doctor import doctor_requested
+from .database import DatabaseNotReady, init_database, prepare_schema
 from .errors import register_error_handlers
 from .extensions import init_extensions
+from .flask_command import db_command_requested, doctor_requested
 from .logs import configure_logging, init_request_logging
 from .providers import PROVIDER_CLASSES, provider_blueprints
 from .ratelimits import init_rate_limits
@@ -57,7 +57,7 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
     app = Flask(__name__)
     configure_app(app, settings)
     init_database(app, settings)
-    if not (doctor_requested() or cli_runs_db_command()):  # those two report or fix it
+    if not (doctor_requested() or db_command_requested()):  # those two report or fix it
         try:
             prepare_schema(app, settings)
         except DatabaseNotReady as error:

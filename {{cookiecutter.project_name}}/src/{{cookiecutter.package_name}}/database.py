@@ -141,14 +141,6 @@ def prepare_schema(app: Flask, settings: Settings) -> None:
     )
 
 
-def cli_runs_db_command(argv: list[str] | None = None) -> bool:
-    """Is this the Flask CLI running `db …`? Then the schema may be behind: it is the fix."""
-    argv = sys.argv if argv is None else argv
-    if not argv or Path(argv[0]).name != "flask" and Path(argv[0]).parent.name != "flask":
-        return False
-    return "db" in argv[1:]
-
-
 @write_hooks.register("ruff")
 def tidy_revision(path: str, _options: dict) -> None:
     """`db migrate` writes revisions that ruff accepts as they are (when ruff is installed)."""

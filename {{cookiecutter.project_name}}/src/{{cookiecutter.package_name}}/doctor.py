@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import click
@@ -246,20 +244,6 @@ class Doctor:
         fails = sum(r.status == "fail" for r in self.results)
         warns = sum(r.status == "warn" for r in self.results)
         click.echo(f"\n{fails} problem(s), {warns} warning(s)")
-
-
-def doctor_requested(argv: list[str] | None = None) -> bool:
-    """Is this process the Flask CLI running `auth doctor`? Then settings load leniently.
-
-    Only the `flask` command (or `python -m flask`) qualifies: gunicorn, which accepts stray
-    arguments, must never start leniently.
-    """
-    argv = sys.argv if argv is None else argv
-    program = Path(argv[0]) if argv else Path()
-    if program.name != "flask" and program.parent.name != "flask":
-        return False
-    args = argv[1:]
-    return any(a == "auth" and args[i + 1 : i + 2] == ["doctor"] for i, a in enumerate(args))
 
 
 def run_doctor(app: Flask, as_json: bool) -> int:
