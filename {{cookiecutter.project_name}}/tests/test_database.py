@@ -37,7 +37,12 @@ from conftest import (
 from test_api_tokens import call, cli, new_token, sign_in
 
 from {{ cookiecutter.package_name }} import create_app
-from {{ cookiecutter.package_name }}.database import UPGRADE_COMMAND, upgrade_database
+from {{ cookiecutter.package_name }}.database import (
+    UPGRADE_COMMAND,
+    engine_options,
+    init_sqlite,
+    upgrade_database,
+)
 from {{ cookiecutter.package_name }}.models import db
 from {{ cookiecutter.package_name }}.providers import PROVIDER_CLASSES
 from mock_providers.demo import app_command
@@ -248,6 +253,38 @@ def test_sqlite_connections_are_set_up_for_several_workers(app) -> None:
             assert pragma("journal_mode") == "wal"
             assert pragma("foreign_keys") == 1
             assert pragma("busy_timeout") >= 1000
+
+
+def test_processes_opening_a_new_sqlite_file_together_all_succeed(tmp_path: Path) -> None:
+    # Workers starting at once on a fresh file (one engine each, as in separate processes):
+    # SQLite answered some "database is locked" at once, with no busy wait, while another
+    # one switched the file to WAL.
+    failures: list[BaseException] = []
+
+    def connect(url: str, start: threading.Barrier) -> None:
+        engine = sa.create_engine(url, **engine_options(url))
+        init_sqlite(engine)
+        start.wait()
+        try:
+            with engine.connect() as connection:
+                connection.exec_driver_sql("SELECT count(*) FROM sqlite_master").scalar()
+        except sa.exc.OperationalError as exc:
+            failures.append(exc)
+        finally:
+            engine.dispose()
+
+    for trial in range(60):
+        path = tmp_path / f"fresh-{trial}.sqlite3"
+        path.touch()
+        start = threading.Barrier(8)
+        threads = [
+            threading.Thread(target=connect, args=(f"sqlite:///{path}", start)) for _ in range(8)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert not failures, f"{len(failures)} of 480 connections failed: {failures[0]}"
 
 
 # --- what survives Redis ------------------------------------------------------------------

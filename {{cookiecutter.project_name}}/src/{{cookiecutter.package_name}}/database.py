@@ -16,6 +16,7 @@ import logging
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -61,11 +62,28 @@ def engine_options(url: str) -> dict[str, Any]:
 
 def _sqlite_pragmas(dbapi_connection: sqlite3.Connection, _record: object) -> None:
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
+    _use_wal(cursor)  # readers never block the writer
     cursor.execute("PRAGMA synchronous=NORMAL")  # safe with WAL, much faster commits
     cursor.execute("PRAGMA foreign_keys=ON")  # off by default: cascades would be skipped
     cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT * 1000)}")
     cursor.close()
+
+
+def _use_wal(cursor: sqlite3.Cursor) -> None:
+    """Switch the file to WAL (once; it sticks), retrying a brief "database is locked".
+
+    When new connections switch a fresh file at the same moment (gunicorn workers starting,
+    two commands), SQLite answers all but one with "locked" at once, without the busy wait.
+    """
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
 
 
 def init_database(app: Flask, settings: Settings) -> None:
