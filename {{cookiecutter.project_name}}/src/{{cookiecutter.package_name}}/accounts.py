@@ -7,6 +7,7 @@ failure in between never leaves sessions pointing at records that were rolled ba
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 from flask import current_app
 
@@ -19,6 +20,7 @@ from .extensions import (
     user_store,
 )
 from .models import db
+from .providers.base import RevocationIncomplete
 from .ratelimits import forget_user
 from .users import UserView
 
@@ -48,37 +50,83 @@ def end_session(user_id: str, session_id: str) -> None:
     db.session.commit()
 
 
-def revoke_provider_grants(user: UserView) -> None:
-    """Best effort: a provider that is down must not block signing out or deleting.
+@dataclass(frozen=True)
+class Unrevoked:
+    """A provider that may still list this app for the person, who can remove it there."""
 
-    The stored tokens are deleted in the caller's transaction: the caller commits.
+    provider: str
+    reason: str
+
+
+def revoke_grant(user: UserView, provider: str, subject: str) -> Unrevoked | None:
+    """Withdraw one provider's grant and delete its stored token (in the caller's transaction).
+
+    Raises AppError when the provider could not be asked (the caller decides whether that
+    blocks); returns an Unrevoked when asking cannot work, for the person to act on.
     """
     tokens = token_service()
+    token = tokens.vault.load(user.id, provider)
+    try:
+        current_app.extensions["providers"][provider].revoke(oauth_client(provider), token, subject)
+    except RevocationIncomplete as exc:
+        log.warning("revocation incomplete provider=%s reason=%s", provider, exc.reason)
+        outcome: Unrevoked | None = Unrevoked(provider, exc.reason)
+    else:
+        outcome = None
+    tokens.vault.delete(user.id, provider)
+    return outcome
+
+
+def unrevoked_query(unrevoked: list[Unrevoked]) -> dict[str, str]:
+    """The query string that makes the next page say where to remove the app (names only)."""
+    return {"unrevoked": ",".join(u.provider for u in unrevoked)} if unrevoked else {}
+
+
+def revoke_provider_grants(user: UserView) -> list[Unrevoked]:
+    """Best effort: a provider that is down must not block signing out or deleting.
+
+    What could not be withdrawn is returned (and logged), never counted as done. The stored
+    tokens are deleted in the caller's transaction: the caller commits.
+    """
     providers = current_app.extensions["providers"]
+    unrevoked = []
     for identity in user.identities:
         name = identity["provider"]
-        token = tokens.vault.load(user.id, name)
-        if token is not None and name in providers:
-            try:
-                providers[name].revoke(oauth_client(name), token, identity["subject"])
-            except AppError as error:
-                log.warning("revoke failed provider=%s error=%s", name, error.code)
-        tokens.vault.delete(user.id, name)
+        if name not in providers:  # disabled since: nothing to ask it with
+            token_service().vault.delete(user.id, name)
+            continue
+        try:
+            outcome = revoke_grant(user, name, identity["subject"])
+        except AppError as error:
+            log.warning("revoke failed provider=%s error=%s", name, error.code)
+            token_service().vault.delete(user.id, name)
+            outcome = Unrevoked(name, error.code)
+        if outcome is not None:
+            unrevoked.append(outcome)
+    return unrevoked
 
 
-def delete_account(user: UserView, by: str) -> None:
+def delete_account(user: UserView, by: str) -> list[Unrevoked]:
     """Revoke every grant, then delete the user and all of theirs, then their sessions.
 
     One transaction removes the user, identities, provider and API tokens, role grants and
-    events (foreign keys cascade); the sessions are ended once it has committed.
+    events (foreign keys cascade); the sessions are ended once it has committed. Returns the
+    providers that may still list the app, for the person to remove it there.
     """
-    revoke_provider_grants(user)
+    unrevoked = revoke_provider_grants(user)
     user_store().delete(user)
     # Without personal data: the id is a random internal one.
-    audit_log().record("account_deleted", None, deleted_user_id=user.id, by=by)
+    audit_log().record(
+        "account_deleted",
+        None,
+        deleted_user_id=user.id,
+        by=by,
+        unrevoked=[u.provider for u in unrevoked],
+    )
     db.session.commit()
     session_index().end_all(user.id)
     forget_user(user.id)
+    return unrevoked
 
 
 def drop_identity(user: UserView, provider: str) -> None:

@@ -148,8 +148,16 @@ def delete_user(email_or_id: str, yes: bool) -> None:
     user = _one_user(email_or_id)
     if not yes:
         click.confirm(f"Delete {user.id} ({user.email}) and all their data?", abort=True)
-    delete_account(user, by="cli")
+    unrevoked = delete_account(user, by="cli")
     click.echo(f"deleted {user.id}")
+    providers = current_app.extensions["providers"]
+    for outcome in unrevoked:
+        provider = providers[outcome.provider]
+        click.echo(
+            f"{provider.title} may still list this app ({outcome.reason}): the person can "
+            f"remove it at {provider.user_apps_url}",
+            err=True,
+        )
 
 
 audit_cli = AppGroup("audit", help="Security events.")

@@ -2,13 +2,29 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify, redirect, render_template, session, url_for
+from flask import (
+    Blueprint,
+    current_app,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from flask.typing import ResponseReturnValue
 from redis.exceptions import RedisError
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
-from .accounts import delete_account, end_session, refresh_sessions, sign_out_everywhere
+from .accounts import (
+    delete_account,
+    end_session,
+    refresh_sessions,
+    revoke_grant,
+    sign_out_everywhere,
+    unrevoked_query,
+)
 from .api_tokens import SCOPES
 from .auth import current_user, login_required, roles_required
 from .auth.csrf import check_csrf
@@ -19,14 +35,14 @@ from .extensions import (
     audit_log,
     enabled_providers,
     get_provider,
-    oauth_client,
     redis_client,
     session_index,
     token_service,
     user_store,
 )
 from .models import db
-from .users import LastIdentity, UserView
+from .providers.base import Provider
+from .users import LastIdentity
 
 bp = Blueprint("pages", __name__)
 
@@ -95,9 +111,9 @@ def delete_my_account() -> ResponseReturnValue:
         session.clear()
         return redirect(url_for("pages.index"), code=303)
     require_recent_sign_in("deleting your account", user, "/account#delete")
-    delete_account(user, by="user")
+    unrevoked = delete_account(user, by="user")
     session.clear()
-    return redirect(url_for("pages.index", deleted=1), code=303)
+    return redirect(url_for("pages.index", deleted=1, **unrevoked_query(unrevoked)), code=303)
 
 
 @bp.get("/admin")
@@ -129,7 +145,9 @@ def disconnect(provider: str) -> ResponseReturnValue:
             "Connect another provider first, then disconnect this one.",
         )
     require_recent_sign_in(f"disconnecting {adapter.title}", user, "/account")
-    revoke_grant(user, provider, identity["subject"])
+    # A provider that cannot be asked (down) blocks: try again. One that cannot be made to
+    # forget the grant does not: the link goes, and the page says where to remove the app.
+    unrevoked = revoke_grant(user, provider, identity["subject"])
     try:
         user = user_store().unlink(user, provider)
     except LastIdentity:  # a concurrent disconnect removed the other one
@@ -138,16 +156,16 @@ def disconnect(provider: str) -> ResponseReturnValue:
     db.session.commit()
     remember_user(user)
     refresh_sessions(user)
-    return redirect(url_for("pages.account"), code=303)
+    query = unrevoked_query([unrevoked] if unrevoked else [])
+    return redirect(url_for("pages.account", **query), code=303)
 
 
-def revoke_grant(user: UserView, provider: str, subject: str) -> None:
-    """Revoke at the provider (raising on failure), then delete the stored token (uncommitted)."""
-    tokens = token_service()
-    token = tokens.vault.load(user.id, provider)
-    if token is not None:
-        get_provider(provider).revoke(oauth_client(provider), token, subject)
-    tokens.vault.delete(user.id, provider)
+@bp.app_context_processor
+def unrevoked_notice() -> dict[str, list[Provider]]:
+    """`?unrevoked=github,…` (after sign-out, disconnect or deletion): where to remove the app."""
+    names = request.args.get("unrevoked", "").split(",")[:10]
+    providers = current_app.extensions["providers"]
+    return {"unrevoked": [providers[name] for name in dict.fromkeys(names) if name in providers]}
 
 
 @bp.get("/healthz")

@@ -9,7 +9,12 @@ from authlib.integrations.flask_client import FlaskOAuth2App
 from flask import Blueprint, current_app, redirect, render_template, request, session, url_for
 from werkzeug.wrappers import Response
 
-from ..accounts import refresh_sessions, revoke_provider_grants, sign_out_everywhere
+from ..accounts import (
+    refresh_sessions,
+    revoke_provider_grants,
+    sign_out_everywhere,
+    unrevoked_query,
+)
 from ..errors import AppError
 from ..extensions import (
     audit_log,
@@ -210,16 +215,20 @@ def _link(user: UserView, identity: Identity) -> UserView:
 @bp.post("/logout")
 def logout() -> Response:
     user = current_user()
+    unrevoked = []
     if user is not None:
         check_csrf()
         if current_app.config["APP_SETTINGS"].revoke_on_logout:
-            revoke_provider_grants(user)
+            unrevoked = revoke_provider_grants(user)
+            for outcome in unrevoked:
+                details = {"provider": outcome.provider, "reason": outcome.reason}
+                audit_log().record("revocation_incomplete", user.id, **details)
         audit_log().record("logout", user.id)
         db.session.commit()
         if session.get("sid_public"):
             session_index().end(user.id, session["sid_public"])
     session.clear()  # deletes the Redis record and expires the cookie
-    return redirect(url_for("pages.index"), code=303)
+    return redirect(url_for("pages.index", **unrevoked_query(unrevoked)), code=303)
 
 
 def _start_session(user: UserView, provider: str) -> None:

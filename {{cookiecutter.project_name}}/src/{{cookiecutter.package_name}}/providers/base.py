@@ -34,6 +34,19 @@ class InvalidProfile(ValueError):
     """The provider's answer has no usable account id, or is not the object it should be."""
 
 
+class RevocationIncomplete(Exception):  # noqa: N818 - an outcome the person must act on
+    """The provider may still list this app for the person: we could not withdraw the grant.
+
+    Raised by `Provider.revoke` when asking is impossible (the token is dead and cannot be
+    refreshed) or the provider kept failing; the person is sent to `user_apps_url` instead.
+    `reason` is a short code for logs and the audit trail, never a token.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
 # Column sizes in models.py: longer values would make PostgreSQL refuse the row.
 MAX_SUBJECT = 255
 MAX_NAME = 255
@@ -260,6 +273,8 @@ class Provider:
     env_prefix: ClassVar[str]
     console_name: ClassVar[str]
     console_url: ClassVar[str]
+    # Where a person removes this app's access themselves (when revocation by us failed).
+    user_apps_url: ClassVar[str]
     # Variables with URLs (and their defaults) that this provider reads.
     url_settings: ClassVar[dict[str, str]] = {}
     # Other variables (and their defaults) that this provider reads.
@@ -461,10 +476,12 @@ class Provider:
         """The provider will never accept this refresh token again: ask the user."""
         return code in ("invalid_grant", "bad_refresh_token", "invalid_token", "190")
 
-    def revoke(self, client: FlaskOAuth2App, token: StoredToken, subject: str) -> None:
-        """Revoke the grant at the provider; an already-dead token counts as revoked.
+    def revoke(self, client: FlaskOAuth2App, token: StoredToken | None, subject: str) -> None:
+        """Withdraw the app's grant at the provider, so it no longer lists this app.
 
-        Raises AppError when the provider could not be asked (down, slow, wrong secret).
+        A token that is dead only counts as revoked when the grant is gone with it; otherwise
+        raise RevocationIncomplete. Raises AppError when the provider could not be asked
+        (down, slow, rate-limited, wrong secret).
         """
         raise NotImplementedError
 

@@ -21,7 +21,15 @@ import requests
 from authlib.integrations.flask_client import FlaskOAuth2App
 
 from ..errors import AppError
-from .base import Finding, Identity, Provider, ProviderConfig, login_error, safe_code
+from .base import (
+    Finding,
+    Identity,
+    Provider,
+    ProviderConfig,
+    RevocationIncomplete,
+    login_error,
+    safe_code,
+)
 
 if TYPE_CHECKING:
     from ..tokens.vault import StoredToken
@@ -54,6 +62,7 @@ class FacebookProvider(Provider):
     env_prefix = "FACEBOOK"
     console_name = "Meta for Developers dashboard"
     console_url = "https://developers.facebook.com/apps"
+    user_apps_url = "https://www.facebook.com/settings?tab=applications"
     url_settings = {
         "FACEBOOK_URL": "https://www.facebook.com",
         "FACEBOOK_GRAPH_URL": "https://graph.facebook.com",
@@ -199,7 +208,9 @@ class FacebookProvider(Provider):
     def refresh(self, client: FlaskOAuth2App, token: StoredToken) -> dict[str, Any]:
         raise NotImplementedError("Facebook has no refresh tokens")
 
-    def revoke(self, client: FlaskOAuth2App, token: StoredToken, subject: str) -> None:
+    def revoke(self, client: FlaskOAuth2App, token: StoredToken | None, subject: str) -> None:
+        if token is None:  # nothing to ask with
+            raise RevocationIncomplete("no_token")
         response = self.call(
             lambda: client.delete(f"{subject}/permissions", token=token.as_oauth_token())
         )

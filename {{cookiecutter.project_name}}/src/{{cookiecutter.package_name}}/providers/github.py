@@ -22,6 +22,7 @@ from .base import (
     Provider,
     ProviderConfig,
     RestartLogin,
+    RevocationIncomplete,
     clean_email,
 )
 
@@ -40,6 +41,8 @@ class GitHubProvider(Provider):
     env_prefix = "GITHUB"
     console_name = "GitHub developer settings"
     console_url = "https://github.com/settings/developers"
+    # Authorized OAuth Apps; a GitHub App's authorizations are at /settings/apps/authorizations.
+    user_apps_url = "https://github.com/settings/applications"
     url_settings = {
         "GITHUB_URL": "https://github.com",
         "GITHUB_API_URL": "https://api.github.com",
@@ -145,7 +148,9 @@ class GitHubProvider(Provider):
             return None, False
         return chosen.get("email"), bool(chosen.get("verified"))
 
-    def revoke(self, client: FlaskOAuth2App, token: StoredToken, subject: str) -> None:
+    def revoke(self, client: FlaskOAuth2App, token: StoredToken | None, subject: str) -> None:
+        if token is None:  # nothing to ask with
+            raise RevocationIncomplete("no_token")
         # Deleting the grant revokes every token of this app for the user (GitHub Apps'
         # refresh tokens included). It authenticates as the app, with Basic auth.
         url = f"{self.api_url}/applications/{self.config.client_id}/grant"

@@ -20,6 +20,7 @@ from .base import (
     InvalidProfile,
     Provider,
     ProviderConfig,
+    RevocationIncomplete,
     as_bool,
     login_error,
 )
@@ -37,6 +38,7 @@ class GoogleProvider(Provider):
     env_prefix = "GOOGLE"
     console_name = "Google Cloud console"
     console_url = "https://console.cloud.google.com/apis/credentials"
+    user_apps_url = "https://myaccount.google.com/connections"
     url_settings = {
         "GOOGLE_SERVER_METADATA_URL": "https://accounts.google.com/.well-known/openid-configuration"
     }
@@ -132,7 +134,9 @@ class GoogleProvider(Provider):
             )
         return token
 
-    def revoke(self, client: FlaskOAuth2App, token: StoredToken, subject: str) -> None:
+    def revoke(self, client: FlaskOAuth2App, token: StoredToken | None, subject: str) -> None:
+        if token is None:  # nothing to ask with
+            raise RevocationIncomplete("no_token")
         endpoint = self.call(client.load_server_metadata).get("revocation_endpoint")
         if not endpoint:
             return
