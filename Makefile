@@ -1,8 +1,11 @@
 # The template's commands. `make demo` and `make test` are the README's two commands:
 #   make demo   bake a default project into build/demo/ and run it against local mock providers
+#               (PORT=5000 and MOCK_PORT=9000 by default)
 #   make test   install the test tools into .venv/, then run the template's tests (tests/)
 #   make bench  measure the baked app beside reference Flask apps (needs wrk and redis-server)
+#   make bench-growth  what each route costs at 1k and at 100k users (needs redis-server)
 #   make lint   ruff on the hooks, the template's tests and a freshly baked project
+#   make screenshots  retake the READMEs' screenshots in a default bake (needs chromium)
 #   make clean  remove build/ and .venv/
 # Needs GNU make, python3 (3.11+, with venv) and, for `make test`, redis-server and chromium.
 
@@ -26,13 +29,16 @@ LINT_DIR := $(BUILD)/lint
 DEPS_SUM := $(shell cat '$(TEMPLATE_PYPROJECT)' requirements-test.txt 2>/dev/null | cksum | cut -d' ' -f1)
 DEPS_STAMP := $(VENV)/.test-deps-$(DEPS_SUM)
 
-.PHONY: demo test lint bench clean check-system
+.PHONY: demo test lint bench bench-growth screenshots clean check-system
 
 # --- make demo ----------------------------------------------------------------------------
 # A fresh bake each time; the demo's own venv (build/demo/.venv), its .env (the keys) and its
 # instance/ folder (the SQLite database: accounts, linked providers, API tokens) are kept
 # between runs, so a restarted demo still knows everyone.
 DEMO_KEEP := $(DEMO_DIR)/kept
+# The app's and the mock providers' ports: make demo PORT=5001 MOCK_PORT=9001
+PORT ?= 5000
+MOCK_PORT ?= 9000
 demo:
 	mkdir -p '$(DEMO_KEEP)'
 	for kept in .env instance; do \
@@ -46,7 +52,7 @@ demo:
 		if [ -e '$(DEMO_KEEP)/'$$kept ]; then rm -rf '$(DEMO_DIR)/$(PROJECT)/'$$kept && mv '$(DEMO_KEEP)/'$$kept '$(DEMO_DIR)/$(PROJECT)/'; fi; \
 	done
 	'$(DEMO_VENV)/bin/python' -m pip --disable-pip-version-check -q install -e '$(DEMO_DIR)/$(PROJECT)[dev]'
-	cd '$(DEMO_DIR)/$(PROJECT)' && exec ../.venv/bin/python -m mock_providers.demo
+	cd '$(DEMO_DIR)/$(PROJECT)' && exec ../.venv/bin/python -m mock_providers.demo --port '$(PORT)' --mock-port '$(MOCK_PORT)'
 
 # --- make test ----------------------------------------------------------------------------
 # Extra pytest arguments: make test PYTEST_ARGS='-k hooks'
@@ -87,6 +93,18 @@ $(DEPS_STAMP): | $(PY)
 # The baked app under gunicorn against bare Flask, a one-Redis-GET route and Flask's cookie
 # session, driven by wrk, on SQLite and on PostgreSQL when one answers (see the baked
 # project's bench/README.md; BENCH_ARGS='--database sqlite' or '--postgresql URL').
+# --- make screenshots ---------------------------------------------------------------------
+# The READMEs' pictures of the sign-in and account pages, taken by the baked browser test in
+# a default bake (real Chromium), with the outline each was taken of; that test fails when a
+# page no longer matches its outline, so the pictures stay true.
+SHOTS_DIR := $(BUILD)/screenshots
+SHOTS := {{cookiecutter.project_name}}/docs/screenshots
+screenshots: check-system $(DEPS_STAMP)
+	rm -rf '$(SHOTS_DIR)'
+	$(COOKIECUTTER) . --no-input -f -o '$(SHOTS_DIR)' >/dev/null
+	cd '$(SHOTS_DIR)/$(PROJECT)' && UPDATE_SCREENSHOTS=1 '$(CURDIR)/$(PY)' -m pytest -q -p no:cacheprovider tests/test_browser.py -k screenshots
+	mkdir -p '$(SHOTS)' && cp '$(SHOTS_DIR)/$(PROJECT)'/docs/screenshots/* '$(SHOTS)/'
+
 BENCH_DIR := $(BUILD)/bench
 bench: $(DEPS_STAMP)
 	@command -v wrk >/dev/null 2>&1 || { echo "wrk is missing: sudo apt-get install -y wrk"; exit 1; }
@@ -94,6 +112,17 @@ bench: $(DEPS_STAMP)
 	rm -rf '$(BENCH_DIR)'
 	$(COOKIECUTTER) . --no-input -f -o '$(BENCH_DIR)' >/dev/null
 	cd '$(BENCH_DIR)/$(PROJECT)' && '$(CURDIR)/$(PY)' -m bench.run $(BENCH_ARGS)
+
+# The baked app on a small and a large data set (1,000 and 100,000 users, 1,000 sessions of
+# one person), on SQLite and PostgreSQL when one answers: each route's cost at both sizes
+# and the ratio (see the baked project's bench/README.md, "Growth"; GROWTH_ARGS='--database
+# sqlite' or '--large 300000').
+GROWTH_DIR := $(BUILD)/bench-growth
+bench-growth: $(DEPS_STAMP)
+	@command -v redis-server >/dev/null 2>&1 || { echo "redis-server is missing: sudo apt-get install -y redis-server"; exit 1; }
+	rm -rf '$(GROWTH_DIR)'
+	$(COOKIECUTTER) . --no-input -f -o '$(GROWTH_DIR)' >/dev/null
+	cd '$(GROWTH_DIR)/$(PROJECT)' && '$(CURDIR)/$(PY)' -m bench.growth $(GROWTH_ARGS)
 
 # --- make lint ----------------------------------------------------------------------------
 lint: $(DEPS_STAMP)

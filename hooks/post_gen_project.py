@@ -38,6 +38,8 @@ PROVIDERS = {
     ),
 }
 LOCAL_URL = "http://127.0.0.1:5000"
+# MIT, BSD-3-Clause, Apache-2.0 or none (cookiecutter refuses any other choice).
+LICENSE = "{{ cookiecutter.license }}"
 
 
 def belongs_to(filename: str, name: str) -> bool:
@@ -61,6 +63,16 @@ def remove_disabled_providers() -> None:
         if not enabled:
             for path in provider_files(name):
                 path.unlink(missing_ok=True)
+    if not all(ENABLED.values()):  # the README's pictures show every provider
+        shutil.rmtree(PROJECT / "docs" / "screenshots", ignore_errors=True)
+        if (PROJECT / "docs").is_dir() and not any((PROJECT / "docs").iterdir()):
+            (PROJECT / "docs").rmdir()
+
+
+def remove_license_file() -> None:
+    """license=none: no LICENSE file (it rendered empty), and pyproject.toml claims none."""
+    if LICENSE == "none":
+        (PROJECT / "LICENSE").unlink(missing_ok=True)
 
 
 def remove_tool_caches() -> None:
@@ -132,6 +144,7 @@ def print_next_steps() -> None:
 
 
 remove_disabled_providers()
+remove_license_file()
 remove_tool_caches()
 write_env()
 print_next_steps()

@@ -52,6 +52,7 @@ RESERVED = set(sys.stdlib_module_names) | {
     "markupsafe",
     "mock_providers",
     "msgspec",
+    "mypy",
     "playwright",
     "probe_app",
     "pytest",
@@ -64,6 +65,7 @@ RESERVED = set(sys.stdlib_module_names) | {
     "tests",
     "urllib3",
     "werkzeug",
+    "yaml",
 }
 
 

@@ -37,7 +37,7 @@ PROVIDER_VARIABLES = {
         "FACEBOOK_CLIENT_SECRET": "",
         "FACEBOOK_URL": "https://www.facebook.com",
         "FACEBOOK_GRAPH_URL": "https://graph.facebook.com",
-        "FACEBOOK_GRAPH_VERSION": "v24.0",
+        "FACEBOOK_GRAPH_VERSION": "v26.0",
     },
 }
 CORE_VARIABLES = {

@@ -88,3 +88,5 @@ def test_the_add_your_own_model_recipe_works(baked: dict[str, Path], tmp_path: P
     written.append(str(revision.relative_to(project)))
     for command in (["check"], ["format", "--check"]):
         run([sys.executable, "-m", "ruff", *command, "--no-cache", *written], project, env)
+    # 6. And the type checker the baked CI runs stays clean with it.
+    run([sys.executable, "-m", "mypy", "--cache-dir", os.devnull], project, env)

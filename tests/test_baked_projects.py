@@ -35,6 +35,29 @@ def test_nothing_is_left_unrendered(combination) -> None:
     assert checked > 30
 
 
+# Markdown links and images: [text](target) and ![alt](target).
+MARKDOWN_LINK = re.compile(r"\]\(([^)\s]+)\)")
+
+
+def test_every_relative_link_of_the_readmes_resolves(combination) -> None:
+    """The screenshots go with the bakes that have every provider, and so do their links."""
+    name, project = combination
+    readmes = sorted(project.rglob("README.md"))
+    checked = 0
+    for readme in readmes:
+        for target in MARKDOWN_LINK.findall(readme.read_text()):
+            if urlsplit(target).scheme or target.startswith(("#", "/")):
+                continue
+            checked += 1
+            path = (readme.parent / target.split("#", 1)[0]).resolve()
+            assert path.exists(), f"{readme.relative_to(project)} links to missing {target}"
+    shots = project / "docs" / "screenshots"
+    assert shots.is_dir() == (name == "all")
+    assert (project / "docs").is_dir() == (name == "all"), "an empty docs/ is left"
+    if name == "all":
+        assert checked >= 2
+
+
 def test_project_and_package_names_are_applied(combination) -> None:
     name, project = combination
     assert project.name == f"app-{name}"
@@ -55,6 +78,21 @@ def test_ruff_is_clean(combination, command: list[str]) -> None:
         timeout=120,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_mypy_is_clean(combination) -> None:
+    """The type checker the baked CI runs, with the configuration of the baked pyproject."""
+    _, project = combination
+    result = subprocess.run(
+        [sys.executable, "-m", "mypy", "--cache-dir", os.devnull],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Success: no issues found" in result.stdout
 
 
 def baked_suite_environment() -> dict[str, str]:
@@ -105,10 +143,17 @@ def suite_database(name: str) -> dict[str, str]:
     return {}
 
 
+# This bake's suite runs with every dependency at its lowest allowed version instead
+# (test_dependencies.py); the `all` bake runs the same Google tests at the newest versions.
+LOWEST_VERSIONS_BAKE = "google"
+
+
 @pytest.mark.slow
 def test_baked_test_suite_passes(combination) -> None:
     """The project's own tests, run as its user would run them, from its root."""
     name, project = combination
+    if name == LOWEST_VERSIONS_BAKE:
+        pytest.skip("runs at the lowest dependency versions in test_dependencies.py")
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
         cwd=project,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,9 +15,11 @@ from baking import (
     CORE_VARIABLES,
     PROVIDER_VARIABLES,
     PROVIDERS,
+    TEMPLATE,
     bake,
     bake_cli,
     env_file,
+    isolated_config,
     text_files,
 )
 from cookiecutter.exceptions import FailedHookException
@@ -33,6 +37,32 @@ def our_errors(stderr: str) -> list[str]:
 
 
 # --- pre_gen_project.py ---------------------------------------------------------------------
+
+
+def test_the_prompts_state_the_name_rule_before_it_is_checked(tmp_path: Path) -> None:
+    """cookiecutter asks every question before a hook runs: the first prompt says the rule
+    (and why it is checked only at the end), the error repeats it with an example."""
+    config = isolated_config(tmp_path / "config")
+    answers = "My App\n" + "\n" * 8  # a wrong name, then every default
+    result = subprocess.run(
+        [sys.executable, "-m", "cookiecutter", str(TEMPLATE), "--config-file", str(config)]
+        + ["-o", str(tmp_path / "out")],
+        input=answers,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    first_prompt = " ".join(result.stdout.split("[2/", 1)[0].split())  # rich wraps lines
+    assert "lowercase letters and digits" in first_prompt and "e.g. my-login-app" in first_prompt
+    assert "reported after the last one" in first_prompt
+    assert our_errors(result.stderr) == [
+        "ERROR: project_name 'My App' is invalid: use lowercase letters and digits, words "
+        "joined by single '-', starting with a letter and not ending with '-' "
+        "(e.g. project_name=my-login-app)."
+    ]
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
 
 INVALID_NAMES = {
     "My App": "project_name 'My App' is invalid",
@@ -208,7 +238,8 @@ def test_disabled_providers_leave_nothing_behind(combination) -> None:
             assert path.is_file() == (provider in enabled), path
         if provider in enabled:
             continue
-        remaining = [f for f in files if provider in f.lower()]
+        # .github/ is GitHub Actions' folder (the CI workflow), not the provider's.
+        remaining = [f for f in files if provider in f.lower() and not f.startswith(".github/")]
         assert not remaining, f"files of the disabled {provider} provider remain: {remaining}"
         for path in app_files:
             text = path.read_text()

@@ -1,4 +1,4 @@
-"""Reference apps: the same JSON body as /api/me, with as little machinery as possible.
+"""Reference apps: the same answer as /api/me, with as little machinery as possible.
 
 Served by gunicorn exactly like the app, e.g. `gunicorn 'bench.reference_apps:create_app("bare")'`:
 
@@ -8,7 +8,11 @@ Served by gunicorn exactly like the app, e.g. `gunicorn 'bench.reference_apps:cr
 - `cookie_session`: Flask's default signed-cookie session holding the user (what most Flask
   apps use; no server-side state).
 
-Environment: `BENCH_BODY` (the JSON to serve), `REDIS_URL` (redis_get), `SECRET_KEY`
+Each sends the same headers as the app's /api/me (security headers, Cache-Control, Vary, a
+request id): the ratios compare the work behind the answer, not the size of the answer.
+
+Environment: `BENCH_BODY` (the JSON to serve), `BENCH_HEADERS` (a JSON list of the app's
+header pairs, see `response_headers`), `REDIS_URL` (redis_get), `SECRET_KEY`
 (cookie_session). `POST /bench/session` sets a session cookie for the load generator.
 
 `counted_app()` is the app itself, `{{ cookiecutter.package_name }}.create_app()` unchanged, with
@@ -18,6 +22,7 @@ a count of the SQL statements it sends (see `SqlCounts`); the benchmark serves i
 from __future__ import annotations
 
 import importlib
+import itertools
 import json
 import mmap
 import os
@@ -37,11 +42,27 @@ PACKAGE = "{{ cookiecutter.package_name }}"
 SQL_COUNTS_DIR = "BENCH_SQL_COUNTS"  # where each worker keeps its statement counts
 SQL_KINDS = ("select", "insert", "update", "delete", "other")
 _SLOT = struct.Struct("<Q")
+HEADERS: list[tuple[str, str]] = []  # BENCH_HEADERS: what /api/me sends besides its body
+
+
+# What every HTTP stack adds itself, or what changes per response: not copied from the app.
+OWN_HEADERS = frozenset(
+    {"content-length", "content-type", "date", "server", "connection", "x-request-id"}
+)
+_request_numbers = itertools.count()
+
+
+def response_headers(pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The headers of the app's /api/me answer that a reference app sends as they are."""
+    return [(name, value) for name, value in pairs if name.lower() not in OWN_HEADERS]
 
 
 def _json(body: object) -> Response:
     response = jsonify(body)
-    response.headers["Cache-Control"] = "no-store"  # as /api/me
+    # The same headers as /api/me (security headers, Cache-Control, Vary) and a request id
+    # of the same shape: the ratios then compare the work behind the answer, not its size.
+    response.headers.extend(HEADERS)
+    response.headers["X-Request-ID"] = f"{os.getpid():x}-{next(_request_numbers):08x}"
     return response
 
 
@@ -49,6 +70,7 @@ def create_app(kind: str) -> Flask:
     if kind not in KINDS:
         raise ValueError(f"unknown reference app {kind!r}: one of {', '.join(KINDS)}")
     body = json.loads(os.environ["BENCH_BODY"])
+    HEADERS[:] = [tuple(pair) for pair in json.loads(os.environ.get("BENCH_HEADERS", "[]"))]
     app = Flask(__name__)
     app.config.update(
         SECRET_KEY=os.environ.get("SECRET_KEY") or secrets.token_urlsafe(48),

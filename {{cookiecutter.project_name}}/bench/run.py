@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import os
 import re
 import secrets
@@ -36,7 +37,7 @@ import sqlalchemy as sa
 from cryptography.fernet import Fernet
 
 from bench.postgresql import postgresql_database, postgresql_missing, with_psycopg
-from bench.reference_apps import SQL_COUNTS_DIR, SqlCounts
+from bench.reference_apps import SQL_COUNTS_DIR, SqlCounts, response_headers
 
 PACKAGE = "{{ cookiecutter.package_name }}"
 ROOT = Path(__file__).resolve().parent.parent
@@ -550,6 +551,32 @@ class Target:
 # --- the run --------------------------------------------------------------------------------
 
 
+def add_database_options(parser: argparse.ArgumentParser) -> None:
+    """--database and --postgresql, shared by the benchmarks."""
+    parser.add_argument(
+        "--database",
+        choices=("both", "sqlite", "postgresql"),
+        default="both",
+        help="the app's databases (both: SQLite, and PostgreSQL when reachable)",
+    )
+    parser.add_argument(
+        "--postgresql",
+        metavar="URL",
+        help="a PostgreSQL server where the run may create (and then drops) its own databases: "
+        f"$BENCH_POSTGRESQL_URL, else $TEST_DATABASE_URL, else {DEFAULT_POSTGRESQL}",
+    )
+
+
+def postgresql_server(given: str | None) -> str:
+    """The server of --postgresql, else of the environment, with the app's driver."""
+    return with_psycopg(
+        given
+        or os.environ.get("BENCH_POSTGRESQL_URL")
+        or os.environ.get("TEST_DATABASE_URL")
+        or DEFAULT_POSTGRESQL
+    )
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m bench.run",
@@ -561,25 +588,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=2, help="gunicorn sync workers (2)")
     parser.add_argument("--rounds", type=int, default=2, help="rounds over all targets (2)")
     parser.add_argument("--warmup", type=int, default=1, help="seconds of wrk warm-up (1)")
-    parser.add_argument(
-        "--database",
-        choices=("both", "sqlite", "postgresql"),
-        default="both",
-        help="the app's databases (both: SQLite, and PostgreSQL when reachable)",
-    )
-    parser.add_argument(
-        "--postgresql",
-        metavar="URL",
-        help="a PostgreSQL server where the run may create (and then drops) its own database: "
-        f"$BENCH_POSTGRESQL_URL, else $TEST_DATABASE_URL, else {DEFAULT_POSTGRESQL}",
-    )
+    add_database_options(parser)
     args = parser.parse_args(argv)
-    args.postgresql = with_psycopg(
-        args.postgresql
-        or os.environ.get("BENCH_POSTGRESQL_URL")
-        or os.environ.get("TEST_DATABASE_URL")
-        or DEFAULT_POSTGRESQL
-    )
+    args.postgresql = postgresql_server(args.postgresql)
     for name in ("duration", "connections", "threads", "workers", "rounds"):
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be at least 1")
@@ -725,7 +736,9 @@ def run_targets(
     if me.status_code != 200:
         raise SystemExit(f"/api/me with the session cookie: {me.status_code} {me.text}")
 
+    headers = response_headers(list(me.raw.headers.items()))
     ref_env = {**base_env(), "BENCH_BODY": me.text, "REDIS_URL": redis_url}
+    ref_env["BENCH_HEADERS"] = json.dumps(headers)
     ref_env["SECRET_KEY"] = secrets.token_urlsafe(48)
     for kind in ("bare", "redis_get", "cookie_session"):
         spec = f"bench.reference_apps:create_app('{kind}')"

@@ -62,7 +62,7 @@ class MockState:
         self.settings = settings
         self.providers = dict(providers)
         self.lock = threading.RLock()
-        self.keys = KeyRing()  # survives reset: rotation is explicit
+        self.keys = KeyRing()
         self.blueprint_provider: dict[str, str] = {}
         self.reset()
 
@@ -72,6 +72,9 @@ class MockState:
             self.stores = {name: Store() for name in self.providers}
             self.counts: dict[str, Counter[str]] = {name: Counter() for name in self.providers}
             self.minted: list[str] = []
+        # Back to the first key: an app that lives across tests (one cache of the key set
+        # per process) never meets a key another test rotated in.
+        self.keys.reset()
 
     def default_switches(self, provider: str) -> dict[str, Any]:
         return {**COMMON_SWITCHES, **self.providers[provider].SWITCHES}

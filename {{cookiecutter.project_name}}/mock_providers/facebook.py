@@ -1,11 +1,16 @@
 """Mock Facebook: the Login dialog on www.facebook.com and the versioned Graph API.
 
-Quirks kept on purpose: every URL is versioned (`/v24.0/...`; unversioned paths use the
+Quirks kept on purpose: every URL is versioned (`/v26.0/...`; unversioned paths use the
 default version), scopes are comma-separated, the callback ends in `#_=_`, the token endpoint
 takes GET or POST but never Basic auth, redirect_uri must be byte-identical at the token step,
 errors are nested `error` objects keyed by numeric codes, /me gives only name and id
 unless `fields` is passed, the email may simply be missing, Graph calls need `appsecret_proof`,
 and /me sometimes answers a bare `false`.
+
+The person's grant outlives the tokens: a declined email stays declined (the dialog asks
+again only with `auth_type=rerequest`), an expired user token cannot revoke anything (190),
+and `DELETE /{user-id}/permissions` with the app token `{app-id}|{app-secret}` removes the
+app from the person's settings whatever became of the tokens.
 
 PKCE as Facebook does it: Meta documents `code_challenge` only for its OIDC flow (scope
 `openid`; "still in testing"), and there the code is bound to the challenge. A classic login
@@ -49,12 +54,20 @@ from .settings import MockSettings
 
 NAME = "facebook"
 TITLE = "Facebook"
-DEFAULT_VERSION = "v24.0"
+DEFAULT_VERSION = "v26.0"
 CODE_LIFETIME = 600
 LONG_LIVED = 5183944
 SHORT_LIVED = 5400
 DATA_ACCESS_DAYS = 90
 GRAPH_ENDPOINTS = {"facebook.me", "facebook.permissions", "facebook.debug_token"}
+# Permissions a person may decline in the dialog; public_profile is always granted.
+DECLINABLE = ("email",)
+# Graph's "try again" errors ("Handling Errors": 1 API Unknown, 2 API Service; bodies as seen
+# in Trustroots/trustroots#673 and php-graph-sdk#478), each with "is_transient": true.
+TRANSIENT_MESSAGES = {
+    1: "An unknown error has occurred.",
+    2: "An unexpected error has occurred. Please retry your request later.",
+}
 
 PERSONAS: dict[str, dict[str, Any]] = {
     "ada": dict(
@@ -87,6 +100,11 @@ SWITCHES: dict[str, Any] = dict(
     usage_percent=None,
     expires_in=None,
     picture="ok",
+    decline=None,
+    user_token_failure=None,
+    transient=None,
+    transient_status=500,
+    transient_calls=None,
 )
 CHOICES: dict[str, tuple[Any, ...]] = dict(
     require_appsecret_proof=(True, False),
@@ -94,6 +112,10 @@ CHOICES: dict[str, tuple[Any, ...]] = dict(
     picture=("ok", "string"),
     legacy_token_format=(True, False),
     short_lived=(True, False),
+    decline=(None, *DECLINABLE),
+    user_token_failure=(None, "password_changed", "data_access_expired"),
+    transient=(None, 1, 2),
+    transient_status=(400, 401, 500, 503),
 )
 TOKEN_FAILURES = {
     "expired": (463, "Error validating access token: Session has expired on {when}."),
@@ -125,7 +147,7 @@ REDIRECT_MISMATCH = (
 
 
 class VersionConverter(BaseConverter):
-    """A Graph API version segment such as `v24.0`."""
+    """A Graph API version segment such as `v26.0`."""
 
     regex = r"v\d+\.\d+"
 
@@ -239,12 +261,13 @@ def fb_error(
     kind: str = "OAuthException",
     subcode: int | None = None,
     headers: dict[str, str] | None = None,
+    transient: bool = False,
 ) -> Response:
     """Graph's nested error object, with the fbtrace_id every real error carries."""
     error: dict[str, Any] = dict(message=message, type=kind, code=code)
     if subcode is not None:
         error["error_subcode"] = subcode
-    if code in (2, 4):
+    if transient or code in (2, 4):
         error["is_transient"] = True
     error["fbtrace_id"] = "A" + random_text(22)
     return json_response(dict(error=error), status, headers=headers)
@@ -322,6 +345,55 @@ def app_token_ok(mock: MockState, value: str) -> bool:
         return value in mock.store(NAME).extra.get("app_tokens", set())
 
 
+def proof_refused(mock: MockState, token: str, required: bool) -> Response | None:
+    """Graph's answer to a wrong (or a missing but required) `appsecret_proof`; else None."""
+    proof = request.args.get("appsecret_proof") or request.form.get("appsecret_proof")
+    if proof is None and required:
+        return fb_error(
+            400,
+            "API calls from the server require an appsecret_proof argument",
+            100,
+            "GraphMethodException",
+        )
+    expected = appsecret_proof(mock.settings.facebook_client_secret, token)
+    if proof is not None and not hmac.compare_digest(proof.encode(), expected.encode()):
+        return fb_error(
+            400, "Invalid appsecret_proof provided in the API argument", 100, "GraphMethodException"
+        )
+    return None
+
+
+def check_app_token(mock: MockState, value: str) -> Response | None:
+    """None for this app's token (the app secret is in it: a proof is checked if sent)."""
+    if not app_token_ok(mock, value):
+        return fb_error(400, "Invalid OAuth access token signature.", 190)
+    return proof_refused(mock, value, required=False)
+
+
+def grants(mock: MockState) -> dict[str, dict[str, str]]:
+    """Per persona, the permissions the person decided on: {"email": "declined", ...}.
+
+    What Facebook remembers between logins, whatever becomes of the tokens; only
+    `DELETE /{user-id}/permissions` (or a reset) forgets it. Call with `mock.lock` held.
+    """
+    return mock.store(NAME).extra.setdefault("grants", {})
+
+
+def take_transient_call(mock: MockState) -> bool:
+    """Whether this Graph call fails with the `transient` error (`transient_calls` counts down)."""
+    with mock.lock:
+        switches = mock.switches[NAME]
+        if switches["transient"] is None:
+            return False
+        remaining = switches["transient_calls"]
+        if remaining is None:
+            return True
+        if int(remaining) <= 0:
+            return False
+        switches["transient_calls"] = int(remaining) - 1
+        return True
+
+
 def request_token() -> str | None:
     return (
         request.args.get("access_token")
@@ -342,19 +414,9 @@ def check_user_token(mock: MockState, value: str | None) -> Token | Response:
         record: Token | None = mock.store(NAME).tokens.get(value)
     if record is None:
         return fb_error(400, "Invalid OAuth access token - Cannot parse access token", 190)
-    proof = request.args.get("appsecret_proof") or request.form.get("appsecret_proof")
-    expected = appsecret_proof(mock.settings.facebook_client_secret, value)
-    if proof is None and mock.switch(NAME, "require_appsecret_proof"):
-        return fb_error(
-            400,
-            "API calls from the server require an appsecret_proof argument",
-            100,
-            "GraphMethodException",
-        )
-    if proof is not None and not hmac.compare_digest(proof.encode(), expected.encode()):
-        return fb_error(
-            400, "Invalid appsecret_proof provided in the API argument", 100, "GraphMethodException"
-        )
+    refused = proof_refused(mock, value, mock.switch(NAME, "require_appsecret_proof"))
+    if refused is not None:
+        return refused
     if record.revoked:
         message = (
             "Error validating access token: The user has not authorized application "
@@ -363,6 +425,9 @@ def check_user_token(mock: MockState, value: str | None) -> Token | Response:
         return fb_error(400, message, 190, subcode=458)
     if record.expires_at < time.time():
         return token_failure("expired", record)
+    failure = mock.switch(NAME, "user_token_failure")
+    if failure is not None:  # every user token died; the person's grant did not
+        return token_failure(failure, record)
     return record
 
 
@@ -404,12 +469,18 @@ def token_reply(mock: MockState, value: str) -> Response:
 
 
 @bp.before_request
-def enforce_usage_limit() -> Response | None:
+def graph_faults() -> Response | None:
+    """Graph calls: throttling (`usage_percent`), then "try again" errors (`transient`)."""
     if request.endpoint not in GRAPH_ENDPOINTS:
         return None
-    percent = state().switch(NAME, "usage_percent")
+    mock = state()
+    percent = mock.switch(NAME, "usage_percent")
     if percent is not None and int(percent) >= 100:
         return fb_error(400, "(#4) Application request limit reached", 4)
+    if take_transient_call(mock):
+        code = int(mock.switch(NAME, "transient"))
+        status = int(mock.switch(NAME, "transient_status"))
+        return fb_error(status, TRANSIENT_MESSAGES[code], code, transient=True)
     return None
 
 
@@ -452,20 +523,27 @@ def dialog(version: str | None) -> Response:
     scopes = parse_scopes(args.get("scope", ""))
     client_state = args.get("state")
     return_scopes = args.get("return_scopes") == "true"
+    rerequest = args.get("auth_type") == "rerequest"
 
     # Only the OIDC flow keeps the PKCE challenge; an unknown method falls back to plain.
     challenge = args.get("code_challenge") if "openid" in scopes else None
     method = "S256" if args.get("code_challenge_method") == "S256" else "plain"
 
     def approve(user: str) -> Response:
+        asked = asked_scopes(mock, user, scopes, rerequest)
+        if request.method == "POST":  # the consent page: unticked permissions are declined
+            declined = [s for s in asked if s not in request.form.getlist("share")]
+        else:
+            declined = [s for s in asked if s == mock.switch(NAME, "decline")]
+        allowed, denied = decide_permissions(mock, user, scopes, asked, declined)
         code = mock.mint("AQ" + random_text(330, BASE62 + "-_"))
         with mock.lock:
             mock.store(NAME).codes[code] = Code(
-                client_id, redirect_uri, user, granted(scopes), challenge, method
+                client_id, redirect_uri, user, allowed, challenge, method
             )
         query = [("code", code)]
         if return_scopes:
-            query += [("granted_scopes", ",".join(granted(scopes))), ("denied_scopes", "")]
+            query += [("granted_scopes", ",".join(allowed)), ("denied_scopes", ",".join(denied))]
         if client_state is not None:
             query.append(("state", client_state))
         return redirect(append_query(redirect_uri, urlencode(query, safe=","), fragment="_=_"))
@@ -488,7 +566,33 @@ def dialog(version: str | None) -> Response:
         redirect_uri=redirect_uri,
         approve=approve,
         deny=deny,
+        declinable=asked_scopes(mock, mock.switch(NAME, "user"), scopes, rerequest),
     )
+
+
+def asked_scopes(mock: MockState, user: str, scopes: list[str], rerequest: bool) -> list[str]:
+    """The permissions the dialog lets the person decline: a declined one is not asked
+    again unless the dialog says auth_type=rerequest ("Manually Build a Login Flow")."""
+    with mock.lock:
+        grant = dict(grants(mock).get(user, {}))
+    return [s for s in scopes if s in DECLINABLE and (rerequest or grant.get(s) != "declined")]
+
+
+def decide_permissions(
+    mock: MockState, user: str, scopes: list[str], asked: list[str], declined: list[str]
+) -> tuple[list[str], list[str]]:
+    """Record the person's decisions; returns the requested permissions (granted, declined)."""
+    with mock.lock:
+        grant = grants(mock).setdefault(user, {})
+        grant["public_profile"] = "granted"
+        for scope in asked:
+            grant[scope] = "declined" if scope in declined else "granted"
+        for scope in scopes:  # asked for the first time without a choice: granted
+            grant.setdefault(scope, "granted")
+        requested = granted(scopes)
+        allowed = [s for s in requested if grant.get(s) == "granted"]
+        denied = [s for s in requested if grant.get(s) == "declined"]
+    return allowed, denied
 
 
 # --- Graph API ------------------------------------------------------------------------------
@@ -637,26 +741,29 @@ def permissions(version: str | None, node: str) -> Response:
     mock = state()
     store = mock.store(NAME)
     value = request_token()
-    if value and app_token_ok(mock, value):
+    if value and "|" in value:  # an app token: `{app-id}|{app-secret}` or a minted one
+        refused = check_app_token(mock, value)
+        if refused is not None:
+            return refused
         user = next((k for k, p in PERSONAS.items() if p["id"] == node), None)
         if user is None:
             return fb_error(400, f"(#100) Invalid user id {node!r}", 100)
-        with mock.lock:
-            scopes = next((t.scopes for t in store.tokens.values() if t.user == user), [])
-    else:
+    else:  # a user token must be alive: an expired one gets 190 and revokes nothing
         record = check_user_token(mock, value)
         if isinstance(record, Response):
             return record
         if node not in ("me", PERSONAS[record.user]["id"]):
             return fb_error(400, "(#100) Invalid user id", 100)
-        user, scopes = record.user, record.scopes
-    if request.method == "DELETE":
-        with mock.lock:
+        user = record.user
+    with mock.lock:
+        if request.method == "DELETE":  # the app leaves the person's settings
+            grants(mock).pop(user, None)
             for live in store.tokens.values():
                 if live.user == user:
                     live.revoked = True
-        return json_response(dict(success=True))
-    return json_response(dict(data=[dict(permission=s, status="granted") for s in scopes]))
+            return json_response(dict(success=True))
+        grant = dict(grants(mock).get(user, {}))
+    return json_response(dict(data=[dict(permission=p, status=s) for p, s in grant.items()]))
 
 
 @graph_route("/<node>/picture", "picture")

@@ -2,7 +2,9 @@
 
 Quirks kept on purpose: every token-endpoint answer is HTTP 200 (errors included), the body
 is form-encoded unless the client asks for JSON, scopes come back comma-separated, the REST
-API refuses requests without a User-Agent, a private email is null in /user, and a wrong
+API refuses requests without a User-Agent, a private email is null in /user, a public one
+may be unverified, rate limits answer 403 or 429 (a secondary one with `retry-after` only
+sometimes), an expired or unknown token cannot delete a grant (404), and a wrong
 redirect_uri is sent back to the *registered* callback. The same blueprint is mounted twice:
 `/github` (API under `/github/api`) and `/ghes` (Enterprise Server layout, API under `/api/v3`).
 """
@@ -16,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
 
-from flask import Blueprint, Flask, Response, redirect, request
+from flask import Blueprint, Flask, Response, redirect, render_template, request
 
 from .core import (
     MockState,
@@ -41,6 +43,11 @@ CODE_LIFETIME = 600
 APP_TOKEN_LIFETIME = 28800
 REFRESH_TOKEN_LIFETIME = 15811200
 RATE_LIMIT = 5000
+RATE_LIMITS_DOC = "https://docs.github.com/rest/using-the-rest-api/rate-limits-for-the-rest-api"
+SECONDARY_MESSAGE = (
+    "You have exceeded a secondary rate limit. Please wait a few minutes before you try "
+    "again. If you reach out to GitHub Support for help, please include the request ID."
+)
 HEX = "0123456789ABCDEF"
 # blueprint name -> (web prefix, API prefix)
 LAYOUTS = {"github": ("/github", "/github/api"), "ghes": ("/ghes", "/ghes/api/v3")}
@@ -122,9 +129,14 @@ SWITCHES: dict[str, Any] = dict(
     app_mode=False,
     install_callback=False,
     rate_limit=None,
+    rate_limit_status=403,
+    rate_limit_retry_after=True,
+    rate_limit_on="api",
     require_pkce=False,
     expires_in=APP_TOKEN_LIFETIME,
+    refresh_token_expires_in=REFRESH_TOKEN_LIFETIME,
     user_object="ok",
+    public_email="verified",
 )
 CHOICES: dict[str, tuple[Any, ...]] = dict(
     suspended=(True, False),
@@ -133,8 +145,12 @@ CHOICES: dict[str, tuple[Any, ...]] = dict(
     app_mode=(True, False),
     install_callback=(True, False),
     rate_limit=(None, "primary", "secondary"),
+    rate_limit_status=(403, 429),
+    rate_limit_retry_after=(True, False),
+    rate_limit_on=("api", "user", "emails", "token"),
     require_pkce=(True, False),
     user_object=("ok", "no_id", "null_id", "empty_id", "list", "odd_fields"),
+    public_email=("verified", "bounced"),
 )
 
 
@@ -196,6 +212,9 @@ def make_blueprint(name: str) -> Blueprint:
         methods=["DELETE"],
     )
     bp.add_url_rule("/avatars/u/<int:user_id>", "avatar", avatar_image)
+    # Where a person revokes an app: OAuth Apps, and GitHub Apps' user authorizations.
+    for path in ("/settings/applications", "/settings/apps/authorizations"):
+        bp.add_url_rule(path, "authorizations", authorizations, methods=["GET", "POST"])
     return bp
 
 
@@ -292,7 +311,38 @@ def rate_headers(mock: MockState, user: str) -> dict[str, str]:
     }
 
 
-def api_auth(mock: MockState) -> tuple[str, Token] | Response:
+def rate_limited(mock: MockState, endpoint: str, user: str | None) -> Response | None:
+    """The `rate_limit*` switches: `endpoint` answers as GitHub does over a rate limit.
+
+    Primary (REST API): 403 or 429 with `x-ratelimit-remaining: 0` and a future reset.
+    Secondary: 403 or 429 whose message says so; `retry-after` only "if present" (the
+    `rate_limit_retry_after` switch), while the usual headers still show budget left. OAuth
+    token requests have a secondary limit of their own (RATE_LIMITS_DOC).
+    """
+    kind, on = mock.switch(NAME, "rate_limit"), mock.switch(NAME, "rate_limit_on")
+    if kind is None or on not in (endpoint, "api" if endpoint != "token" else None):
+        return None
+    status = int(mock.switch(NAME, "rate_limit_status"))
+    headers = common_api_headers()
+    if endpoint != "token":
+        headers.update(rate_headers(mock, user or "app"))
+    if kind == "primary" and endpoint != "token":
+        headers.update({"x-ratelimit-remaining": "0", "x-ratelimit-used": str(RATE_LIMIT)})
+        who = f"user ID {PERSONAS[user]['id']}" if user else "this app"
+        message = (
+            f"API rate limit exceeded for {who}. If you reach out to GitHub Support for "
+            "help, please include the request ID."
+        )
+        doc = RATE_LIMITS_DOC
+    else:
+        message, doc = SECONDARY_MESSAGE, f"{RATE_LIMITS_DOC}#about-secondary-rate-limits"
+        if mock.switch(NAME, "rate_limit_retry_after"):
+            headers["retry-after"] = "60"
+    body = dict(message=message, documentation_url=doc, status=str(status))
+    return json_response(body, status, headers=headers)
+
+
+def api_auth(mock: MockState, endpoint: str) -> tuple[str, Token] | Response:
     """The REST API's gatekeeping: User-Agent, then credentials, then rate limits."""
     if not request.headers.get("User-Agent"):
         return Response(
@@ -313,33 +363,9 @@ def api_auth(mock: MockState) -> tuple[str, Token] | Response:
         record: Token | None = mock.store(NAME).tokens.get(value)
     if record is None or (record.expires_at is not None and record.expires_at < time.time()):
         return api_error(401, "Bad credentials")
-    limit = mock.switch(NAME, "rate_limit")
-    if limit == "primary":
-        headers = rate_headers(mock, record.user)
-        headers.update({"x-ratelimit-remaining": "0", "x-ratelimit-used": str(RATE_LIMIT)})
-        message = (
-            f"API rate limit exceeded for user ID {PERSONAS[record.user]['id']}. If you reach out "
-            "to GitHub Support for help, please include the request ID."
-        )
-        response = api_error(
-            403, message, "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api"
-        )
-        response.headers.update(headers)
-        return response
-    if limit == "secondary":
-        message = (
-            "You have exceeded a secondary rate limit. Please wait a few minutes before you "
-            "try again. If you reach out to GitHub Support for help, please include the "
-            "request ID."
-        )
-        response = api_error(
-            403,
-            message,
-            "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api"
-            "#about-secondary-rate-limits",
-        )
-        response.headers["retry-after"] = "60"
-        return response
+    limited = rate_limited(mock, endpoint, record.user)
+    if limited is not None:
+        return limited
     return value, record
 
 
@@ -364,17 +390,18 @@ def issue_tokens(
     lifetime = int(mock.switch(NAME, "expires_in"))
     access = mock.mint("ghu_" + random_text(36))
     refresh_token = mock.mint("ghr_" + random_text(76))
+    refresh_lifetime = int(mock.switch(NAME, "refresh_token_expires_in"))
     now = time.time()
     with mock.lock:
         store.tokens[access] = Token(user, client_id, [], True, now + lifetime, refresh_token)
         store.refresh_tokens[refresh_token] = Refresh(
-            user, client_id, access, now + REFRESH_TOKEN_LIFETIME
+            user, client_id, access, now + refresh_lifetime
         )
     return dict(
         access_token=access,
         expires_in=lifetime,
         refresh_token=refresh_token,
-        refresh_token_expires_in=REFRESH_TOKEN_LIFETIME,
+        refresh_token_expires_in=refresh_lifetime,
         scope="",
         token_type="bearer",
     )
@@ -493,6 +520,9 @@ def access_token() -> Response:
     status = mock.switch(NAME, "token_http_status")
     if status:
         return Response("<h1>Unicorn!</h1> This page is taking too long to load.", int(status))
+    limited = rate_limited(mock, "token", None)
+    if limited is not None:
+        return limited
     forced = mock.switch(NAME, "token_error")
     if forced:
         return token_error(forced)
@@ -551,7 +581,7 @@ def refresh(mock: MockState, client_id: str, refresh_token: str) -> Response:
 def user() -> Response:
     mock = state()
     pause(NAME)
-    auth = api_auth(mock)
+    auth = api_auth(mock, "user")
     if isinstance(auth, Response):
         return auth
     _value, record = auth
@@ -584,7 +614,7 @@ def odd_user(mock: MockState, body: dict[str, Any]) -> Any:
 def emails() -> Response:
     mock = state()
     pause(NAME)
-    auth = api_auth(mock)
+    auth = api_auth(mock, "emails")
     if isinstance(auth, Response):
         return auth
     _value, record = auth
@@ -597,13 +627,33 @@ def emails() -> Response:
         return api_error(404, "Not Found", doc)
     if mode == "403":
         return api_error(403, "Resource not accessible by integration", doc)
-    listing = [dict(item) for item in PERSONAS[record.user]["emails"]]
+    listing = listed_emails(mock, PERSONAS[record.user])
     if mode == "no_primary":
         for item in listing:
             item["primary"] = False
     elif mode == "empty":
         listing = []
     return api_reply(mock, record, listing, "user, user:email")
+
+
+def listed_emails(mock: MockState, persona: dict[str, Any]) -> list[dict[str, Any]]:
+    """The persona's addresses; with `public_email: bounced`, the public one is a secondary
+    address that bounced and so is unverified ("If an email address is undeliverable or
+    bouncing, it will be unverified": docs.github.com/en/account-and-profile/concepts/
+    email-addresses), beside a verified private primary (GitHub issues tokens only to users
+    with one: `unverified_user_email`)."""
+    public = persona["email"]
+    if not public or mock.switch(NAME, "public_email") == "verified":
+        return [dict(item) for item in persona["emails"]]
+    return [
+        dict(
+            email=f"{persona['login']}@mail.example",
+            primary=True,
+            verified=True,
+            visibility="private",
+        ),
+        dict(email=public, primary=False, verified=False, visibility=None),
+    ]
 
 
 def revoke_grant(client_id: str) -> Response:
@@ -627,27 +677,56 @@ def revoke(client_id: str, whole_grant: bool) -> Response:
         return api_error(401, "Bad credentials")
     if client_id != settings.github_client_id:
         return api_error(404, "Not Found")
+    limited = rate_limited(mock, "revoke", None)
+    if limited is not None:
+        return limited
     value = (request.get_json(silent=True) or {}).get("access_token")
     if not value:
         return api_error(422, 'Invalid request.\n\n"access_token" wasn\'t supplied.')
     store = mock.store(NAME)
     with mock.lock:
         record: Token | None = store.tokens.get(value)
-        if record is None:
+        # It needs "a valid OAuth access_token": an expired one is as unknown as a revoked
+        # one, so the grant stays (a GitHub App's refresh token still works).
+        if record is None or (record.expires_at is not None and record.expires_at < time.time()):
             return api_error(404, "Not Found")
-        doomed = [value]
         if whole_grant:
-            doomed = [
-                t
-                for t, r in store.tokens.items()
-                if (r.user, r.client_id) == (record.user, client_id)
-            ]
-            for refresh_token, r in list(store.refresh_tokens.items()):
-                if (r.user, r.client_id) == (record.user, client_id):
-                    del store.refresh_tokens[refresh_token]
-        for doomed_token in doomed:
-            store.tokens.pop(doomed_token, None)
+            drop_grant(mock, record.user, client_id)
+        else:
+            store.tokens.pop(value, None)
     return Response(status=204)
+
+
+def drop_grant(mock: MockState, user: str, client_id: str) -> None:
+    """Every access and refresh token of this app for this user dies (call with the lock)."""
+    store = mock.store(NAME)
+    for kind in (store.tokens, store.refresh_tokens):
+        for value, record in list(kind.items()):
+            if (record.user, record.client_id) == (user, client_id):
+                del kind[value]
+
+
+def authorizations() -> Response:
+    """github.com/settings/applications: where a person revokes the app themselves (the app
+    sends them here when it could not). The mock has no sign-in, so every persona holding a
+    grant of the app is listed, each with its own Revoke button."""
+    mock = state()
+    client_id = mock.settings.github_client_id
+    if request.method == "POST":
+        with mock.lock:
+            drop_grant(mock, request.form.get("user", ""), client_id)
+        return redirect(request.path, code=303)
+    store = mock.store(NAME)
+    with mock.lock:
+        records = [*store.tokens.values(), *store.refresh_tokens.values()]
+        users = sorted({r.user for r in records if r.client_id == client_id})
+    html = render_template(
+        "github_authorizations.html",
+        title=TITLE,
+        client_id=client_id,
+        users=[(user, PERSONA_LABELS[user]) for user in users],
+    )
+    return Response(html, headers={"Cache-Control": "no-store"})
 
 
 def avatar_image(user_id: int) -> Response:

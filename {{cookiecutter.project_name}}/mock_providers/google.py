@@ -2,8 +2,10 @@
 
 Quirks kept on purpose: a bad client or redirect URI gets an error *page* (never a redirect
 back), the callback carries the expanded scope list plus authuser/prompt, a refresh token
-comes only with access_type=offline on a consent screen, refresh never rotates it, and the
-revoke endpoint answers GET with 404.
+comes only with access_type=offline on a consent screen, refresh never rotates it, a refresh
+token refused once stays refused, revoking withdraws the consent (the next sign-in shows the
+consent screen and brings a refresh token again), the revoke endpoint answers GET with 404,
+and the certs (JWKS) carry Google's Cache-Control max-age.
 """
 
 from __future__ import annotations
@@ -85,10 +87,11 @@ SWITCHES: dict[str, Any] = dict(
     refresh="ok",
     userinfo="ok",
     expires_in=3599,
+    certs_max_age=21600,
 )
 CHOICES: dict[str, tuple[Any, ...]] = dict(
     email_verified=(True, "true", False),
-    kid=("published", "unpublished"),
+    kid=("published", "unpublished", "withdrawn"),
     alg=("RS256", "none", "HS256"),
     nonce=("echo", "wrong", "omit"),
     id_token=(True, False),
@@ -231,7 +234,9 @@ def id_token(mock: MockState, user: str, scopes: list[str], access: str, nonce: 
     claims["exp"] = issued + int(sw["exp_offset"])
     if sw["alg"] == "none":
         return unsigned(claims)
-    key = mock.keys.unpublished if sw["kid"] == "unpublished" else mock.keys.current
+    key = dict(unpublished=mock.keys.unpublished, withdrawn=mock.keys.withdrawn).get(
+        sw["kid"], mock.keys.current
+    )
     header = dict(alg=sw["alg"], kid=key.kid, typ="JWT")
     if sw["alg"] == "HS256":
         return signed(header, claims, settings.google_client_secret)
@@ -260,6 +265,14 @@ def kill_refresh_token(mock: MockState, refresh_token: str) -> None:
         record = store.refresh_tokens.pop(refresh_token, None)
         for access in record.access_tokens if record else ():
             store.tokens.pop(access, None)
+
+
+def withdraw_consent(mock: MockState, client_id: str, user: str) -> None:
+    """What revoking does at Google: the app loses its access, so the next authorization
+    shows the consent screen again and, with access_type=offline, issues a refresh token.
+    (Refusing a dead refresh token at refresh does not: the consent stays.)"""
+    with mock.lock:
+        mock.store(NAME).consents.discard((client_id, user))
 
 
 # --- endpoints ----------------------------------------------------------------------------
@@ -316,7 +329,8 @@ def discovery() -> Response:
 
 @bp.get("/oauth2/v3/certs")
 def certs() -> Response:
-    max_age = 21600
+    """The JWKS, cacheable for `certs_max_age` seconds, with Google's header."""
+    max_age = int(state().switch(NAME, "certs_max_age"))
     return json_response(
         state().keys.jwks(),
         headers={
@@ -553,12 +567,15 @@ def revoke() -> Response:
     token_value = request.form.get("token") or request.args.get("token", "")
     with mock.lock:
         access: AccessToken | None = store.tokens.get(token_value)
+        refresh: RefreshToken | None = store.refresh_tokens.get(token_value)
         if access is not None and access.expires_at >= time.time():
             store.tokens.pop(token_value)
             if access.refresh_token:
                 kill_refresh_token(mock, access.refresh_token)
-        elif token_value in store.refresh_tokens:
+            withdraw_consent(mock, access.client_id, access.user)
+        elif refresh is not None:
             kill_refresh_token(mock, token_value)
+            withdraw_consent(mock, refresh.client_id, refresh.user)
         else:
             return oauth_error(400, "invalid_token", "Token expired or revoked")
     return json_response({})

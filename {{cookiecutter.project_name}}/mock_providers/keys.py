@@ -2,7 +2,8 @@
 
 A 2048-bit RSA key takes a noticeable moment to generate, so keys are made once per process
 and shared by every mock started in it. A mock publishes one key at a time; rotation
-(`/_mock/google/rotate-keys`) moves it to the next key, and `reset` does not undo that.
+(`/_mock/google/rotate-keys`) moves it to the next key, and `reset` goes back to the first.
+The key rotated out is "withdrawn": still able to sign (as a leaked key would), unpublished.
 """
 
 from __future__ import annotations
@@ -48,6 +49,17 @@ class KeyRing:
     def unpublished(self) -> RSAKey:
         """A valid key whose kid is never published: for the `kid="unpublished"` switch."""
         return rsa_key(UNPUBLISHED)
+
+    @property
+    def withdrawn(self) -> RSAKey:
+        """The key the last rotation took out of the JWKS (before any: an unpublished one)."""
+        with self._lock:
+            index = self._index
+        return rsa_key(index - 1 if index > 0 else UNPUBLISHED)
+
+    def reset(self) -> None:
+        with self._lock:
+            self._index = 0
 
     def rotate(self) -> str:
         """Publish the next key and drop the old one; returns the new kid."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from flask import Response, render_template, request
 from markupsafe import escape
@@ -21,11 +21,13 @@ def decide(
     redirect_uri: str,
     approve: Callable[[str], Response],
     deny: Callable[[], Response],
+    declinable: Sequence[str] = (),
 ) -> Response:
     """Ask the person (interactive) or the switches (automatic) whether to grant access.
 
     The consent form posts back to the same URL, so the OAuth parameters stay in the query
     string and the provider view validates them again before `approve` or `deny` runs.
+    `declinable` permissions get a ticked box: `approve` reads the form's `share` values.
     """
     mock = state()
     module = mock.providers[provider]
@@ -47,6 +49,7 @@ def decide(
         scopes=scopes,
         redirect_uri=redirect_uri,
         personas=list(module.PERSONA_LABELS.items()),
+        declinable=list(declinable),
         selected=mock.switch(provider, "user"),
         action=request.full_path,
     )

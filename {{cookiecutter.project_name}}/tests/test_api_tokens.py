@@ -438,7 +438,7 @@ def test_admin_api_needs_the_admin_scope_and_the_admin_role(app, mock, app_env) 
     assert cli(app_env, "roles", "grant", user_id, "admin").exit_code == 0
     response = call(app.url, both["token"], "/api/admin/users")
     assert response.status_code == 200
-    assert user_id in [u["id"] for u in response.json()]
+    assert user_id in [u["id"] for u in response.json()["users"]]
     # The admin role without the admin scope does nothing either.
     response = call(app.url, read_only["token"], "/api/admin/users")
     assert response.status_code == 403

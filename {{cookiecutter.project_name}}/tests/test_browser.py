@@ -11,12 +11,15 @@ a page (an inline script it blocks, an avatar host it does not allow).
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import requests
-from playwright.sync_api import Browser, expect, sync_playwright
+from conftest import PROJECT_ROOT
+from playwright.sync_api import Browser, Page, expect, sync_playwright
 from test_api_tokens import TOKEN_RE
 
 from {{ cookiecutter.package_name }}.providers import PROVIDER_CLASSES
@@ -137,13 +140,18 @@ def test_create_and_revoke_an_api_token_on_the_account_page(watched, app) -> Non
         secret = shown.inner_text()
         assert page.content().count(secret) == 1  # shown once, in one place
         assert bearer_status(secret) == 200
+        # The list has the new token at once, without a reload.
+        rows = page.locator("tr[data-token]")
+        expect(rows).to_have_count(1)
+        expect(rows).to_contain_text("laptop script")
+        expect(page.get_by_text("No tokens yet.")).to_be_hidden()
         page.reload()
         assert secret not in page.content()  # never shown again
-        rows = page.locator("tr[data-token]")
         expect(rows).to_have_count(1)
         expect(rows).to_contain_text("laptop script")
         rows.get_by_role("button", name="Revoke").click()
         expect(page.locator("tr[data-token]")).to_have_count(0)
+        expect(page.get_by_text("No tokens yet.")).to_be_visible()
         assert bearer_status(secret) == 401
         expect(page).to_have_title("Your account")
         watched.assert_clean()
@@ -190,3 +198,92 @@ def test_the_pages_run_under_the_content_security_policy(watched, app, mock) -> 
     # The console reports the page's own 400; nothing else may be there.
     assert [p for p in watched.problems if "status of 400" not in p] == []
     assert watched.violations() == []
+
+
+def test_the_pages_fit_a_phone_screen(chromium, app) -> None:
+    """375 px wide (an iPhone SE or mini): no page scrolls sideways."""
+    context = chromium.new_context(viewport={"width": 375, "height": 740})
+    page = context.new_page()
+    provider = next(iter(PROVIDER_CLASSES))
+
+    def assert_fits(path: str) -> None:
+        page.goto(f"{app.url}{path}")
+        width = page.evaluate("document.documentElement.scrollWidth")
+        assert width <= 375, f"{path} is {width} px wide at 375 px"
+
+    try:
+        cancelled = f"/auth/{provider}/callback?error=access_denied"
+        for path in ("/", "/login", "/no-such-page", cancelled):
+            assert_fits(path)
+        page.goto(f"{app.url}/login/{provider}")  # the mock approves at once
+        page.wait_for_url(f"{app.url}/")
+        page.goto(f"{app.url}/account")
+        page.get_by_label("Token name").fill("a script with a rather long name, as people write")
+        page.get_by_role("button", name="Create token").click()
+        expect(page.locator("#token-secret")).to_have_text(TOKEN_RE)
+        for path in ("/", "/account", "/no-such-page"):
+            assert_fits(path)
+    finally:
+        context.close()
+
+
+# --- the READMEs' screenshots -----------------------------------------------------------
+
+SCREENSHOTS = PROJECT_ROOT / "docs" / "screenshots"
+UPDATE = "UPDATE_SCREENSHOTS"
+# What changes from run to run on the account page: times, the address, the browser.
+VOLATILE = [
+    (re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d UTC"), "<time>"),
+    (re.compile(r"\d+\.\d+\.\d+\.\d+"), "<ip>"),
+    (re.compile(r"\w*Chrom\w* on \w+"), "<browser>"),  # HeadlessChrome, Chromium...
+]
+
+
+def page_outline(page: Page) -> str:
+    """The page's content as the accessibility tree sees it, without what varies."""
+    outline = page.locator("main").aria_snapshot()
+    for pattern, placeholder in VOLATILE:
+        outline = pattern.sub(placeholder, outline)
+    return outline + "\n"
+
+
+def check_or_update(page: Page, name: str, tmp_path: Path) -> None:
+    """Compare the page with the outline its committed screenshot was taken of.
+
+    With UPDATE_SCREENSHOTS=1, take the screenshot and record its outline instead (the
+    template's `make screenshots` does it in a default bake and copies them back).
+    """
+    outline = page_outline(page)
+    png, recorded = SCREENSHOTS / f"{name}.png", SCREENSHOTS / f"{name}.outline.yml"
+    if os.environ.get(UPDATE) == "1":
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(png), full_page=True)
+        recorded.write_text(outline)
+        return
+    page.screenshot(path=str(tmp_path / f"{name}.png"), full_page=True)  # it renders
+    assert png.is_file(), f"{png} is missing: {UPDATE}=1 pytest -k screenshots writes it"
+    assert outline == recorded.read_text(), (
+        f"the {name} page changed since its screenshot was taken: run `make screenshots` in "
+        f"the template (or {UPDATE}=1 pytest -k screenshots here) and commit docs/screenshots"
+    )
+
+
+def test_the_readme_screenshots_show_the_pages_as_they_are(chromium, app, mock, tmp_path):
+    if set(PROVIDER_CLASSES) != {"google", "github", "facebook"}:
+        pytest.skip("the screenshots show the default bake, with every provider")
+    context = chromium.new_context(viewport={"width": 900, "height": 640})
+    page = context.new_page()
+    try:
+        page.goto(f"{app.url}/login")
+        check_or_update(page, "sign-in", tmp_path)
+        mock.control.switch("github", user="ada")
+        page.goto(f"{app.url}/login/github")  # the mock approves at once
+        page.wait_for_url(f"{app.url}/")
+        page.goto(f"{app.url}/account")
+        page.get_by_label("Token name").fill("backup script")
+        page.get_by_role("button", name="Create token").click()
+        expect(page.locator("tr[data-token]")).to_have_count(1)
+        page.reload()  # the list as it stays, without the one-time secret
+        check_or_update(page, "account", tmp_path)
+    finally:
+        context.close()

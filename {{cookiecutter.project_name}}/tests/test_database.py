@@ -96,7 +96,7 @@ def test_migrations_create_the_schema_and_go_back(backend: str) -> None:
     upgrade_database(backend)
     assert table_names(backend) == TABLES
     with connect(backend) as connection:
-        assert MigrationContext.configure(connection).get_current_heads() == ("0001",)
+        assert MigrationContext.configure(connection).get_current_heads() == ("0002",)
     flask_db(backend, "downgrade", "base")
     assert table_names(backend) <= {"alembic_version"}
     flask_db(backend, "upgrade")
@@ -112,6 +112,29 @@ def test_the_migrations_match_the_models(backend: str) -> None:
         context = MigrationContext.configure(connection, opts={"compare_type": True})
         differences = compare_metadata(context, db.metadata)
     assert differences == []
+
+
+def test_the_user_list_migration_fills_in_the_search_keys(backend: str) -> None:
+    """0002 lowercases the email and name of the users already there, as the app does."""
+    flask_db(backend, "upgrade", "0001")
+    with connect(backend) as connection:
+        connection.execute(
+            sa.text(
+                "INSERT INTO users (id, name, email, email_verified, created_at, last_login_at) "
+                "VALUES ('u1', 'Élodie Durand', 'Elo@Example.ORG', false, 0, 0), "
+                "('u2', NULL, NULL, false, 0, 0)"
+            )
+        )
+        connection.commit()
+    flask_db(backend, "upgrade")
+    with connect(backend) as connection:
+        keys = connection.execute(
+            sa.text("SELECT id, email_lower, name_lower FROM users ORDER BY id")
+        ).all()
+    assert [tuple(k) for k in keys] == [
+        ("u1", "elo@example.org", "élodie durand"),
+        ("u2", None, None),
+    ]
 
 
 def seed_user(connection: sa.Connection, user_id: str, provider: str, subject: str) -> None:

@@ -36,6 +36,8 @@ PROBE_VARIABLE = {
     "facebook": "FACEBOOK_GRAPH_URL",
 }
 DISCOVERY_PATH = "/.well-known/openid-configuration"
+# Every run checks deadlines (Graph versions that expire) as of this day, never the calendar's.
+TODAY = "2026-12-07"
 
 
 def only(provider: str):
@@ -76,10 +78,13 @@ def doctor(project_env, app_env, tmp_path: Path, redis_db, mock):
     `doctor.many(dict, dict, ...)` runs several at once (each run mostly imports the app).
     """
 
-    def start(overrides: dict[str, str | None], as_json: bool) -> subprocess.Popen:
+    def start(
+        overrides: dict[str, str | None], as_json: bool, today: str = TODAY
+    ) -> subprocess.Popen:
         env = {**project_env, **app_env, **overrides}
         env = {k: v for k, v in env.items() if v is not None}
         command = [sys.executable, "-m", "flask", "--app", PACKAGE, "auth", "doctor"]
+        command += ["--today", today]
         if as_json:
             command.append("--json")
         # cwd=tmp_path: no .env is read.
@@ -91,8 +96,8 @@ def doctor(project_env, app_env, tmp_path: Path, redis_db, mock):
         body = json.loads(stdout) if as_json else None
         return Report(process.returncode, stdout, stderr, body)
 
-    def run(as_json: bool = True, **overrides: str | None) -> Report:
-        return finish(start(overrides, as_json), as_json)
+    def run(as_json: bool = True, today: str = TODAY, **overrides: str | None) -> Report:
+        return finish(start(overrides, as_json, today), as_json)
 
     def many(*runs: dict[str, str | None]) -> list[Report]:
         processes = [start(overrides, True) for overrides in runs]
@@ -309,7 +314,7 @@ BAD_CREDENTIALS = {
         [
             "FACEBOOK_CLIENT_ID",
             "FACEBOOK_CLIENT_SECRET",
-            "FACEBOOK_GRAPH_VERSION v19.0 is older than",
+            "FACEBOOK_GRAPH_VERSION v19.0 expired on 2026-05-21",
         ],
     ),
 }
@@ -550,3 +555,43 @@ def test_no_password_of_a_mistyped_or_unreachable_url_is_echoed(doctor) -> None:
             assert next(iter(given)) in failed, (given, failed)
     assert "http://***@127.0.0.1:1" in reports[-1].messages(status="fail")
     assert "http://***@127.0.0.1:1" in reports[-1].stderr  # the progress lines
+
+
+# --- Facebook: the pinned Graph API version expires -------------------------------------
+
+
+@only("facebook")
+@pytest.mark.parametrize(
+    ("version", "today", "status"),
+    [
+        ("v24.0", "2027-11-19", "ok"),
+        ("v24.0", "2027-11-20", "warn"),  # 90 days before 2028-02-18
+        ("v24.0", "2028-02-18", "fail"),  # the day it expires
+        ("v21.0", TODAY, "warn"),  # the old "v21.0 floor" expires on 2027-01-21
+        ("v20.0", TODAY, "fail"),
+    ],
+)
+def test_the_graph_version_is_checked_against_its_expiry(doctor, version, today, status) -> None:
+    report = doctor(today=today, FACEBOOK_GRAPH_VERSION=version)
+    assert report.status_of("Facebook", f"^FACEBOOK_GRAPH_VERSION {version} ") == status
+    assert report.returncode == (1 if status == "fail" else 0), report.checks(status="fail")
+    if status != "ok":
+        (finding,) = report.checks("Facebook", status)
+        assert "https://developers.facebook.com/docs/graph-api/changelog" in finding["hint"]
+
+
+@only("facebook")
+def test_the_default_graph_version_passes_into_2028(doctor) -> None:
+    for today in (TODAY, "2027-12-31"):
+        report = doctor(today=today)
+        assert report.status_of("Facebook", "^FACEBOOK_GRAPH_VERSION ") == "ok"
+        assert report.returncode == 0
+
+
+@only("facebook")
+def test_the_human_report_says_when_the_version_expires(doctor) -> None:
+    report = doctor(as_json=False, today="2027-12-01", FACEBOOK_GRAPH_VERSION="v24.0")
+    assert " warn  FACEBOOK_GRAPH_VERSION v24.0 expires on 2028-02-18, in 79 day(s)" in (
+        report.stdout
+    )
+    assert "-> Set FACEBOOK_GRAPH_VERSION to v26.0" in report.stdout

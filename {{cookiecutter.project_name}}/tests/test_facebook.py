@@ -5,6 +5,8 @@ Failures must end on a clean page: the right status and code, no session, no use
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from urllib.parse import urlencode, urlsplit
 
 import pytest
@@ -13,6 +15,7 @@ from conftest import Browser, query
 from test_login import assert_failed_cleanly, assert_stored_login
 
 from {{ cookiecutter.package_name }}.extensions import oauth_client
+from {{ cookiecutter.package_name }}.providers.facebook import DEFAULT_GRAPH_VERSION
 
 ADA_ID = "10229384756102938"
 PHONE_ID = "10161234567890123"
@@ -75,7 +78,7 @@ def test_phone_account_has_no_email(browser, mock) -> None:
 
 def test_authorization_request(browser, mock, app) -> None:
     location = browser.get("/login/facebook").headers["Location"]
-    assert urlsplit(location).path == "/facebook/www/v24.0/dialog/oauth"
+    assert urlsplit(location).path == f"/facebook/www/{DEFAULT_GRAPH_VERSION}/dialog/oauth"
     assert location.startswith(mock.url)
     params = query(location)
     assert params["scope"] == "email,public_profile"  # comma-separated
@@ -106,7 +109,9 @@ def test_appsecret_proof_is_sent(browser, mock) -> None:
     assert browser.login("facebook").status_code == 200
     (token,) = [t for t in mock.control.minted() if t.startswith("EAA")]
     without_proof = requests.get(
-        f"{mock.url}/facebook/graph/v24.0/me", params={"access_token": token}, timeout=10
+        f"{mock.url}/facebook/graph/{DEFAULT_GRAPH_VERSION}/me",
+        params={"access_token": token},
+        timeout=10,
     )
     assert without_proof.status_code == 400
     assert "appsecret_proof" in without_proof.json()["error"]["message"]
@@ -217,3 +222,91 @@ def test_null_id_at_me_is_a_502(browser, mock, redis_db, database) -> None:
     """The check on the subject is shared by every provider: Facebook's null id too."""
     response = failed_login(browser, mock, redis_db, database, 502, "invalid_profile", me="null_id")
     assert "Facebook sent a profile this app cannot use" in response.text
+
+
+# --- the mock Graph as a test sees it (shared by the test_facebook_*.py files) ------------
+
+
+def submit(browser: Browser, path: str) -> str:
+    """POST a CSRF-protected form (sign-out, account deletion); returns where it redirects.
+
+    After a sign-out or deletion, `?unrevoked=facebook` there means Facebook may still list
+    the app in the person's settings.
+    """
+    response = browser.http.post(
+        f"{browser.app_url}{path}",
+        data={"csrf_token": browser.csrf_token()},
+        allow_redirects=False,
+        timeout=10,
+    )
+    assert response.status_code == 303, response.text
+    return response.headers["Location"]
+
+
+def graph(mock) -> str:
+    env = mock.app_env()
+    return f"{env['FACEBOOK_GRAPH_URL']}/{env['FACEBOOK_GRAPH_VERSION']}"
+
+
+def app_token(mock) -> str:
+    """Facebook's app access token: `{app-id}|{app-secret}`."""
+    return f"{mock.settings.facebook_client_id}|{mock.settings.facebook_client_secret}"
+
+
+def proof(mock, token: str) -> str:
+    secret = mock.settings.facebook_client_secret.encode()
+    return hmac.new(secret, token.encode(), hashlib.sha256).hexdigest()
+
+
+def permissions_at_facebook(mock, subject: str = ADA_ID) -> dict[str, str]:
+    """What the person's Facebook settings list for this app: {permission: status}."""
+    response = requests.get(
+        f"{graph(mock)}/{subject}/permissions",
+        params={"access_token": app_token(mock)},
+        timeout=10,
+    )
+    assert response.status_code == 200, response.text
+    return {p["permission"]: p["status"] for p in response.json()["data"]}
+
+
+def dialog(mock, **params: str) -> dict[str, str]:
+    """The mock's login dialog, approved: the callback's query."""
+    env = mock.app_env()
+    query_params = {
+        "client_id": env["FACEBOOK_CLIENT_ID"],
+        "redirect_uri": mock.settings.callback("facebook"),
+        "scope": "email,public_profile",
+        "state": "st4te",
+        **params,
+    }
+    response = requests.get(
+        f"{env['FACEBOOK_URL']}/{env['FACEBOOK_GRAPH_VERSION']}/dialog/oauth",
+        params=query_params,
+        allow_redirects=False,
+        timeout=10,
+    )
+    assert response.status_code == 302, response.text
+    return query(response.headers["Location"])
+
+
+def user_token(mock, **params: str) -> str:
+    """Sign in at the mock directly (dialog, then code exchange): a user token."""
+    env = mock.app_env()
+    response = requests.post(
+        f"{graph(mock)}/oauth/access_token",
+        data={
+            "client_id": env["FACEBOOK_CLIENT_ID"],
+            "client_secret": env["FACEBOOK_CLIENT_SECRET"],
+            "redirect_uri": mock.settings.callback("facebook"),
+            "code": dialog(mock, **params)["code"],
+        },
+        timeout=10,
+    )
+    assert response.status_code == 200, response.text
+    return response.json()["access_token"]
+
+
+def graph_get(mock, path: str, token: str, method: str = "GET") -> requests.Response:
+    """A Graph call with a user token and its appsecret_proof, as the app makes it."""
+    params = {"access_token": token, "appsecret_proof": proof(mock, token)}
+    return requests.request(method, f"{graph(mock)}/{path}", params=params, timeout=10)

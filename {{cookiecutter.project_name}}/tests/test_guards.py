@@ -335,7 +335,7 @@ def test_admin_emails_grants_admin_to_a_verified_email_case_insensitively(varian
     assert email in page.text
     users = admin.get("/api/admin/users")
     assert users.status_code == 200
-    assert admin.me().json()["id"] in [u["id"] for u in users.json()]
+    assert admin.me().json()["id"] in [u["id"] for u in users.json()["users"]]
 
 
 @needs_verified

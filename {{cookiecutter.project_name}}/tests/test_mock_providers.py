@@ -77,7 +77,7 @@ def test_app_env_points_at_the_mock(fake: RunningMock) -> None:
     if "facebook" in PROVIDERS:
         assert env["FACEBOOK_GRAPH_URL"] == f"{fake.url}/facebook/graph"
         assert env["FACEBOOK_URL"] == f"{fake.url}/facebook/www"
-        assert env["FACEBOOK_GRAPH_VERSION"] == "v24.0"
+        assert env["FACEBOOK_GRAPH_VERSION"] == "v26.0"
     for provider in {"google", "github", "facebook"} - set(PROVIDERS):
         assert not any(key.startswith(provider.upper()) for key in env)
 

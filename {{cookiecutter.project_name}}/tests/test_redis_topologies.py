@@ -242,6 +242,21 @@ def test_redis_cluster(servers, released_port, app_env, mock, database) -> None:
         index.end_all("someone")
         index.touch("someone", "0123456789abcdef")
         assert not cluster.exists("probe:user_sessions:someone")
+        # What acts on all of a person's sessions sends one pipeline over every slot.
+        capped = SessionIndex(cluster, "probe:", 60, max_sessions=3)
+        for n in range(6):
+            cluster.set(f"probe:session:{n}", b"record", ex=60)
+            ended = capped.add("many", f"{n:016x}", f"probe:session:{n}")
+        assert len(ended) == 1 and cluster.hlen("probe:user_sessions:many") == 3
+        assert capped.end_all("many") == 3
+        assert not any(cluster.exists(f"probe:session:{n}") for n in range(6))
+        interface = app.app.session_interface
+        records = [f"probe:session:copy{n}" for n in range(5)]
+        for key in records:
+            cluster.set(key, interface._seal(key, {"n": 1}), ex=60)
+        assert interface.rewrite([*records, "probe:session:gone"], {"n": 2}) == 5
+        assert all(interface._retrieve_session_data(key)["n"] == 2 for key in records)
+        cluster.delete(*records)
         # Sessions live on the cluster: logout deletes the record there.
         page = browser.get("/").text
         csrf = page.split('name="csrf_token" value="')[1].split('"')[0]

@@ -25,6 +25,7 @@ from conftest import (
 
 from {{ cookiecutter.package_name }} import create_app
 from {{ cookiecutter.package_name }}.providers import PROVIDER_CLASSES
+from {{ cookiecutter.package_name }}.session_index import device_summary
 
 PACKAGE = create_app.__module__
 PROVIDERS = list(PROVIDER_CLASSES)
@@ -112,6 +113,39 @@ def index_key(db: redis.Redis, user_id: str) -> bytes:
 
 
 # --- the list -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("user_agent", "summary"),
+    [
+        (FIREFOX_LINUX, "Firefox on Linux"),
+        (CHROME_WINDOWS, "Chrome on Windows"),
+        (
+            "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+            "Chrome/131.0.0.0 Safari/537.36 Edg/131.0.0.0",
+            "Edge on Windows",
+        ),
+        (
+            "Mozilla/5.0 (Linux; Android 14; SAMSUNG SM-S918B) AppleWebKit/537.36 (KHTML, like "
+            "Gecko) SamsungBrowser/25.0 Chrome/121.0.0.0 Mobile Safari/537.36",
+            "Samsung Internet on Android",
+        ),
+        (
+            "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, "
+            "like Gecko) Version/17.5 Mobile/15E148 Safari/604.1",
+            "Mobile Safari on iOS",
+        ),
+        (
+            "Mozilla/5.0 (Macintosh; Intel Mac OS X 10.15; rv:133.0) Gecko/20100101 Firefox/133.0",
+            "Firefox on macOS",
+        ),
+        ("curl/8.5.0", "curl"),
+        ("", "Unknown browser"),
+        ("x" * 100_000, "Unknown browser"),  # looked at only in part
+    ],
+)
+def test_devices_are_named_as_people_know_them(user_agent: str, summary: str) -> None:
+    assert device_summary(user_agent) == summary
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)
@@ -439,3 +473,15 @@ def test_losing_admin_at_login_signs_out_the_other_sessions(variant, mock) -> No
     assert newest.me().json()["roles"] == ["user"]
     assert [first.me().status_code, second.me().status_code] == [401, 401]
     assert [s["id"] for s in list_sessions(newest)] == [current_id(newest)]
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_signing_in_again_unchanged_leaves_the_other_sessions_alone(app, mock, redis_db, provider):
+    """A re-sign-in that changes nothing of the user writes no other session: a rewrite reads
+    and writes each one, and could undo what that session's own request is writing (another
+    tab's pending sign-in: its state and PKCE verifier)."""
+    first, _ = sign_in_with_key(redis_db, app.url, mock, provider=provider)
+    _, other = sign_in_with_key(redis_db, app.url, mock, provider=provider)
+    before = redis_db.get(other)
+    assert first.login(provider).status_code == 200  # the same person, the same profile
+    assert redis_db.get(other) == before  # not even re-encrypted

@@ -733,3 +733,22 @@ def test_logout_revokes_nothing_by_default(browser, app, mock) -> None:
     for name in PROVIDERS:
         assert counts(mock, name)[REVOKE_ENDPOINT[name]] == 0
         assert load(app, uid, name) is not None
+
+
+# --- a login's token beside the stored one ------------------------------------------
+
+
+def test_a_login_without_refresh_token_keeps_a_refused_one_refused() -> None:
+    """Google sends no refresh token on an ordinary sign-in: the one it refused stays dead."""
+    dead = StoredToken(access_token="old", refresh_token="1//dead", reauth_required=True)
+    kept = StoredToken.from_response({"access_token": "new", "expires_in": 3599}, dead)
+    assert kept.access_token == "new" and kept.refresh_token == "1//dead"
+    assert kept.reauth_required and not kept.has_usable_refresh_token
+    renewed = StoredToken.from_response({"access_token": "new", "refresh_token": "1//new"}, dead)
+    assert renewed.refresh_token == "1//new" and renewed.has_usable_refresh_token
+    alive = StoredToken(access_token="old", refresh_token="1//alive")
+    assert StoredToken.from_response({"access_token": "new"}, alive).has_usable_refresh_token
+    # Without refresh tokens (Facebook, GitHub OAuth apps) the new access token heals the link.
+    expired = StoredToken(access_token="old", reauth_required=True)
+    healed = StoredToken.from_response({"access_token": "new"}, expired)
+    assert not healed.reauth_required and healed.refresh_token is None

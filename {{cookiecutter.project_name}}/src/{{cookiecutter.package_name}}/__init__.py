@@ -37,6 +37,7 @@ from .settings import Settings, SettingsError, load_settings
 
 log = logging.getLogger(__name__)
 
+APP_NAME = "{{ cookiecutter.project_name }}"  # the brand in the page header and titles
 MAX_CONTENT_LENGTH = 64 * 1024  # nothing here accepts large bodies
 
 
@@ -81,14 +82,18 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
     app.before_request(before_each_request)
     init_request_logging(app)
     init_security_headers(app, settings)
-    app.jinja_env.globals.update(csrf_token=csrf_token, provider_title=provider_title)
+    app.jinja_env.globals.update(
+        app_name=APP_NAME, csrf_token=csrf_token, provider_title=provider_title
+    )
     app.jinja_env.filters["datetime"] = format_timestamp
 
     if settings.trusted_proxy_count:
         count = settings.trusted_proxy_count
         # With PUBLIC_URL set, the forwarded host is never trusted.
         x_host = 0 if settings.public_url else count
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=count, x_proto=count, x_host=x_host)
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=count, x_proto=count, x_host=x_host
+        )
     log.info(
         "app ready env=%s providers=%s",
         settings.app_env,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 from flask import current_app
 
@@ -22,6 +23,8 @@ from .extensions import (
 from .models import db
 from .providers.base import RevocationIncomplete
 from .ratelimits import forget_user
+from .sessions import session_store
+from .tokens import ReauthRequired
 from .users import UserView
 
 log = logging.getLogger(__name__)
@@ -36,10 +39,13 @@ def sign_out_everywhere(user_id: str, keep: str | None = None, reason: str = "")
 
 
 def refresh_sessions(user: UserView) -> None:
-    """Put the changed user into every live session's copy (roles, identities, profile)."""
+    """Put the changed user into every live session's copy (roles, identities, profile).
+
+    Three round trips however many sessions: the index, then the records, read and written
+    in one pipeline each.
+    """
     changes = {"user": user.to_session(), "name": user.name}
-    for store_key in session_index().store_keys(user.id):
-        current_app.session_interface.rewrite(store_key, changes)
+    session_store().rewrite(session_index().store_keys(user.id), changes)
 
 
 def end_session(user_id: str, session_id: str) -> None:
@@ -65,9 +71,15 @@ def revoke_grant(user: UserView, provider: str, subject: str) -> Unrevoked | Non
     blocks); returns an Unrevoked when asking cannot work, for the person to act on.
     """
     tokens = token_service()
+    adapter, client = current_app.extensions["providers"][provider], oauth_client(provider)
     token = tokens.vault.load(user.id, provider)
+    if token is not None and adapter.revoke_needs_live_token:
+        try:  # refreshed as for any API call: single-flight, a rotated token committed
+            token = tokens.fresh_token(user.id, adapter, client)
+        except ReauthRequired:  # now marked dead: the adapter says what that means
+            token = tokens.vault.load(user.id, provider)
     try:
-        current_app.extensions["providers"][provider].revoke(oauth_client(provider), token, subject)
+        adapter.revoke(client, token, subject)
     except RevocationIncomplete as exc:
         log.warning("revocation incomplete provider=%s reason=%s", provider, exc.reason)
         outcome: Unrevoked | None = Unrevoked(provider, exc.reason)
@@ -77,7 +89,7 @@ def revoke_grant(user: UserView, provider: str, subject: str) -> Unrevoked | Non
     return outcome
 
 
-def unrevoked_query(unrevoked: list[Unrevoked]) -> dict[str, str]:
+def unrevoked_query(unrevoked: list[Unrevoked]) -> dict[str, Any]:
     """The query string that makes the next page say where to remove the app (names only)."""
     return {"unrevoked": ",".join(u.provider for u in unrevoked)} if unrevoked else {}
 

@@ -15,14 +15,14 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
-import redis
-from sqlalchemy import delete, select, update
+from sqlalchemy import CursorResult, delete, func, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import joinedload
 
 from .models import ApiToken, User, db
+from .redis import RedisClient
 from .users import UserView
 
 log = logging.getLogger(__name__)
@@ -76,10 +76,19 @@ class TokenGrant:
         )
 
 
+class TooManyTokens(Exception):  # noqa: N818
+    """The user already holds MAX_API_TOKENS_PER_USER live tokens."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(limit)
+        self.limit = limit
+
+
 class ApiTokenStore:
-    def __init__(self, client: redis.Redis, prefix: str) -> None:
+    def __init__(self, client: RedisClient, prefix: str, max_per_user: int = 50) -> None:
         self.client = client
         self.prefix = prefix
+        self.max_per_user = max_per_user
         self._pending: dict[str, tuple[float, int]] = {}  # token id -> (last flush, uses)
         self._lock = threading.Lock()
 
@@ -89,7 +98,11 @@ class ApiTokenStore:
     def create(
         self, user_id: str, name: str, scopes: list[str], lifetime: int
     ) -> tuple[TokenGrant, str]:
-        """A new token and its secret, which is returned once and never stored (not committed)."""
+        """A new token and its secret, which is returned once and never stored (not committed).
+
+        Raises TooManyTokens when the user already holds `max_per_user` live tokens.
+        """
+        self._make_room(user_id)
         secret = TOKEN_PREFIX + secrets.token_urlsafe(32)  # 256 bits
         now = int(time.time())
         token = ApiToken(
@@ -107,6 +120,24 @@ class ApiTokenStore:
         db.session.flush()
         grant = TokenGrant(token.id, user_id, name, token.scopes.split(), now, token.expires_at)
         return grant, secret
+
+    def _make_room(self, user_id: str) -> None:
+        """Delete the user's expired tokens, then count the live ones against the cap.
+
+        So a user's rows stay bounded too, and the list is never long. The owner's row is
+        locked first (FOR UPDATE on PostgreSQL; SQLite lets one writer in at a time), so two
+        creations at once cannot both take the last place.
+        """
+        now = int(time.time())
+        db.session.execute(select(User.id).where(User.id == user_id).with_for_update())
+        db.session.execute(
+            delete(ApiToken).where(ApiToken.user_id == user_id, ApiToken.expires_at <= now)
+        )
+        live = db.session.scalar(
+            select(func.count()).select_from(ApiToken).where(ApiToken.user_id == user_id)
+        )
+        if (live or 0) >= self.max_per_user:
+            raise TooManyTokens(self.max_per_user)
 
     def find(self, secret: str) -> TokenGrant | None:
         """The token and its owner in one indexed query; None for anything unknown."""
@@ -127,7 +158,10 @@ class ApiTokenStore:
         return TokenGrant.from_model(token) if token else None
 
     def list(self, user_id: str) -> list[dict[str, Any]]:
-        """The user's live tokens, without secrets, newest first, with their usage."""
+        """The user's live tokens, without secrets, newest first, with their usage.
+
+        One query and one Redis pipeline, for at most MAX_API_TOKENS_PER_USER tokens.
+        """
         tokens = db.session.scalars(
             select(ApiToken)
             .where(ApiToken.user_id == user_id, ApiToken.expires_at > int(time.time()))
@@ -160,7 +194,7 @@ class ApiTokenStore:
         result = db.session.execute(
             delete(ApiToken).where(ApiToken.id == token_id, ApiToken.user_id == user_id)
         )
-        return bool(result.rowcount)
+        return bool(cast(CursorResult, result).rowcount)
 
     def record_use(self, token: TokenGrant, on_flush: Callable[[TokenGrant, int], None]) -> None:
         """Count a use; write last-used time and counts at most once a minute (and commit)."""

@@ -7,6 +7,7 @@ They act on the app's own database (DATABASE_URL), the same in development and p
 from __future__ import annotations
 
 import sys
+from datetime import datetime
 
 import click
 from flask import Flask, current_app
@@ -178,9 +179,16 @@ auth_cli = AppGroup("auth", help="Diagnose the sign-in configuration.")
 
 @auth_cli.command("doctor")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
-def doctor(as_json: bool) -> None:
+@click.option(
+    "--today",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    help="Check deadlines (API versions that expire) as of this day, e.g. 2028-01-31.",
+)
+def doctor(as_json: bool, today: datetime | None) -> None:
     """Check every provider, Redis and the settings; exit 1 when something is wrong."""
-    sys.exit(run_doctor(current_app._get_current_object(), as_json))
+    day = today.date() if today else None
+    app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
+    sys.exit(run_doctor(app, as_json, day))
 
 
 def register_cli(app: Flask) -> None:

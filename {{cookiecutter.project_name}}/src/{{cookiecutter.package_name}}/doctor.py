@@ -11,6 +11,9 @@ import json
 import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from datetime import date
+from functools import partial
+from typing import TypedDict
 from urllib.parse import urlsplit
 
 import click
@@ -24,12 +27,22 @@ from .database import UPGRADE_COMMAND, is_sqlite, redacted_url, schema_status
 from .masking import mask_url
 from .models import db
 from .providers import PROVIDER_CLASSES
-from .providers.base import Finding
+from .providers.base import Finding, Provider, ProviderConfig
 from .settings import NO_DATABASE, REDIS_SCHEMES, Settings
 
 LOCAL_URL = "http://127.0.0.1:5000"
 # Variables that only make sense on a developer's machine.
 DEVELOPMENT_ONLY = ("FLASK_DEBUG", "AUTHLIB_INSECURE_TRANSPORT", "OAUTHLIB_INSECURE_TRANSPORT")
+
+
+class CallbackInfo(TypedDict):
+    """What to register in a provider's console (the doctor's "providers" in JSON)."""
+
+    enabled: bool
+    callback_url: str
+    other_urls: dict[str, str]
+    console: str
+    console_url: str
 
 
 @dataclass
@@ -41,8 +54,10 @@ class Result:
 
 
 class Doctor:
-    def __init__(self, app: Flask, quiet: bool) -> None:
+    def __init__(self, app: Flask, quiet: bool, today: date | None = None) -> None:
         self.app = app
+        # Deadlines (an API version that expires) are checked as of this day.
+        self.today = today or date.today()
         self.settings: Settings = app.config["APP_SETTINGS"]
         self.quiet = quiet
         self.results: list[Result] = []
@@ -72,10 +87,15 @@ class Doctor:
             self.check(
                 cls.title,
                 f"credentials, reachability and clock ({mask_url(cls.probe_url(config))})",
-                lambda cls=cls, config=config: cls.diagnose(config, self.http, timeout),
+                partial(self.provider, cls, config, timeout),
             )
 
     # --- checks -----------------------------------------------------------------------
+
+    def provider(
+        self, cls: type[Provider], config: ProviderConfig, timeout: float
+    ) -> list[Finding]:
+        return cls.diagnose(config, self.http, timeout) + cls.lifetime_findings(config, self.today)
 
     def configuration(self) -> list[Finding]:
         s = self.settings
@@ -199,7 +219,7 @@ class Doctor:
 
     # --- output -------------------------------------------------------------------------
 
-    def callbacks(self) -> dict[str, dict[str, object]]:
+    def callbacks(self) -> dict[str, CallbackInfo]:
         base = self.settings.public_url or LOCAL_URL
         return {
             name: {
@@ -246,8 +266,8 @@ class Doctor:
         click.echo(f"\n{fails} problem(s), {warns} warning(s)")
 
 
-def run_doctor(app: Flask, as_json: bool) -> int:
-    doctor = Doctor(app, quiet=False)
+def run_doctor(app: Flask, as_json: bool, today: date | None = None) -> int:
+    doctor = Doctor(app, quiet=False, today=today)
     doctor.run()
     doctor.report(as_json)
     return 0 if doctor.ok else 1

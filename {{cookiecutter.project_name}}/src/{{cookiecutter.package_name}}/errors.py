@@ -13,11 +13,13 @@ from typing import Any
 
 from flask import Flask, Response, current_app, g, jsonify, render_template, request
 from redis.exceptions import RedisError
+from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
 from .models import db
+from .outages import Outage
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +41,7 @@ class AppError(Exception):
         headers: dict[str, str] | None = None,
         retry_url: str | None = None,
         fields: dict[str, Any] | None = None,
+        calm: bool = False,
     ) -> None:
         super().__init__(f"{code}: {message}")
         self.status = status
@@ -53,6 +56,8 @@ class AppError(Exception):
         self.retry_url = retry_url
         # More members of the JSON body, for machines (e.g. where to sign in again).
         self.fields = fields or {}
+        # Not a fault (the person cancelled): the page is a plain notice, not an alarm.
+        self.calm = calm
 
 
 def redis_unavailable() -> AppError:
@@ -91,9 +96,14 @@ def wants_json() -> bool:
     return best == "application/json" and accept[best] > accept["text/html"]
 
 
-def error_response(error: AppError, exc_info: BaseException | None = None) -> Response:
+def error_response(
+    error: AppError, exc_info: BaseException | None = None, *, level: int | None = None
+) -> Response:
+    """The page or JSON body for `error`; its log line at `level` (by default WARNING for a
+    5xx, INFO otherwise, ERROR with the traceback when `exc_info` is given)."""
     reference = secrets.token_hex(6)
-    level = logging.WARNING if error.status >= 500 else logging.INFO
+    if level is None:
+        level = logging.WARNING if error.status >= 500 else logging.INFO
     fields = {
         "event": "error",
         "reference": reference,
@@ -149,13 +159,62 @@ _HTTP_HINTS = {
 }
 
 
+def init_outages(app: Flask) -> dict[str, Outage]:
+    """One outage state per dependency, per process; each request that did not fail on one
+    lets it check whether it is back (outages.py)."""
+    client = app.extensions["redis"]
+
+    def database_probe() -> None:
+        with db.engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+
+    outages = {
+        "redis": Outage("redis", client.ping),
+        "database": Outage("database", database_probe),
+    }
+    app.extensions["outages"] = outages
+
+    @app.teardown_request
+    def check_outages(exc: BaseException | None) -> None:
+        for name, outage in outages.items():
+            if outage.is_down and g.get("outage") != name:
+                outage.check_back()
+
+    quiet_expected_outages(app)
+    return outages
+
+
+def is_outage(exc: BaseException | None) -> bool:
+    return isinstance(exc, RedisError) or (exc is not None and is_database_outage(exc))
+
+
+def quiet_expected_outages(app: Flask) -> None:
+    """Flask logs an error raised outside the view (Redis failing while the session opens)
+    as unhandled, with its traceback, before our handler turns it into a 503: an outage is
+    expected, and outages.py tells it once."""
+    log_exception = app.log_exception
+
+    def log_unless_outage(exc_info: Any) -> None:
+        if not is_outage(exc_info[1]):
+            log_exception(exc_info)
+
+    app.log_exception = log_unless_outage  # type: ignore[method-assign]
+
+
+def outage_response(name: str, exc: BaseException, error: AppError) -> Response:
+    """A 503 with Retry-After; the log says it once per outage, not once per request."""
+    g.outage = name
+    current_app.extensions["outages"][name].failed(exc)
+    return error_response(error, level=logging.DEBUG)
+
+
 def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(AppError, error_response)
+    init_outages(app)
 
     @app.errorhandler(RedisError)
     def redis_error(exc: RedisError) -> Response:
-        log.warning("redis unavailable: %s", type(exc).__name__)
-        return error_response(redis_unavailable())
+        return outage_response("redis", exc, redis_unavailable())
 
     @app.errorhandler(DBAPIError)
     @app.errorhandler(PoolTimeout)
@@ -163,8 +222,7 @@ def register_error_handlers(app: Flask) -> None:
         db.session.rollback()  # nothing half-written is committed later in this request
         if not is_database_outage(exc):
             return unexpected(exc)
-        log.warning("database unavailable: %s", type(exc).__name__)
-        return error_response(database_unavailable())
+        return outage_response("database", exc, database_unavailable())
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Response:

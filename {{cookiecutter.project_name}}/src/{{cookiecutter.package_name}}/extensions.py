@@ -8,6 +8,7 @@ from __future__ import annotations
 import redis
 from authlib.integrations.flask_client import FlaskOAuth2App, OAuth
 from flask import Flask, abort, current_app
+from redis.cluster import RedisCluster
 
 from .api_tokens import ApiTokenStore
 from .audit import AuditLog
@@ -17,10 +18,11 @@ from .session_index import SessionIndex
 from .settings import Settings
 from .tokens.refresh import TokenService
 from .tokens.vault import TokenVault
+from .user_list import CursorCodec
 from .users import UserStore
 
 
-def init_extensions(app: Flask, settings: Settings, client: redis.Redis) -> None:
+def init_extensions(app: Flask, settings: Settings, client: redis.Redis | RedisCluster) -> None:
     adapter = make_shared_adapter()
     oauth = OAuth(app)  # one registry per app, so test apps never share clients
     providers: dict[str, Provider] = {}
@@ -31,10 +33,13 @@ def init_extensions(app: Flask, settings: Settings, client: redis.Redis) -> None
     app.extensions["redis"] = client
     app.extensions["providers"] = providers
     app.extensions["users"] = UserStore(settings.admin_emails)
-    app.extensions["api_tokens"] = ApiTokenStore(client, settings.redis_key_prefix)
+    app.extensions["api_tokens"] = ApiTokenStore(
+        client, settings.redis_key_prefix, settings.max_api_tokens_per_user
+    )
     app.extensions["audit"] = AuditLog(settings.audit_retention)
+    app.extensions["user_list_cursors"] = CursorCodec(settings.secret_key)
     app.extensions["session_index"] = SessionIndex(
-        client, settings.redis_key_prefix, settings.session_lifetime
+        client, settings.redis_key_prefix, settings.session_lifetime, settings.max_sessions_per_user
     )
     vault = TokenVault(settings.token_encryption_keys)
     app.extensions["tokens"] = TokenService(client, vault, settings.redis_key_prefix)
@@ -54,6 +59,10 @@ def api_token_store() -> ApiTokenStore:
 
 def session_index() -> SessionIndex:
     return current_app.extensions["session_index"]
+
+
+def user_list_cursors() -> CursorCodec:
+    return current_app.extensions["user_list_cursors"]
 
 
 def audit_log() -> AuditLog:

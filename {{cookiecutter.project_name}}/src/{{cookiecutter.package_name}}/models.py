@@ -6,7 +6,7 @@ user with a foreign key:
 
     from {{ cookiecutter.package_name }}.models import db, User
 
-    class Note(db.Model):
+    class Note(Model):
         __tablename__ = "notes"
         id: Mapped[int] = mapped_column(primary_key=True)
         user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
@@ -20,6 +20,7 @@ Change a model, then `flask --app {{ cookiecutter.package_name }} db migrate -m 
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import (
@@ -37,7 +38,7 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, validates
 
 # Stable constraint names, so migrations can alter them on every backend (SQLite too).
 NAMING_CONVENTION = {
@@ -53,6 +54,10 @@ NAMING_CONVENTION = {
 Seconds = BigInteger
 # Row ids that may grow past 2**31 (events); SQLite only auto-increments INTEGER.
 BigId = BigInteger().with_variant(Integer, "sqlite")
+# Lowercased text that is searched by prefix. Compared by code point on every database
+# (SQLite's BINARY, PostgreSQL's "C" collation), so a prefix is one index range whatever
+# the database's own collation; the app lowercases (Python's str.lower), not the database.
+SearchKey = String(320).with_variant(String(320, collation="C"), "postgresql")
 
 
 class Base(DeclarativeBase):
@@ -60,18 +65,28 @@ class Base(DeclarativeBase):
 
 
 db = SQLAlchemy(model_class=Base)
+# Subclass Model (it is db.Model) for your own models: type checkers know it as a Base.
+if TYPE_CHECKING:
+    Model = Base
+else:
+    Model = db.Model
 
 
 def now() -> int:
     return int(time.time())
 
 
-class User(db.Model):
+class User(Model):
     """A person. Found by an identity (provider, subject), never by email."""
 
     __tablename__ = "users"
-    # `flask roles grant EMAIL` and the admin list look people up by address, any case.
-    __table_args__ = (Index("ix_users_email_lower", func.lower(text("email"))),)
+    # The admin list pages through users by one of these (keyset pagination, user_list.py):
+    # by creation, or by an email or name prefix (any case).
+    __table_args__ = (
+        Index("ix_users_created_at_id", "created_at", "id"),
+        Index("ix_users_email_lower_id", "email_lower", "id"),
+        Index("ix_users_name_lower_id", "name_lower", "id"),
+    )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     # The profile shown in /api/me, taken from the identities (the last used wins).
@@ -81,6 +96,9 @@ class User(db.Model):
     avatar_url: Mapped[str | None] = mapped_column(String(2048))
     created_at: Mapped[int] = mapped_column(Seconds, default=now)
     last_login_at: Mapped[int] = mapped_column(Seconds, default=now)
+    # email and name lowercased, kept in step by `_keep_search_keys`: what the admin searches.
+    email_lower: Mapped[str | None] = mapped_column(SearchKey)
+    name_lower: Mapped[str | None] = mapped_column(SearchKey)
 
     identities: Mapped[list[UserIdentity]] = relationship(
         back_populates="user",
@@ -92,8 +110,19 @@ class User(db.Model):
         cascade="all, delete-orphan", passive_deletes=True, order_by="RoleGrant.role"
     )
 
+    @validates("email", "name")
+    def _keep_search_keys(self, key: str, value: str | None) -> str | None:
+        """Every write of email or name through the ORM also sets its search key."""
+        setattr(self, f"{key}_lower", search_key(value))
+        return value
 
-class UserIdentity(db.Model):
+
+def search_key(value: str | None) -> str | None:
+    """What `email_lower` and `name_lower` hold (None stays None: such users never match)."""
+    return value.lower()[:320] if value else None
+
+
+class UserIdentity(Model):
     """One provider account linked to a user: the `identities` of /api/me."""
 
     __tablename__ = "identities"
@@ -132,7 +161,7 @@ class UserIdentity(db.Model):
         }
 
 
-class RoleGrant(db.Model):
+class RoleGrant(Model):
     """A role beyond `user`. `source` is "manual" (flask roles grant) or "admin_emails".
 
     An "admin_emails" grant is made at sign-in and counts only while the user's verified
@@ -149,7 +178,7 @@ class RoleGrant(db.Model):
     granted_at: Mapped[int] = mapped_column(Seconds, default=now)
 
 
-class ProviderToken(db.Model):
+class ProviderToken(Model):
     """A provider's tokens for one linked identity; the tokens themselves are encrypted.
 
     Tied to the identity (user, provider): unlinking or deleting the user deletes it.
@@ -177,7 +206,7 @@ class ProviderToken(db.Model):
     updated_at: Mapped[int] = mapped_column(Seconds, default=now, index=True)
 
 
-class ApiToken(db.Model):
+class ApiToken(Model):
     """A personal API token: only its SHA-256 hash is kept, never the token."""
 
     __tablename__ = "api_tokens"
@@ -197,7 +226,7 @@ class ApiToken(db.Model):
     user: Mapped[User] = relationship()
 
 
-class AuditEvent(db.Model):
+class AuditEvent(Model):
     """A security event. Kept AUDIT_RETENTION_DAYS; never holds a token, code or secret."""
 
     __tablename__ = "audit_events"
@@ -212,7 +241,7 @@ class AuditEvent(db.Model):
     data: Mapped[dict] = mapped_column(JSON, default=dict)
 
 
-class DataDeletionRequest(db.Model):
+class DataDeletionRequest(Model):
     """A provider's data-deletion request: its status page answers by confirmation code."""
 
     __tablename__ = "data_deletion_requests"

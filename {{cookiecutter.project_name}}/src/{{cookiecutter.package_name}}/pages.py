@@ -26,7 +26,7 @@ from .accounts import (
     unrevoked_query,
 )
 from .api_tokens import SCOPES
-from .auth import current_user, login_required, roles_required
+from .auth import login_required, roles_required, signed_in_user
 from .auth.csrf import check_csrf
 from .auth.guards import recently_signed_in, remember_user, require_recent_sign_in
 from .errors import AppError, is_database_outage
@@ -38,10 +38,12 @@ from .extensions import (
     redis_client,
     session_index,
     token_service,
+    user_list_cursors,
     user_store,
 )
 from .models import db
 from .providers.base import Provider
+from .user_list import DEFAULT_LIMIT, next_cursor, parse_list_request, user_page
 from .users import LastIdentity
 
 bp = Blueprint("pages", __name__)
@@ -56,7 +58,7 @@ def index() -> str:
 @bp.get("/account")
 @login_required
 def account() -> ResponseReturnValue:
-    user = user_store().get(current_user().id)
+    user = user_store().get(signed_in_user().id)
     if user is None:  # deleted meanwhile
         session.clear()
         return redirect(url_for("auth.login_page"))
@@ -88,7 +90,7 @@ def account() -> ResponseReturnValue:
 @bp.post("/account/sessions/<session_id>/end")
 @login_required
 def end_one_session(session_id: str) -> ResponseReturnValue:
-    end_session(current_user().id, session_id)
+    end_session(signed_in_user().id, session_id)
     if session_id == session.get("sid_public"):
         session.clear()
         return redirect(url_for("pages.index"), code=303)
@@ -98,7 +100,7 @@ def end_one_session(session_id: str) -> ResponseReturnValue:
 @bp.post("/account/sessions/sign-out-others")
 @login_required
 def sign_out_others() -> ResponseReturnValue:
-    sign_out_everywhere(current_user().id, keep=session.get("sid_public"), reason="user request")
+    sign_out_everywhere(signed_in_user().id, keep=session.get("sid_public"), reason="user request")
     return redirect(url_for("pages.account"), code=303)
 
 
@@ -106,7 +108,7 @@ def sign_out_others() -> ResponseReturnValue:
 @login_required
 def delete_my_account() -> ResponseReturnValue:
     """Needs a sign-in within REAUTH_WINDOW seconds: a stolen session alone cannot do it."""
-    user = user_store().get(current_user().id)
+    user = user_store().get(signed_in_user().id)
     if user is None:
         session.clear()
         return redirect(url_for("pages.index"), code=303)
@@ -119,8 +121,18 @@ def delete_my_account() -> ResponseReturnValue:
 @bp.get("/admin")
 @roles_required("admin")
 def admin() -> str:
-    """An example of a role-protected page."""
-    return render_template("admin.html", users=user_store().all())
+    """An example of a role-protected page: the users, a page at a time (user_list.py)."""
+    codec = user_list_cursors()
+    listing = parse_list_request(request.query_string, codec)
+    page = user_page(user_store(), listing)
+    return render_template(
+        "admin.html",
+        users=page.users,
+        q=listing.q,
+        limit=listing.limit if listing.limit != DEFAULT_LIMIT else None,
+        first_page=listing.after is not None,
+        next_cursor=next_cursor(codec, page, listing),
+    )
 
 
 @bp.post("/account/connections/<provider>/disconnect")
@@ -133,7 +145,10 @@ def disconnect(provider: str) -> ResponseReturnValue:
     """
     check_csrf()
     adapter = get_provider(provider)
-    user = user_store().get(current_user().id)
+    user = user_store().get(signed_in_user().id)
+    if user is None:  # deleted meanwhile
+        session.clear()
+        return redirect(url_for("pages.index"), code=303)
     identity = next((i for i in user.identities if i["provider"] == provider), None)
     if identity is None:
         raise AppError(404, "not_connected", f"{adapter.title} is not connected.")

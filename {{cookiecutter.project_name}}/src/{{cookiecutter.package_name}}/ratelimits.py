@@ -28,6 +28,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import redis
 from flask import Flask, Response, current_app, request, session
@@ -138,7 +139,8 @@ def init_rate_limits(app: Flask, settings: Settings, client: redis.Redis | Redis
     limiter = Limiter(
         client_ip,
         storage_uri=f"{_SCHEME}://",
-        storage_options={"client": client, "key_prefix": f"{settings.redis_key_prefix}ratelimit"},
+        # ClientRedisStorage takes the app's client where limits expects connection options.
+        storage_options={"client": client, "key_prefix": f"{settings.redis_key_prefix}ratelimit"},  # type: ignore[dict-item]
         # Counted from a key's first hit, which expires with its window: one INCR per request.
         strategy="fixed-window",
         # Redis failing: count in memory (with a warning) rather than refuse or crash.
@@ -151,7 +153,7 @@ def init_rate_limits(app: Flask, settings: Settings, client: redis.Redis | Redis
         view = app.view_functions.get(endpoint)
         if view is not None:  # e.g. Facebook's callbacks exist only when Facebook is enabled
             limit = limiter.limit(getattr(settings, rule.setting), key_func=rule.key)
-            app.view_functions[endpoint] = limit(view)
+            app.view_functions[endpoint] = limit(view)  # type: ignore[assignment]
     app.extensions["rate_limiter"] = limiter
     app.register_error_handler(RateLimitExceeded, too_many_requests)
 
@@ -163,7 +165,11 @@ def _init_without_app_wide_hooks(limiter: Limiter, app: Flask) -> None:
     views and are checked there) and cost about 60 µs on every request, as much as a whole
     session read. Per-request state lives on the request context and goes with it.
     """
-    registries = (app.before_request_funcs, app.after_request_funcs, app.teardown_request_funcs)
+    registries: tuple[dict[Any, list[Any]], ...] = (
+        app.before_request_funcs,
+        app.after_request_funcs,
+        app.teardown_request_funcs,
+    )
     before = [list(registry.get(None, [])) for registry in registries]
     limiter.init_app(app)
     for registry, kept in zip(registries, before, strict=True):

@@ -21,7 +21,9 @@ import hashlib
 import logging
 import os
 import warnings
+from collections.abc import Sequence
 from datetime import timedelta
+from typing import cast
 
 import msgspec
 import redis
@@ -29,7 +31,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from flask import Flask, Response
+from flask import Flask, Response, current_app
 from flask_session.base import ServerSideSession
 from flask_session.redis import RedisSession, RedisSessionInterface
 from redis.cluster import RedisCluster
@@ -87,13 +89,22 @@ class SecureRedisSessionInterface(RedisSessionInterface):
         """Is this session's record still in Redis (not ended since the request began)?"""
         return bool(self.client.exists(self.store_key(session)))
 
-    def rewrite(self, store_key: str, changes: dict) -> None:
-        """Update values inside another live session (its TTL kept); a gone one is skipped,
-        also when it ends between our read and our write (XX)."""
-        data = self._retrieve_session_data(store_key)
-        if data is not None:
-            data.update(changes)
-            self.client.set(store_key, self._seal(store_key, data), keepttl=True, xx=True)
+    def rewrite(self, store_keys: Sequence[str], changes: dict) -> int:
+        """Update values inside other live sessions (each TTL kept); returns how many.
+
+        Two round trips for any number of sessions: one pipeline of GETs, one of SETs. A
+        gone one is skipped, also when it ends between the read and the write (SET XX).
+        """
+        reads = self.client.pipeline(transaction=False)
+        for store_key in store_keys:
+            reads.get(store_key)
+        writes = self.client.pipeline(transaction=False)
+        for store_key, blob in zip(store_keys, reads.execute(), strict=True):
+            data = self._open(store_key, blob)
+            if data is not None:
+                data.update(changes)
+                writes.set(store_key, self._seal(store_key, data), keepttl=True, xx=True)
+        return sum(1 for written in writes.execute() if written)
 
     def regenerate(self, session: ServerSideSession) -> None:
         """A new id (at sign-in): its record is new, so it is created, never updated."""
@@ -106,7 +117,11 @@ class SecureRedisSessionInterface(RedisSessionInterface):
         return nonce + self._aead.encrypt(nonce, self._encoder.encode(data), store_id.encode())
 
     def _retrieve_session_data(self, store_id: str) -> dict | None:
-        blob = self.client.get(store_id)
+        # Raw bytes: the client is built without decode_responses (redis.py).
+        return self._open(store_id, cast(bytes | None, self.client.get(store_id)))
+
+    def _open(self, store_id: str, blob: bytes | None) -> dict | None:
+        """A record's data, or None when it is gone or unreadable."""
         if not blob:
             return None
         try:
@@ -118,7 +133,11 @@ class SecureRedisSessionInterface(RedisSessionInterface):
             log.warning("discarding an unreadable session record")
             return None
 
-    def save_session(self, app: Flask, session: ServerSideSession, response: Response) -> None:
+    def save_session(
+        self, app: Flask, session: ServerSideSession | None, response: Response
+    ) -> None:
+        if session is None:  # it never opened (Redis failed): the 503 has nothing to save
+            return
         # A request that changed nothing writes nothing (SESSION_REFRESH_EACH_REQUEST is
         # off): answer it here, without the cookie and storage bookkeeping of the base.
         if not session.modified:
@@ -160,3 +179,8 @@ class SecureRedisSessionInterface(RedisSessionInterface):
             log.info("not saving a session that ended during this request")
         else:
             log.warning("not saving a new session over an existing record")
+
+
+def session_store() -> SecureRedisSessionInterface:
+    """The app's session interface, with its own methods (Flask types only the base)."""
+    return cast(SecureRedisSessionInterface, current_app.session_interface)

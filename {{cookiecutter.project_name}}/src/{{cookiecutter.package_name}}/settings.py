@@ -6,6 +6,7 @@ misconfigured deployment fails before it serves a single request.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -22,6 +23,11 @@ from .providers import PROVIDER_CLASSES
 from .providers.base import ProviderConfig, is_loopback_url
 
 DAY = 24 * 3600
+NO_REDIS_EMULATION = (
+    "REDIS_URL is not set and the in-process Redis emulation (fakeredis) is not installed: "
+    "set REDIS_URL (e.g. redis://localhost:6379/0), or install the development extra: "
+    "pip install -e '.[dev]'"
+)
 REDIS_SCHEMES = ("redis", "rediss", "unix", "redis+sentinel", "redis+cluster")
 DEVELOPMENT = "development"
 PRODUCTION = "production"
@@ -47,6 +53,8 @@ class Settings:
     app_env: str
     secret_key: str
     redis_url: str | None
+    # Seconds to connect to Redis and to wait for each answer (redis.py); see REDIS_TIMEOUT.
+    redis_timeout: float
     # Any SQLAlchemy URL; development defaults to a SQLite file in ./instance/.
     database_url: str
     token_encryption_keys: tuple[str, ...]
@@ -77,6 +85,10 @@ class Settings:
     login_rate_limit: str
     api_token_rate_limit: str
     facebook_callback_rate_limit: str
+    # Caps on what one person holds: sessions (a sign-in beyond the cap ends their least
+    # recently seen one) and live API tokens (one more is refused with a 409).
+    max_sessions_per_user: int
+    max_api_tokens_per_user: int
     providers: Mapping[str, ProviderConfig]
     disabled_providers: Mapping[str, str]
     # Only non-empty when loaded with strict=False (for `flask auth doctor`).
@@ -109,6 +121,14 @@ def _int(env: Mapping[str, str], name: str, default: int, problems: list[str]) -
     if value < 0:
         problems.append(f"{name} must not be negative")
     return value
+
+
+def _at_least_one(env: Mapping[str, str], name: str, default: int, problems: list[str]) -> int:
+    """A cap: a whole number, 1 or more (0 would lock everyone out)."""
+    value = _int(env, name, default, problems)
+    if value == 0:  # a negative one is reported by _int
+        problems.append(f"{name} must be at least 1")
+    return value if value >= 1 else default
 
 
 def _float(env: Mapping[str, str], name: str, default: float, problems: list[str]) -> float:
@@ -274,6 +294,9 @@ def load_settings(env: Mapping[str, str] | None = None, *, strict: bool = True) 
     redis_url = env.get("REDIS_URL", "").strip() or None
     if redis_url is None and production:
         problems.append("REDIS_URL is required in production (e.g. redis://localhost:6379/0)")
+    elif redis_url is None and importlib.util.find_spec("fakeredis") is None:
+        # Development without REDIS_URL runs on fakeredis, which only the [dev] extra installs.
+        problems.append(NO_REDIS_EMULATION)
     elif redis_url and urlsplit(redis_url).scheme not in REDIS_SCHEMES:
         problems.append(
             "REDIS_URL must start with redis://, rediss://, unix://, redis+sentinel:// or "
@@ -306,6 +329,7 @@ def load_settings(env: Mapping[str, str] | None = None, *, strict: bool = True) 
         app_env=app_env,
         secret_key=secret_key,
         redis_url=redis_url,
+        redis_timeout=_float(env, "REDIS_TIMEOUT", 1.0, problems),
         database_url=_database_url(env.get("DATABASE_URL", "").strip(), production, problems),
         token_encryption_keys=_encryption_keys(
             env.get("TOKEN_ENCRYPTION_KEY", ""), production, problems
@@ -335,6 +359,8 @@ def load_settings(env: Mapping[str, str] | None = None, *, strict: bool = True) 
             env, "FACEBOOK_CALLBACK_RATE_LIMIT", "300 per minute", problems
         ),
         redis_key_prefix=env.get("REDIS_KEY_PREFIX", "{{ cookiecutter.package_name }}:"),
+        max_sessions_per_user=_at_least_one(env, "MAX_SESSIONS_PER_USER", 50, problems),
+        max_api_tokens_per_user=_at_least_one(env, "MAX_API_TOKENS_PER_USER", 50, problems),
         providers=providers,
         disabled_providers=disabled,
         problems=tuple(problems),

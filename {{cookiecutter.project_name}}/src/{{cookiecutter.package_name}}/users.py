@@ -221,22 +221,25 @@ class UserStore:
         act only on provider-verified addresses (cli._one_user).
         """
         email = email.strip().lower()
-        has_identity = select(UserIdentity.user_id).where(func.lower(UserIdentity.email) == email)
-        users = db.session.scalars(
-            select(User)
-            .where(User.id.in_(has_identity))
-            .options(*_with_relations())
-            .order_by(User.created_at, User.id)
-            .limit(20)
+        # From the identities' lower(email) index to the users: never a walk over users.
+        user_ids = db.session.scalars(
+            select(UserIdentity.user_id).where(func.lower(UserIdentity.email) == email).limit(20)
         )
-        return [self._view(u) for u in users]
+        views = self.views(list(dict.fromkeys(user_ids)))
+        return sorted(views, key=lambda u: (u.created_at, u.id))
 
-    def all(self, limit: int = 1000) -> list[UserView]:
-        """The first users by creation (an admin page; never a hot path)."""
+    def views(self, user_ids: list[str]) -> list[UserView]:
+        """These users, in this order, with their identities and roles: three queries.
+
+        The admin list (user_list.py) finds a page's ids in an index, then loads them here.
+        """
+        if not user_ids:
+            return []
         users = db.session.scalars(
-            select(User).options(*_with_relations()).order_by(User.created_at, User.id).limit(limit)
+            select(User).where(User.id.in_(user_ids)).options(*_with_relations())
         )
-        return [self._view(u) for u in users]
+        by_id = {u.id: u for u in users}
+        return [self._view(by_id[i]) for i in user_ids if i in by_id]
 
     # --- signing in and linking -------------------------------------------------------
 
@@ -250,7 +253,9 @@ class UserStore:
                     db.session.add(user)
                     user.identities.append(self._new_identity(identity))
                 else:
-                    user = self._record(row.user_id)
+                    found = self._record(row.user_id)
+                    assert found is not None  # identities.user_id is a foreign key
+                    user = found
                 self._update(user, identity)
                 db.session.flush()
                 return self._view(user)

@@ -9,8 +9,8 @@ from flask import Blueprint, current_app, jsonify, request, session
 from flask.typing import ResponseReturnValue
 
 from ..accounts import end_session
-from ..api_tokens import SCOPES
-from ..auth import current_user, login_required, require_recent_sign_in, roles_required
+from ..api_tokens import SCOPES, TooManyTokens
+from ..auth import login_required, require_recent_sign_in, roles_required, signed_in_user
 from ..errors import AppError
 from ..extensions import (
     api_token_store,
@@ -19,10 +19,12 @@ from ..extensions import (
     oauth_client,
     session_index,
     token_service,
+    user_list_cursors,
     user_store,
 )
 from ..models import db
 from ..tokens import ReauthRequired
+from ..user_list import next_cursor, parse_list_request, user_page
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
@@ -30,7 +32,7 @@ bp = Blueprint("api", __name__, url_prefix="/api")
 @bp.get("/me")
 @login_required(scope="profile:read")
 def me() -> ResponseReturnValue:
-    response = jsonify(current_user().to_api())
+    response = jsonify(signed_in_user().to_api())
     response.headers["Cache-Control"] = "no-store"
     return response
 
@@ -40,7 +42,7 @@ def me() -> ResponseReturnValue:
 def provider_profile(provider: str) -> ResponseReturnValue:
     """Call the provider's user API with the stored token, refreshed first when needed."""
     adapter = get_provider(provider)
-    user = current_user()
+    user = signed_in_user()
     if not any(i["provider"] == provider for i in user.identities):
         raise AppError(
             404,
@@ -91,7 +93,7 @@ def create_token() -> ResponseReturnValue:
     An `admin` token outlives the session and works from anywhere: minting one needs a
     recent sign-in, so a stolen session cookie cannot turn into lasting admin access.
     """
-    user = current_user()
+    user = signed_in_user()
     try:
         body = request.get_json(silent=True)
     except RecursionError:  # absurdly nested JSON
@@ -101,7 +103,17 @@ def create_token() -> ResponseReturnValue:
     name, scopes, lifetime = _token_request(body)
     if "admin" in scopes:
         require_recent_sign_in("creating a token with the admin scope", user, "/account")
-    token, secret = api_token_store().create(user.id, name, scopes, lifetime)
+    try:
+        token, secret = api_token_store().create(user.id, name, scopes, lifetime)
+    except TooManyTokens as exc:
+        db.session.rollback()
+        raise AppError(
+            409,
+            "too_many_tokens",
+            f"You already have {exc.limit} API tokens, the most one person may hold.",
+            "Revoke one you no longer use (DELETE /api/tokens/<id>, or on your account page), "
+            "then create this one.",
+        ) from None
     audit_log().record(
         "api_token_created", user.id, token_id=token.id, token_name=name, scopes=token.scopes
     )
@@ -151,13 +163,13 @@ def _token_request(body: dict) -> tuple[str, list[str], int]:
 @bp.get("/tokens")
 @login_required
 def list_tokens() -> ResponseReturnValue:
-    return jsonify(api_token_store().list(current_user().id))
+    return jsonify(api_token_store().list(signed_in_user().id))
 
 
 @bp.delete("/tokens/<token_id>")
 @login_required
 def revoke_token(token_id: str) -> ResponseReturnValue:
-    user = current_user()
+    user = signed_in_user()
     if not api_token_store().revoke(user.id, token_id):
         raise AppError(404, "not_found", "No such token.", "List your tokens with GET /api/tokens.")
     audit_log().record("api_token_revoked", user.id, token_id=token_id)
@@ -171,7 +183,15 @@ def revoke_token(token_id: str) -> ResponseReturnValue:
 @bp.get("/admin/users")
 @roles_required("admin", scope="admin")
 def admin_users() -> ResponseReturnValue:
-    return jsonify([u.to_api() for u in user_store().all()])
+    """One page: `?limit=1..100&cursor=<next_cursor>&q=<email or name prefix>` (user_list.py)."""
+    codec = user_list_cursors()
+    listing = parse_list_request(request.query_string, codec)
+    page = user_page(user_store(), listing)
+    response = jsonify(
+        users=[u.to_api() for u in page.users], next_cursor=next_cursor(codec, page, listing)
+    )
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 @bp.get("/admin/users/<user_id>/events")
@@ -189,14 +209,14 @@ def admin_user_events(user_id: str) -> ResponseReturnValue:
 @login_required
 def list_sessions() -> ResponseReturnValue:
     current = session.get("sid_public")
-    sessions = session_index().list(current_user().id)
+    sessions = session_index().list(signed_in_user().id)
     return jsonify([{**s, "current": s["id"] == current} for s in sessions])
 
 
 @bp.delete("/sessions/<session_id>")
 @login_required
 def delete_session(session_id: str) -> ResponseReturnValue:
-    end_session(current_user().id, session_id)
+    end_session(signed_in_user().id, session_id)
     if session_id == session.get("sid_public"):
         session.clear()
     return "", 204

@@ -7,6 +7,7 @@ from .guards import (
     protect_blueprint,
     require_recent_sign_in,
     roles_required,
+    signed_in_user,
 )
 from .views import bp, track_last_seen
 
@@ -18,5 +19,6 @@ __all__ = [
     "protect_blueprint",
     "require_recent_sign_in",
     "roles_required",
+    "signed_in_user",
     "track_last_seen",
 ]

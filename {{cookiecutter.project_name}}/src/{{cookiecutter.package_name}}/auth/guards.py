@@ -27,7 +27,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from functools import wraps
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 from urllib.parse import urlencode
 
 from authlib.integrations.flask_oauth2 import ResourceProtector
@@ -67,9 +67,9 @@ def current_user() -> UserView | None:
     `user_store().get(current_user().id)`; role checks always read the record.
     """
     request_globals = g._get_current_object()  # one context lookup, not one per access
-    user = getattr(request_globals, "user", _UNSET)
-    if user is not _UNSET:
-        return user
+    loaded = getattr(request_globals, "user", _UNSET)
+    if loaded is not _UNSET:
+        return cast(UserView | None, loaded)
     user = None
     snapshot = session.get("user")
     if snapshot and "derived_roles" in snapshot:
@@ -81,6 +81,14 @@ def current_user() -> UserView | None:
         else:
             remember_user(user)
     request_globals.user = user
+    return user
+
+
+def signed_in_user() -> UserView:
+    """The caller of a view behind `login_required` (typed: never None there)."""
+    user = current_user()
+    if user is None:  # only reached when a view forgot its guard
+        raise AppError(401, "login_required", "Sign in first.")
     return user
 
 

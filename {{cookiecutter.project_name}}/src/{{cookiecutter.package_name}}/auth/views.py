@@ -26,8 +26,10 @@ from ..extensions import (
     user_store,
 )
 from ..models import db
-from ..providers.base import Identity, RestartLogin, invalid_state_error
+from ..providers.base import Identity, Provider, RestartLogin, invalid_state_error
 from ..session_index import LAST_SEEN_EVERY, device_summary
+from ..sessions import session_store
+from ..tokens.vault import StoredToken
 from ..users import IdentityTaken, UserView
 from .csrf import check_csrf, new_csrf_token
 from .guards import current_user, remember_user, require_recent_sign_in
@@ -44,7 +46,7 @@ def track_last_seen() -> None:
     Runs before every request (from `before_each_request`); between refreshes a request
     that only reads the session writes nothing.
     """
-    current = session._get_current_object()  # one context lookup for the three reads
+    current = session._get_current_object()  # type: ignore[attr-defined]  # one lookup
     sid_public = current.get("sid_public")
     if sid_public is None:
         return
@@ -81,8 +83,11 @@ def login(provider: str) -> Response:
     has_refresh_token = None
     if user is not None:
         stored = token_service().vault.load(user.id, provider)
-        has_refresh_token = bool(stored and stored.refresh_token and not stored.reauth_required)
-    params = adapter.authorize_params(has_refresh_token)
+        has_refresh_token = bool(stored and stored.has_usable_refresh_token)
+    params = {
+        **adapter.authorize_params(has_refresh_token),
+        **adapter.login_options(request.args),  # e.g. Facebook's ?rerequest=1
+    }
     try:
         return oauth_client(provider).authorize_redirect(_redirect_uri(provider), **params)
     except Exception as exc:  # e.g. Google's discovery document unreachable
@@ -115,7 +120,7 @@ def callback(provider: str) -> Response:
     except RestartLogin:
         return redirect(url_for("auth.login", provider=provider))
     except AppError as error:
-        if attempt:
+        if attempt and state:
             _abandon_login_attempt(client, state)
         error.retry_url = url_for("auth.login", provider=provider)
         if error.code in ("token_error", "provider_error"):
@@ -131,7 +136,8 @@ def callback(provider: str) -> Response:
         raise
     # One transaction: the user, the identity, the provider token and the event land
     # together or not at all. Sessions (Redis) change only after it committed.
-    signed_in = current_user() and user_store().get(current_user().id)
+    caller = current_user()
+    signed_in = user_store().get(caller.id) if caller else None
     if signed_in is None:
         previous = user_store().find_by_identity(identity.provider, identity.subject)
         user = user_store().sign_in(identity)
@@ -144,14 +150,14 @@ def callback(provider: str) -> Response:
         previous, event = signed_in, "provider_linked"
         user = _link(signed_in, identity)
     lost_roles: set[str] = set()
-    roles_changed = previous is not None and previous.stored_roles != user.stored_roles
-    if roles_changed:
+    roles_changed = False
+    if previous is not None and previous.stored_roles != user.stored_roles:
         # ADMIN_EMAILS or the verified email changed since the last login.
         before, after = previous.stored_roles, user.stored_roles
         audit_log().record("roles_changed", user.id, before=before, after=after)
-        lost_roles = set(before) - set(after)
-    token_service().store_login_token(user.id, adapter, token)
-    if signed_in is not None and not current_app.session_interface.record_exists(session):
+        lost_roles, roles_changed = set(before) - set(after), True
+    stored = token_service().store_login_token(user.id, adapter, token)
+    if signed_in is not None and not session_store().record_exists(session):
         # The session was ended (signed out elsewhere) while the person was at the
         # provider: whoever held it may not link or renew anything any more.
         db.session.rollback()
@@ -165,8 +171,12 @@ def callback(provider: str) -> Response:
     )
     db.session.commit()
     next_path = session.pop(NEXT_KEY, None)
-    if event != "login_succeeded" or roles_changed:
-        refresh_sessions(user)  # every live session's copy: identities, profile, roles
+    copy_changed = previous is None or previous.to_session() != user.to_session()
+    if (event != "login_succeeded" or roles_changed) and copy_changed:
+        # Every live session's copy: identities, profile, roles. Only when it changed: a
+        # rewrite reads and writes each session, and could overwrite what another tab's
+        # request writes into its own session at that moment (a sign-in's state, say).
+        refresh_sessions(user)
     if event == "provider_linked":
         # The same session goes on: a link is no sign-in and must not renew `login_at`.
         remember_user(user)
@@ -174,7 +184,22 @@ def callback(provider: str) -> Response:
         _start_session(user, provider)
     if lost_roles & current_app.config["APP_SETTINGS"].security_roles:
         sign_out_everywhere(user.id, keep=session["sid_public"], reason="role removed")
+    if signed_in is None and _wants_refresh_consent(adapter, stored):
+        # Signed in now, /login/<provider> knows the refresh token is dead or missing and
+        # asks for consent; the second callback comes back signed in, so it cannot loop.
+        return redirect(url_for("auth.login", provider=provider, next=next_path))
     return redirect(next_path or url_for("pages.index"))
+
+
+def _wants_refresh_consent(adapter: Provider, stored: StoredToken) -> bool:
+    """A sign-in left no usable refresh token, and asking knowing that would bring one.
+
+    Only a provider whose authorization request changes when it is told there is no refresh
+    token (Google: prompt=consent, the only way to get a new one) is asked again.
+    """
+    if stored.has_usable_refresh_token or not token_service().vault.enabled:
+        return False
+    return adapter.authorize_params(False) != adapter.authorize_params(None)
 
 
 def _is_linked(user: UserView, identity: Identity) -> bool:
@@ -247,15 +272,24 @@ def _start_session(user: UserView, provider: str) -> None:
     session["sid_public"] = secrets.token_hex(8)
     session.permanent = True
     # Only after data is set: Flask-Session's regenerate() ignores an "empty" session.
-    current_app.session_interface.regenerate(session)
-    index.add(
+    session_store().regenerate(session)
+    ended = index.add(
         user.id,
         session["sid_public"],
-        current_app.session_interface.store_key(session),
+        session_store().store_key(session),
         ip=request.remote_addr,
         user_agent=device_summary(request.headers.get("User-Agent", "")),
         provider=provider,
     )
+    if ended:  # beyond MAX_SESSIONS_PER_USER: the least recently seen went
+        audit_log().record(
+            "session_limit_reached",
+            user.id,
+            limit=index.max_sessions,
+            count=len(ended),
+            ended=[{"id": s["id"], "device": s.get("user_agent")} for s in ended[:10]],
+        )
+        db.session.commit()
 
 
 def _abandon_login_attempt(client: FlaskOAuth2App, state: str) -> None:

@@ -12,6 +12,7 @@ import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
+from datetime import date
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import parse_qsl, urlsplit
@@ -274,7 +275,7 @@ class Provider:
     console_name: ClassVar[str]
     console_url: ClassVar[str]
     # Where a person removes this app's access themselves (when revocation by us failed).
-    user_apps_url: ClassVar[str]
+    user_apps_url: str
     # Variables with URLs (and their defaults) that this provider reads.
     url_settings: ClassVar[dict[str, str]] = {}
     # Other variables (and their defaults) that this provider reads.
@@ -283,6 +284,9 @@ class Provider:
     uses_pkce: ClassVar[bool] = True
     # Other URLs of ours to register in the provider's console: {label: path}.
     extra_callbacks: ClassVar[dict[str, str]] = {}
+    # True when `revoke` needs a live access token: the caller refreshes an expiring one
+    # first, under the refresh lock (accounts.revoke_grant).
+    revoke_needs_live_token: ClassVar[bool] = False
 
     def __init__(
         self, config: ProviderConfig, timeout: float, adapter: requests.adapters.HTTPAdapter
@@ -332,6 +336,11 @@ class Provider:
     @classmethod
     def credential_findings(cls, config: ProviderConfig) -> list[Finding]:
         """Credentials that cannot be right (a pasted secret in the id field, say)."""
+        return []
+
+    @classmethod
+    def lifetime_findings(cls, config: ProviderConfig, today: date) -> list[Finding]:
+        """Deadlines in the configuration as of `today` (a pinned API version that expires)."""
         return []
 
     @classmethod
@@ -406,6 +415,11 @@ class Provider:
         """
         return {}
 
+    def login_options(self, args: Mapping[str, str]) -> dict[str, Any]:
+        """Authorization parameters the person asked for in /login/<provider>'s query
+        (Facebook: `?rerequest=1`); a provider ignores what it does not offer."""
+        return {}
+
     # --- the callback -----------------------------------------------------------------
 
     def complete_login(
@@ -430,12 +444,14 @@ class Provider:
         error = args.get("error")
         if error:
             if error == "access_denied":
-                raise login_error(
+                cancelled = login_error(
                     403,
                     "access_denied",
                     f"You cancelled signing in with {self.title}.",
                     f"To sign in, try again and approve access at {self.title}.",
                 )
+                cancelled.calm = True
+                raise cancelled
             raise self.provider_redirect_error(safe_code(error))
         if not args.get("code"):
             raise login_error(

@@ -218,9 +218,10 @@ def _delete_data(facebook_id: str, code: str) -> None:
 
 @bp.get("/data-deletion/<code>")
 def data_deletion_status(code: str) -> ResponseReturnValue:
-    found = code.isalnum() and len(code) <= 64 and db.session.get(DataDeletionRequest, code)
-    expired = found and found.requested_at < _status_cutoff()
-    if not found or expired:
+    found = (
+        db.session.get(DataDeletionRequest, code) if code.isalnum() and len(code) <= 64 else None
+    )
+    if found is None or found.requested_at < _status_cutoff():
         raise AppError(404, "not_found", "No data-deletion request has this confirmation code.")
     status = {"status": found.status, "completed_at": found.completed_at, "found": found.found}
     return render_template("facebook_data_deletion.html", code=code, status=status)

@@ -3,11 +3,14 @@
 Authlib validates the signature, nonce, exp, iat and azp; we add what it leaves out:
 RS256 only (the discovery document could list `none`), `aud` must be exactly our client,
 both of Google's issuer spellings, and the hosted-domain claim when one is configured.
+Google's signing keys are cached as long as its certs response says, not forever.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import threading
+import time
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import requests
@@ -22,6 +25,7 @@ from .base import (
     ProviderConfig,
     RevocationIncomplete,
     as_bool,
+    clean_subject,
     login_error,
 )
 
@@ -30,6 +34,90 @@ if TYPE_CHECKING:
 
 GOOGLE_ISSUERS = ("https://accounts.google.com", "accounts.google.com")
 ID_TOKEN_LEEWAY = 120  # seconds of clock skew tolerated on iat/exp
+# The key set (JWKS): how long to trust it when the certs response has no usable max-age,
+# the most we trust it whatever the header says, and the least (max-age=0 must not turn
+# every login into a fetch).
+JWKS_DEFAULT_MAX_AGE = 300
+JWKS_MAX_AGE_CAP = 86400
+JWKS_MIN_MAX_AGE = 1
+# An unknown kid re-fetches at most once per this many seconds per process: forged kids
+# cannot make us hammer Google. 30 s is panva/jose's default `cooldownDuration`. A real
+# new key is still fetched at once, unless forged kids used the re-fetch just before.
+JWKS_REFETCH_INTERVAL = 30
+
+
+def max_age(headers: Mapping[str, str]) -> float:
+    """Seconds a certs response stays fresh: max-age minus Age (RFC 9111 4.2.1, 4.2.3).
+
+    Google: cache the keys "using the cache directives of the HTTP response"
+    (https://developers.google.com/identity/openid-connect/openid-connect#validatinganidtoken);
+    it sends `Cache-Control: public, max-age=N, must-revalidate, no-transform`.
+    """
+    directives: dict[str, str] = {}
+    for part in headers.get("Cache-Control", "").split(","):
+        name, _, value = part.strip().partition("=")
+        directives[name.lower()] = value.strip().strip('"')
+    if "no-store" in directives or "no-cache" in directives:
+        return JWKS_MIN_MAX_AGE
+    try:
+        seconds = int(directives["max-age"]) - int(headers.get("Age", "0") or 0)
+    except (KeyError, ValueError):
+        return JWKS_DEFAULT_MAX_AGE
+    return min(max(seconds, JWKS_MIN_MAX_AGE), JWKS_MAX_AGE_CAP)
+
+
+class KeySetCache:
+    """One process's copy of the JWKS, trusted until its max-age runs out.
+
+    Authlib keeps the first key set forever (a key Google withdrew stayed trusted until a
+    restart) and re-fetches on every unknown kid. Here a stale set is fetched again before
+    use (must-revalidate: never used stale), and an unknown kid re-fetches a fresh set at
+    most once per JWKS_REFETCH_INTERVAL; otherwise the token is refused (invalid_key_id).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()  # one fetch at a time; the others then find it
+        self._keys: dict[str, Any] | None = None
+        self._fresh_until = 0.0
+        self._last_forced = -float(JWKS_REFETCH_INTERVAL)
+
+    def get(self, fetch: Callable[[], requests.Response], force: bool) -> dict[str, Any]:
+        with self._lock:
+            now = time.monotonic()
+            if self._keys is not None and now < self._fresh_until:
+                if not force or now - self._last_forced < JWKS_REFETCH_INTERVAL:
+                    return self._keys
+                self._last_forced = now
+            response = fetch()
+            response.raise_for_status()
+            keys = response.json()
+            if not isinstance(keys, dict) or not isinstance(keys.get("keys"), list):
+                raise ValueError("the JWKS is not a key set")
+            self._keys, self._fresh_until = keys, time.monotonic() + max_age(response.headers)
+            return keys
+
+
+class GoogleOAuthApp(FlaskOAuth2App):
+    """Authlib's client with the key set cached per process by `KeySetCache`.
+
+    The discovery document stays cached for the process's life, as Authlib does.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.key_set_cache = KeySetCache()
+
+    def fetch_jwk_set(self, force: bool = False) -> dict[str, Any]:
+        """Called by Authlib's parse_id_token: first plain, again with force on unknown kid."""
+
+        def fetch() -> requests.Response:
+            uri = self.load_server_metadata().get("jwks_uri")
+            if not uri:
+                raise ValueError("the discovery document has no jwks_uri")
+            with self._get_session() as session:
+                return session.request("GET", uri, withhold_token=True)
+
+        return self.key_set_cache.get(fetch, force)
 
 
 class GoogleProvider(Provider):
@@ -97,12 +185,15 @@ class GoogleProvider(Provider):
         return {
             **super().registration(),
             "server_metadata_url": self.config.extra["GOOGLE_SERVER_METADATA_URL"],
+            "client_cls": GoogleOAuthApp,
         }
 
     def authorize_params(self, has_refresh_token: bool | None = None) -> dict[str, Any]:
         params: dict[str, Any] = {"access_type": "offline"}
         # Google sends a refresh token only at the first consent; ask again only when a
-        # signed-in user has none stored, so returning users are not asked every time.
+        # signed-in user has none stored, or only a dead one (refused with invalid_grant
+        # for good), so returning users are not asked every time. A sign-in that did not
+        # know comes back here signed in (auth.views._wants_refresh_consent).
         if has_refresh_token is False:
             params["prompt"] = "consent"
         if self.hosted_domain:
@@ -182,7 +273,7 @@ class GoogleProvider(Provider):
             raise InvalidProfile("the profile is not a JSON object")
         return Identity(
             provider=self.name,
-            subject=claims.get("sub"),  # Identity refuses a missing, null or empty one
+            subject=clean_subject(claims.get("sub")),  # refuses a missing, null or empty one
             username=None,
             email=claims.get("email"),
             email_verified=bool(claims.get("email"))

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 
-import redis
 from authlib.integrations.base_client import OAuthError
 from authlib.integrations.flask_client import FlaskOAuth2App
 from redis.exceptions import LockError
@@ -18,6 +17,7 @@ from redis.exceptions import LockError
 from ..errors import AppError
 from ..models import db
 from ..providers import Provider
+from ..redis import RedisClient
 from .vault import StoredToken, TokenVault
 
 log = logging.getLogger(__name__)
@@ -37,7 +37,7 @@ class ReauthRequired(Exception):  # noqa: N818 - a state, not a failure of ours
 
 
 class TokenService:
-    def __init__(self, client: redis.Redis, vault: TokenVault, prefix: str) -> None:
+    def __init__(self, client: RedisClient, vault: TokenVault, prefix: str) -> None:
         self.client = client
         self.vault = vault
         self.prefix = prefix
@@ -45,7 +45,9 @@ class TokenService:
     def store_login_token(self, user_id: str, provider: Provider, token: dict) -> StoredToken:
         """Keep the token of a successful login; a response without a refresh token keeps ours.
 
-        Written in the login's transaction: the caller commits.
+        Ours stays marked dead if the provider refused it (`StoredToken.from_response`): the
+        login route then asks for consent again. Written in the login's transaction: the
+        caller commits.
         """
         previous = self.vault.load(user_id, provider.name)
         stored = StoredToken.from_response(token, previous)

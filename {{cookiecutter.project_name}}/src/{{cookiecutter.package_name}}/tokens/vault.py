@@ -13,10 +13,10 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
-from sqlalchemy import delete, select, tuple_, update
+from sqlalchemy import CursorResult, delete, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -44,19 +44,32 @@ class StoredToken:
     def from_response(
         cls, token: dict[str, Any], previous: StoredToken | None = None
     ) -> StoredToken:
-        """Build from an OAuth token response; keep the old refresh token when none came."""
+        """Build from an OAuth token response; keep the old refresh token when none came.
+
+        A kept refresh token keeps its health: one the provider already refused stays
+        refused (Google answers invalid_grant for good), so a sign-in that brought no new
+        one must not make it look alive. A link without refresh token (Facebook, GitHub
+        OAuth apps) is healed by the new access token itself.
+        """
         expires_at = token.get("expires_at")
         if expires_at is None and token.get("expires_in") not in (None, ""):
             expires_at = int(time.time()) + int(token["expires_in"])
-        refresh_token = token.get("refresh_token") or (previous.refresh_token if previous else None)
+        fresh = token.get("refresh_token")
+        kept = previous.refresh_token if previous and not fresh else None
         return cls(
             access_token=token["access_token"],
             token_type=str(token.get("token_type") or "bearer"),
-            refresh_token=refresh_token,
+            refresh_token=fresh or kept,
             expires_at=int(expires_at) if expires_at is not None else None,
             scope=token.get("scope"),
+            reauth_required=bool(kept and previous and previous.reauth_required),
             updated_at=int(time.time()),
         )
+
+    @property
+    def has_usable_refresh_token(self) -> bool:
+        """A refresh token the provider has not refused (what a consent prompt would bring)."""
+        return bool(self.refresh_token) and not self.reauth_required
 
     def expires_within(self, seconds: int) -> bool:
         return self.expires_at is not None and self.expires_at - seconds <= time.time()
@@ -187,6 +200,6 @@ class TokenVault:
                     )
                     .values(**values)
                 )
-                rewritten += result.rowcount
+                rewritten += cast(CursorResult, result).rowcount
             db.session.commit()
             after = (rows[-1][0], rows[-1][1])
