@@ -57,8 +57,10 @@ demo:
 # --- make test ----------------------------------------------------------------------------
 # Extra pytest arguments: make test PYTEST_ARGS='-k hooks'
 PYTEST_ARGS ?=
+# Test processes (pytest-xdist): the baked suites run side by side; TEST_WORKERS=0 runs one.
+TEST_WORKERS ?= 2
 test: check-system $(DEPS_STAMP)
-	$(PY) -m pytest tests -q -p no:cacheprovider $(PYTEST_ARGS)
+	$(PY) -m pytest tests -q -p no:cacheprovider -n $(TEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
 
 check-system:
 	@missing=''; \

@@ -475,7 +475,13 @@ def test_losing_admin_at_login_signs_out_the_other_sessions(variant, mock) -> No
     assert [s["id"] for s in list_sessions(newest)] == [current_id(newest)]
 
 
-@pytest.mark.parametrize("provider", PROVIDERS)
+# Facebook's picture URL is a signed CDN address that changes at every sign-in (`ext`): there
+# the profile does change, and the other sessions rightly get the new one.
+STABLE_PROFILES = [p for p in PROVIDERS if p != "facebook"]
+
+
+@pytest.mark.skipif(not STABLE_PROFILES, reason="Facebook's profile changes at every sign-in")
+@pytest.mark.parametrize("provider", STABLE_PROFILES or ["none"])
 def test_signing_in_again_unchanged_leaves_the_other_sessions_alone(app, mock, redis_db, provider):
     """A re-sign-in that changes nothing of the user writes no other session: a rewrite reads
     and writes each one, and could undo what that session's own request is writing (another
