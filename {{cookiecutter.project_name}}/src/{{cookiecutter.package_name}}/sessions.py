@@ -13,6 +13,8 @@
   fresh lifetime. So a session that was loaded is saved with SET XX (only while its record
   still exists), and a new one with SET NX (never over a record). Single-key commands:
   Redis Cluster works as before.
+- Changing a user rewrites their other sessions' copy with compare-and-set (a one-key
+  script), so a request saving its own session at that moment is never undone.
 """
 
 from __future__ import annotations
@@ -42,6 +44,16 @@ LOGIN_ATTEMPT_TTL = 15 * 60  # seconds a not-yet-signed-in session is kept
 
 
 NONCE_BYTES = 12
+# rewrite's write: set the record (keeping its TTL) only while it still holds what was read.
+SWAP_IF_UNCHANGED = """
+local current = redis.call('GET', KEYS[1])
+if not current then return 0 end
+if current ~= ARGV[1] then return -1 end
+redis.call('SET', KEYS[1], ARGV[2], 'KEEPTTL')
+return 1
+"""
+SWAPPED, CHANGED = 1, -1
+REWRITE_ROUNDS = 5
 
 
 def derive_key(secret_key: str, purpose: bytes) -> bytes:
@@ -92,19 +104,41 @@ class SecureRedisSessionInterface(RedisSessionInterface):
     def rewrite(self, store_keys: Sequence[str], changes: dict) -> int:
         """Update values inside other live sessions (each TTL kept); returns how many.
 
-        Two round trips for any number of sessions: one pipeline of GETs, one of SETs. A
-        gone one is skipped, also when it ends between the read and the write (SET XX).
+        One pipeline of GETs and one of compare-and-set writes for any number of sessions.
+        A record that its own request rewrote between our read and our write is read again
+        (up to REWRITE_ROUNDS times), so that request's write is never undone; a record
+        that ended meanwhile stays ended.
         """
-        reads = self.client.pipeline(transaction=False)
-        for store_key in store_keys:
-            reads.get(store_key)
-        writes = self.client.pipeline(transaction=False)
-        for store_key, blob in zip(store_keys, reads.execute(), strict=True):
-            data = self._open(store_key, blob)
-            if data is not None:
-                data.update(changes)
-                writes.set(store_key, self._seal(store_key, data), keepttl=True, xx=True)
-        return sum(1 for written in writes.execute() if written)
+        written = 0
+        pending = list(store_keys)
+        for _ in range(REWRITE_ROUNDS):
+            reads = self.client.pipeline(transaction=False)
+            for store_key in pending:
+                reads.get(store_key)
+            swaps = self.client.pipeline(transaction=False)
+            swapped: list[str] = []
+            for store_key, blob in zip(pending, reads.execute(), strict=True):
+                data = self._open(store_key, blob)
+                if data is not None:
+                    data.update(changes)
+                    # EVAL, not EVALSHA: a script in a pipeline must not depend on a cache
+                    # that a cluster node may lack; one key each, so any cluster routes it.
+                    # (redis-py's ClusterPipeline has no `eval` method, only the command.)
+                    sealed = self._seal(store_key, data)
+                    swaps.execute_command("EVAL", SWAP_IF_UNCHANGED, 1, store_key, blob, sealed)
+                    swapped.append(store_key)
+            outcomes = swaps.execute() if swapped else []
+            written += sum(1 for outcome in outcomes if outcome == SWAPPED)
+            pending = [
+                key for key, outcome in zip(swapped, outcomes, strict=True) if outcome == CHANGED
+            ]
+            if not pending:
+                break
+        if pending:
+            log.warning(
+                "%d sessions kept changing: their copy of the user is not updated", len(pending)
+            )
+        return written
 
     def regenerate(self, session: ServerSideSession) -> None:
         """A new id (at sign-in): its record is new, so it is created, never updated."""
