@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 
 from flask import Response, render_template, request
 from markupsafe import escape
+from werkzeug.wrappers import Response as BaseResponse
 
 from .core import state
 
@@ -19,10 +20,10 @@ def decide(
     client_id: str,
     scopes: list[str],
     redirect_uri: str,
-    approve: Callable[[str], Response],
-    deny: Callable[[], Response],
+    approve: Callable[[str], BaseResponse],
+    deny: Callable[[], BaseResponse],
     declinable: Sequence[str] = (),
-) -> Response:
+) -> BaseResponse:
     """Ask the person (interactive) or the switches (automatic) whether to grant access.
 
     The consent form posts back to the same URL, so the OAuth parameters stay in the query
