@@ -48,7 +48,7 @@ from .core import (
     state,
 )
 from .oauth import AccessToken, AuthRequest, Grant, OAuthServer, Problem, Secret, redirect_back
-from .pages import avatar, decide, error_page
+from .pages import decide, error_page, persona_avatar, persona_with
 from .settings import MockSettings
 
 NAME = "facebook"
@@ -749,15 +749,16 @@ def permissions(version: str | None, node: str) -> Response:
 
 
 @graph_route("/<node>/picture", "picture")
-def picture(version: str | None, node: str) -> Response:
+def picture(version: str | None, node: str) -> BaseResponse:
     mock = state()
+    persona: dict[str, Any] | None
     if node == "me":
         record = check_user_token(mock, request_token())
         if isinstance(record, Response):
             return record
         persona = PERSONAS[record.user]
     else:
-        persona = next((p for p in PERSONAS.values() if p["id"] == node), None)
+        persona = persona_with(PERSONAS, "id", node)
         if persona is None:
             return fb_error(400, f"(#100) Invalid id {node!r}", 100)
     spec = f"type({request.args['type']})" if "type" in request.args else ""
@@ -770,6 +771,4 @@ def picture(version: str | None, node: str) -> Response:
 @bp.get("/pic/profilepic/")
 def pic() -> Response:
     user_id = request.args.get("asid", "")
-    persona = next((p for p in PERSONAS.values() if p["id"] == user_id), None)
-    initials = "".join(w[0] for w in persona["name"].split()) if persona else "?"
-    return avatar(user_id, initials)
+    return persona_avatar(persona_with(PERSONAS, "id", user_id), user_id)

@@ -32,7 +32,7 @@ from .core import (
     state,
 )
 from .oauth import AccessToken, AuthRequest, OAuthServer, Problem, Secret, redirect_back
-from .pages import avatar, decide, error_page
+from .pages import decide, error_page, persona_avatar, persona_with
 from .settings import MockSettings
 
 NAME = "github"
@@ -646,8 +646,4 @@ def authorizations() -> BaseResponse:
 
 
 def avatar_image(user_id: int) -> Response:
-    persona = next((p for p in PERSONAS.values() if p["id"] == user_id), None)
-    initials = "?"
-    if persona:
-        initials = "".join(w[0] for w in (persona["name"] or persona["login"]).split())
-    return avatar(str(user_id), initials.upper())
+    return persona_avatar(persona_with(PERSONAS, "id", user_id), str(user_id))

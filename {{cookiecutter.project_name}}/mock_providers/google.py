@@ -19,7 +19,7 @@ from werkzeug.wrappers import Response
 from .core import URLSAFE, append_query, base_url, json_response
 from .oauth import AccessToken, AuthRequest, OAuthErrors, Secret
 from .openid_provider import OPENID_CHOICES, OpenIDProvider, openid_switches
-from .pages import avatar, error_page
+from .pages import error_page, persona_avatar, persona_with
 from .settings import MockSettings
 
 NAME = "google"
@@ -273,6 +273,4 @@ def app_env(base: str, settings: MockSettings) -> dict[str, str]:
 @bp.get("/a/<path:name>")
 def picture(name: str) -> Response:
     sub = name.split("=")[0]
-    persona = next((p for p in PERSONAS.values() if p["sub"] == sub), None)
-    initials = "".join(w[0] for w in persona["name"].split()) if persona else "?"
-    return avatar(sub, initials)
+    return persona_avatar(persona_with(PERSONAS, "sub", sub), sub)

@@ -75,4 +75,4 @@ class KeyRing:
         return str(self._key(index).kid)
 
     def jwks(self) -> dict[str, Any]:
-        return KeySet([self.current]).as_dict(private=False)
+        return dict(KeySet([self.current]).as_dict(private=False))

@@ -1,67 +1,44 @@
 """The OAuth 2 authorization server every mock is made of, declared once per provider.
 
-`OAuthServer(name, ...)` holds what RFC 6749, 7636 and 7009 leave to a provider (what its
-codes and tokens look like, how clients authenticate, where parameters may come from, the
-code and refresh-token rules, its error style) and does the work on the provider's `Store`:
-codes bound to client, redirect URI and PKCE challenge; access tokens linked to their refresh
-token, so revoking either kills both; refresh with optional rotation and reuse detection;
-consents. A mock mounts the standard endpoints (`blueprint()`) and overrides the hooks where
-its provider differs, or calls the operations from views of its own where the provider is
-too far from the RFCs (GitHub's REST revocation, Facebook's Graph API).
+`OAuthServer(name, ...)` adds to `Grants` (grants.py: codes, tokens, refresh, consents) what
+else RFC 6749 and 7009 leave to a provider: how clients authenticate, where parameters may
+come from, which grants the token endpoint knows, how revocation behaves, the error style
+(oauth_errors.py) and where the endpoints are. A mock mounts the standard endpoints
+(`blueprint()`) and overrides the hooks where its provider differs, or calls the operations
+from views of its own where the provider is too far from the RFCs (GitHub's REST
+revocation, Facebook's Graph API).
 """
 
 from __future__ import annotations
 
-import hashlib
 import hmac
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import KW_ONLY, dataclass, field
-from typing import Any, ClassVar, Protocol, TypeVar
+from typing import Any, ClassVar
 from urllib.parse import urlencode
 
 from flask import Blueprint, Flask, redirect, request
 from werkzeug.wrappers import Response
 
-from .core import (
-    BASE62,
-    URLSAFE,
-    Store,
-    append_query,
-    b64url,
-    base_url,
-    basic_credentials,
-    json_response,
-    no_store,
-    pause,
-    random_text,
-    state,
-)
+from .core import append_query, base_url, basic_credentials, json_response, no_store, pause, state
+from .grants import AccessToken, AuthRequest, Code, Grants, RefreshToken, Secret
+from .oauth_errors import ErrorStyle, OAuthErrors, Problem
 from .pages import decide, error_page
 
-T = TypeVar("T")
 Grant = Callable[[str, dict[str, str]], Response]
 
-# RFC 6749 §5.2 and RFC 7009 §2.2.1 answers, by `Problem` reason or group:
-# (error, HTTP status, description). A provider rewords them in its `ErrorStyle`.
-RFC_ERRORS: dict[str, tuple[str, int, str]] = {
-    "client.missing": ("invalid_request", 400, "The request has no client_id."),
-    "client": ("invalid_client", 401, "Client authentication failed."),
-    "grant_type": ("unsupported_grant_type", 400, "Unsupported grant_type: {detail}"),
-    "code": ("invalid_grant", 400, "The authorization code is invalid, used or expired."),
-    "code.redirect": ("invalid_grant", 400, "redirect_uri differs from the authorization's."),
-    "pkce": ("invalid_grant", 400, "The code_verifier does not match the code_challenge."),
-    "refresh": ("invalid_grant", 400, "The refresh token is invalid, expired or revoked."),
-    "token": ("invalid_request", 400, "The request has no token to revoke."),
-}
-
-
-def pkce_ok(challenge: str, method: str, verifier: str | None) -> bool:
-    """RFC 7636: does `verifier` match the challenge sent at the authorize step?"""
-    if not verifier:
-        return False
-    computed = b64url(hashlib.sha256(verifier.encode()).digest()) if method == "S256" else verifier
-    return hmac.compare_digest(computed, challenge)
+__all__ = [
+    "AccessToken",
+    "AuthRequest",
+    "Code",
+    "Grant",
+    "OAuthErrors",
+    "OAuthServer",
+    "Problem",
+    "RefreshToken",
+    "Secret",
+    "redirect_back",
+]
 
 
 def redirect_back(
@@ -78,159 +55,17 @@ def redirect_back(
     return redirect(append_query(uri, urlencode(params, safe=safe), fragment=fragment))
 
 
-@dataclass(frozen=True)
-class Secret:
-    """What a provider's codes or tokens look like: a fixed prefix, then random characters."""
-
-    prefix: str
-    length: int
-    alphabet: str = BASE62
-
-    def make(self) -> str:
-        return self.prefix + random_text(self.length, self.alphabet)
-
-
 @dataclass
-class Code:
-    """An authorization code: single use, short-lived, bound to client, redirect and PKCE."""
+class OAuthServer(Grants):
+    """The standard authorize, token and revocation endpoints, with hooks to override."""
 
-    client_id: str
-    redirect_uri: str
-    user: str
-    scopes: list[str]
-    challenge: str | None = None
-    method: str = "plain"
-    nonce: str | None = None
-    offline: bool = False  # redeeming it brings a refresh token too
-    created: float = field(default_factory=time.time)
-    used: bool = False
-
-
-@dataclass
-class AccessToken:
-    user: str
-    client_id: str
-    scopes: list[str]
-    expires_at: float | None  # None: never expires (GitHub's OAuth-App tokens)
-    refresh_token: str | None = None
-    issued_at: float = field(default_factory=time.time)
-    revoked: bool = False  # refused, yet told apart from an unknown token (Facebook)
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def alive(self) -> bool:
-        return not self.revoked and (self.expires_at is None or self.expires_at >= time.time())
-
-
-@dataclass
-class RefreshToken:
-    user: str
-    client_id: str
-    scopes: list[str]
-    expires_at: float | None = None
-    family: str = ""  # the first token of a rotation chain: reuse detection ends them all
-    access_tokens: set[str] = field(default_factory=set)
-
-
-@dataclass
-class AuthRequest:
-    """The parameters of an authorization request (RFC 6749 §4.1.1, RFC 7636, OIDC Core)."""
-
-    client_id: str
-    redirect_uri: str
-    scopes: list[str]
-    state: str | None = None
-    nonce: str | None = None
-    challenge: str | None = None
-    method: str = "plain"
-    response_type: str = ""
-    prompt: tuple[str, ...] = ()
-
-    @classmethod
-    def parse(cls, scopes: Callable[[str], list[str]] = str.split) -> AuthRequest:
-        args = request.args
-        return cls(
-            client_id=args.get("client_id", ""),
-            redirect_uri=args.get("redirect_uri", ""),
-            scopes=scopes(args.get("scope", "")),
-            state=args.get("state"),
-            nonce=args.get("nonce"),
-            challenge=args.get("code_challenge") or None,
-            method=args.get("code_challenge_method", "plain"),
-            response_type=args.get("response_type", ""),
-            prompt=tuple(args.get("prompt", "").split()),
-        )
-
-
-class Problem(Exception):
-    """A refused token or revocation request, by reason; the provider's `ErrorStyle` words it.
-
-    Reasons are "group.detail": client.missing|unknown|secret, code.unknown|used|expired|
-    client|redirect, pkce.missing|wrong|unexpected|required, refresh.unknown|expired|client|
-    reused, grant_type, token.missing|unknown.
-    """
-
-    def __init__(self, reason: str, detail: str = "") -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.detail = detail
-
-    def pick(self, *tables: Mapping[str, T]) -> T:
-        """The entry for this reason, else for its group, from the first table that has one."""
-        for table in tables:
-            for key in (self.reason, self.reason.partition(".")[0]):
-                if key in table:
-                    return table[key]
-        raise KeyError(self.reason)
-
-
-class ErrorStyle(Protocol):
-    """How a provider answers a refused request and an outage of its token endpoint."""
-
-    def refuse(self, problem: Problem) -> Response: ...
-
-    def unavailable(self, status: int) -> Response: ...
-
-
-@dataclass
-class OAuthErrors:
-    """RFC 6749 JSON errors; `table` rewords them by reason or group (see `Problem`)."""
-
-    table: Mapping[str, tuple[str, int, str]] = field(default_factory=dict)
-    outage: tuple[str, str] = ("temporarily_unavailable", "The server is unavailable.")
-
-    def refuse(self, problem: Problem) -> Response:
-        error, status, description = problem.pick(self.table, RFC_ERRORS)
-        body = dict(error=error, error_description=description.format(detail=problem.detail))
-        return json_response(body, status)
-
-    def unavailable(self, status: int) -> Response:
-        error, description = self.outage
-        return json_response(dict(error=error, error_description=description), status)
-
-
-@dataclass
-class OAuthServer:
-    """One provider's OAuth 2 rules and state; the standard endpoints with hooks to override."""
-
-    name: str
     _: KW_ONLY
-    code: Secret = Secret("", 43, URLSAFE)
-    access: Secret = Secret("", 43, URLSAFE)
-    refresh: Secret = Secret("", 64, URLSAFE)
-    code_lifetime: int = 600
-    access_lifetime: int = 3600  # unless the provider has an `expires_in` switch
-    refresh_lifetime: int | None = None  # None: refresh tokens never expire
     # Client authentication methods (RFC 6749 §2.3.1) in the order they are looked for.
     client_auth: tuple[str, ...] = ("client_secret_basic", "client_secret_post")
     # Where token and revocation requests may carry parameters: "args", "form", "json".
     params_in: tuple[str, ...] = ("form",)
     default_grant: str | None = None  # the grant a token request without grant_type gets
-    redirect_check: str = "exact"  # "if_sent": only a redirect_uri the token request repeats
-    burn_code_on_error: bool = True  # a refused redemption spends the code all the same
-    verifier_without_challenge: str = "ignore"  # "refuse": a stray code_verifier is an error
     refresh_with: str = "always"  # codes bring refresh tokens: always | offline_access | never
-    rotate_refresh: bool = False  # refresh retires the token used (and its access tokens)
-    reuse_detection: bool = False  # a retired refresh token used again ends its whole family
     revoke_auth: bool = True  # RFC 7009 §2.1: revocation authenticates the client
     revoke_unknown: str = "ok"  # RFC 7009 §2.2: 200 for an unknown token; "refuse": 400
     # Endpoint name -> path (or paths) under `prefix`; the names count requests.
@@ -249,10 +84,6 @@ class OAuthServer:
     # --- declarations read at request time -----------------------------------------------
 
     @property
-    def store(self) -> Store:
-        return state().store(self.name)
-
-    @property
     def client_id(self) -> str:
         return state().settings.client_id(self.name)
 
@@ -263,15 +94,6 @@ class OAuthServer:
     @property
     def registered_redirect(self) -> str:
         return state().settings.callback(self.name)
-
-    def switch(self, name: str) -> Any:
-        return state().switch(self.name, name)
-
-    def option(self, name: str, default: Any = None) -> Any:
-        """A switch this provider may not have: its value, else `default`."""
-        mock = state()
-        with mock.lock:
-            return mock.switches[self.name].get(name, default)
 
     def base(self) -> str:
         """This provider's absolute base URL (the mock's, then `prefix`)."""
@@ -334,184 +156,6 @@ class OAuthServer:
         if not self.client_ok(*found):
             raise Problem("client.secret")
         return found[0]
-
-    # --- codes -----------------------------------------------------------------------------
-
-    def new_code(
-        self, req: AuthRequest, user: str, *, scopes: list[str] | None = None, offline: bool = False
-    ) -> str:
-        mock = state()
-        code = mock.mint(self.code.make())
-        record = Code(
-            req.client_id,
-            req.redirect_uri,
-            user,
-            req.scopes if scopes is None else scopes,
-            req.challenge,
-            req.method,
-            req.nonce,
-            offline,
-        )
-        with mock.lock:
-            self.store.codes[code] = record
-        return code
-
-    def redeem(
-        self, client_id: str, data: Mapping[str, str], *, require_pkce: bool = False
-    ) -> Code:
-        """The code of a token request, now spent; or the Problem that refuses it."""
-        mock = state()
-        with mock.lock:
-            record: Code | None = self.store.codes.get(data.get("code", ""))
-            if record is None:
-                raise Problem("code.unknown")
-            if record.used:
-                raise Problem("code.used")
-            if time.time() - record.created > self.code_lifetime:
-                raise Problem("code.expired")
-            if record.client_id != client_id:
-                raise Problem("code.client")
-            record.used = self.burn_code_on_error  # spent even if refused below?
-            sent = data.get("redirect_uri")
-            if (sent or self.redirect_check == "exact") and sent != record.redirect_uri:
-                raise Problem("code.redirect")
-            verifier = data.get("code_verifier")
-            if record.challenge:
-                if not verifier:
-                    raise Problem("pkce.missing")
-                if not pkce_ok(record.challenge, record.method, verifier):
-                    raise Problem("pkce.wrong")
-            elif verifier and self.verifier_without_challenge == "refuse":
-                raise Problem("pkce.unexpected")
-            elif require_pkce:
-                raise Problem("pkce.required")
-            record.used = True
-        return record
-
-    # --- tokens ----------------------------------------------------------------------------
-
-    def new_access(
-        self,
-        user: str,
-        client_id: str,
-        scopes: list[str],
-        lifetime: float | None,
-        *,
-        refresh_token: str | None = None,
-        secret: Secret | None = None,
-        **extra: Any,
-    ) -> str:
-        """A new access token (lifetime None: it never expires), linked to its refresh token."""
-        mock = state()
-        value = mock.mint((secret or self.access).make())
-        now = time.time()
-        expires_at = None if lifetime is None else now + lifetime
-        with mock.lock:
-            record = AccessToken(user, client_id, list(scopes), expires_at, refresh_token, now)
-            record.extra.update(extra)
-            self.store.tokens[value] = record
-            if refresh_token:
-                self.store.refresh_tokens[refresh_token].access_tokens.add(value)
-        return value
-
-    def new_refresh(
-        self,
-        user: str,
-        client_id: str,
-        scopes: list[str],
-        *,
-        lifetime: float | None = None,
-        family: str = "",
-        secret: Secret | None = None,
-    ) -> str:
-        """A new refresh token; `lifetime` None: the provider's `refresh_lifetime`."""
-        mock = state()
-        value = mock.mint((secret or self.refresh).make())
-        lifetime = self.refresh_lifetime if lifetime is None else lifetime
-        expires_at = None if lifetime is None else time.time() + lifetime
-        with mock.lock:
-            self.store.refresh_tokens[value] = RefreshToken(
-                user, client_id, list(scopes), expires_at, family or value
-            )
-        return value
-
-    def token(self, value: str) -> AccessToken | None:
-        """The access token's record, dead or alive."""
-        with state().lock:
-            return self.store.tokens.get(value)
-
-    def live_access(self, value: str) -> AccessToken | None:
-        record = self.token(value)
-        return record if record is not None and record.alive() else None
-
-    def use_refresh(self, client_id: str, value: str) -> RefreshToken:
-        """The refresh token of a refresh request, checked; with rotation it is retired (its
-        access tokens die), and with reuse detection a retired one used again ends its family."""
-        mock = state()
-        with mock.lock:
-            retired: dict[str, str] = self.store.extra.setdefault("retired_refresh_tokens", {})
-            record: RefreshToken | None = self.store.refresh_tokens.get(value)
-            if record is None and self.reuse_detection and value in retired:
-                family = retired[value]
-                for other, live in list(self.store.refresh_tokens.items()):
-                    if live.family == family:
-                        self.kill_refresh(other)
-                raise Problem("refresh.reused")
-            if record is None:
-                raise Problem("refresh.unknown")
-            if record.client_id != client_id:
-                raise Problem("refresh.client")
-            if record.expires_at is not None and record.expires_at < time.time():
-                raise Problem("refresh.expired")
-            if self.rotate_refresh:
-                self.kill_refresh(value)
-                retired[value] = record.family
-        return record
-
-    def kill_refresh(self, value: str) -> RefreshToken | None:
-        """End a refresh token and every access token issued with it."""
-        with state().lock:
-            record = self.store.refresh_tokens.pop(value, None)
-            for access in record.access_tokens if record else ():
-                self.store.tokens.pop(access, None)
-        return record
-
-    def revoke(self, value: str, *, pair: bool = True) -> AccessToken | RefreshToken | None:
-        """RFC 7009: end a live access token (and, with `pair`, its refresh token) or a refresh
-        token (and its access tokens). None: unknown, expired or already revoked."""
-        with state().lock:
-            access = self.live_access(value)
-            if access is None:
-                return self.kill_refresh(value)
-            del self.store.tokens[value]
-            if pair and access.refresh_token:
-                self.kill_refresh(access.refresh_token)
-            return access
-
-    def drop_grant(self, user: str, client_id: str) -> None:
-        """Every access and refresh token of this client for this user ends."""
-        with state().lock:
-            for kind in (self.store.tokens, self.store.refresh_tokens):
-                for value, record in list(kind.items()):
-                    if (record.user, record.client_id) == (user, client_id):
-                        del kind[value]
-
-    def holders(self, client_id: str) -> list[str]:
-        """The personas holding any token of this client."""
-        with state().lock:
-            records = [*self.store.tokens.values(), *self.store.refresh_tokens.values()]
-        return sorted({r.user for r in records if r.client_id == client_id})
-
-    def grant_consent(self, client_id: str, user: str) -> bool:
-        """Record the person's consent; True if it is a first one (a consent screen is due)."""
-        with state().lock:
-            first = (client_id, user) not in self.store.consents
-            self.store.consents.add((client_id, user))
-        return first
-
-    def withdraw_consent(self, client_id: str, user: str) -> None:
-        with state().lock:
-            self.store.consents.discard((client_id, user))
 
     # --- the standard endpoints and their hooks --------------------------------------------
 
