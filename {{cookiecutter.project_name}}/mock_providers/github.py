@@ -367,6 +367,7 @@ def rate_limited(mock: MockState, endpoint: str, user: str | None) -> Response |
 
 def api_auth(mock: MockState, endpoint: str) -> AccessToken | Response:
     """The REST API's gatekeeping: User-Agent, then credentials, then rate limits."""
+    pause(NAME)
     if not request.headers.get("User-Agent"):
         return Response(
             "Request forbidden by administrative rules. Please make sure your request has a "
@@ -520,7 +521,6 @@ def authorize() -> BaseResponse:
 
 def user() -> Response:
     mock = state()
-    pause(NAME)
     record = api_auth(mock, "user")
     if isinstance(record, Response):
         return record
@@ -552,7 +552,6 @@ def odd_user(mock: MockState, body: dict[str, Any]) -> Any:
 
 def emails() -> Response:
     mock = state()
-    pause(NAME)
     record = api_auth(mock, "emails")
     if isinstance(record, Response):
         return record

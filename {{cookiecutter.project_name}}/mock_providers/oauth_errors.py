@@ -20,8 +20,7 @@ T = TypeVar("T")
 # RFC 6749 §5.2 and RFC 7009 §2.2.1 answers, by `Problem` reason or group:
 # (error, HTTP status, description). A provider rewords them in its `ErrorStyle`.
 RFC_ERRORS: dict[str, tuple[str, int, str]] = {
-    "client.missing": ("invalid_request", 400, "The request has no client_id."),
-    "client": ("invalid_client", 401, "Client authentication failed."),
+    "client": ("invalid_client", 401, "Client authentication failed."),  # or none was sent
     "grant_type": ("unsupported_grant_type", 400, "Unsupported grant_type: {detail}"),
     "code": ("invalid_grant", 400, "The authorization code is invalid, used or expired."),
     "code.redirect": ("invalid_grant", 400, "redirect_uri differs from the authorization's."),
