@@ -9,7 +9,9 @@ same small shape:
     register(app) -> [blueprint names] mount its endpoints
     app_env(base_url, settings)        the variables that point the app at it
 
-To add a provider, write such a module and add its name to PROVIDERS. See README.md.
+The modules are built on one OAuth/OIDC toolkit (grants.py, oauth.py, oauth_errors.py,
+openid_provider.py, id_tokens.py, keys.py). To add a provider, write such a module and add
+its name to PROVIDERS. See README.md, "How to add a mock provider".
 """
 
 from __future__ import annotations

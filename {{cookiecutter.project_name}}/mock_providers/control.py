@@ -44,9 +44,13 @@ class MockControl:
         """Every code and token the mock handed out, to assert none leaks from the app."""
         return self._call("GET", "minted")
 
+    def rotate_keys(self, provider: str) -> str:
+        """Publish a new signing key of an OpenID provider (the old one leaves its JWKS);
+        returns its kid."""
+        return self._call("POST", f"{provider}/rotate-keys")["kid"]
+
     def rotate_google_keys(self) -> str:
-        """Publish a new Google signing key (the old one leaves the JWKS); returns its kid."""
-        return self._call("POST", "google/rotate-keys")["kid"]
+        return self.rotate_keys("google")
 
     def facebook_callback(self, kind: str, **options: Any) -> dict[str, Any]:
         """Have the mock Facebook POST a signed `deauthorize` or `data_deletion` callback to

@@ -61,19 +61,10 @@ def minted() -> Response:
         return json_response(list(mock.minted))
 
 
-@bp.post("/google/rotate-keys")
-def rotate_google_keys() -> Response:
+@bp.post("/<provider>/rotate-keys")
+def rotate_keys(provider: str) -> Response:
+    """Publish the next signing key of a provider that signs ID tokens; the old one leaves."""
     mock = state()
-    if "google" not in mock.providers:
+    if provider not in mock.providers or provider not in mock.key_rings:
         abort(404)
-    return json_response(dict(kid=mock.keys.rotate()))
-
-
-@bp.post("/facebook/callbacks/<kind>")
-def facebook_callback(kind: str) -> Response:
-    """Make the mock Facebook call the app's deauthorize or data-deletion callback."""
-    mock = state()
-    if "facebook" not in mock.providers or kind not in ("deauthorize", "data_deletion"):
-        abort(404)
-    options = request.get_json(silent=True) or {}
-    return json_response(mock.providers["facebook"].send_callback(mock, kind, options))
+    return json_response(dict(kid=mock.key_ring(provider).rotate()))

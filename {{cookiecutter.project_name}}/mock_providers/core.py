@@ -8,8 +8,6 @@ is in it, guarded by one lock, so `/_mock/reset` can put the mock back to a clea
 from __future__ import annotations
 
 import base64
-import hashlib
-import hmac
 import secrets
 import string
 import threading
@@ -18,10 +16,11 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import ModuleType
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from flask import Response, current_app, jsonify, request
+from werkzeug.wrappers import Response as BaseResponse
 
 from .keys import KeyRing
 from .settings import MockSettings
@@ -37,7 +36,10 @@ COMMON_SWITCHES: dict[str, Any] = {
     "clock_skew": 0,
 }
 
+R = TypeVar("R", bound=BaseResponse)
+
 BASE62 = string.ascii_letters + string.digits
+URLSAFE = BASE62 + "-_"
 
 
 def random_text(length: int, alphabet: str = BASE62) -> str:
@@ -62,7 +64,8 @@ class MockState:
         self.settings = settings
         self.providers = dict(providers)
         self.lock = threading.RLock()
-        self.keys = KeyRing()
+        # Signing keys of each provider that publishes a JWKS (see `key_ring`).
+        self.key_rings: dict[str, KeyRing] = {}
         self.blueprint_provider: dict[str, str] = {}
         self.reset()
 
@@ -74,7 +77,13 @@ class MockState:
             self.minted: list[str] = []
         # Back to the first key: an app that lives across tests (one cache of the key set
         # per process) never meets a key another test rotated in.
-        self.keys.reset()
+        for ring in list(self.key_rings.values()):
+            ring.reset()
+
+    def key_ring(self, provider: str) -> KeyRing:
+        """The signing keys of `provider` (its own: issuers never share keys)."""
+        with self.lock:
+            return self.key_rings.setdefault(provider, KeyRing(provider))
 
     def default_switches(self, provider: str) -> dict[str, Any]:
         return {**COMMON_SWITCHES, **self.providers[provider].SWITCHES}
@@ -143,7 +152,7 @@ def json_response(
     return response
 
 
-def no_store(response: Response) -> Response:
+def no_store(response: R) -> R:
     """Token responses are never cacheable (RFC 6749 §5.1); every provider says so."""
     response.headers["Cache-Control"] = "no-store"
     response.headers["Pragma"] = "no-cache"
@@ -185,14 +194,6 @@ def append_query(url: str, query: str, fragment: str | None = None) -> str:
 
 def b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def pkce_ok(challenge: str, method: str, verifier: str | None) -> bool:
-    """RFC 7636: does `verifier` match the challenge sent at the authorize step?"""
-    if not verifier:
-        return False
-    computed = b64url(hashlib.sha256(verifier.encode()).digest()) if method == "S256" else verifier
-    return hmac.compare_digest(computed, challenge)
 
 
 def same_origin_path_under(url: str, registered: str) -> bool:

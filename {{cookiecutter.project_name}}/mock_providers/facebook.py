@@ -21,41 +21,39 @@ PKCE as Facebook does it: Meta documents `code_challenge` only for its OIDC flow
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import json
 import re
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 import requests
 from flask import Blueprint, Flask, Response, redirect, request
 from werkzeug.routing import BaseConverter
+from werkzeug.wrappers import Response as BaseResponse
 
 from .core import (
-    BASE62,
+    URLSAFE,
     MockState,
-    append_query,
+    b64url,
     base_url,
     bearer_token,
     json_response,
-    no_store,
-    params,
     pause,
-    pkce_ok,
     random_text,
     state,
 )
-from .pages import avatar, decide, error_page
+from .oauth import AccessToken, AuthRequest, Grant, OAuthServer, Problem, Secret, redirect_back
+from .pages import decide, error_page, persona_avatar, persona_with
 from .settings import MockSettings
 
 NAME = "facebook"
 TITLE = "Facebook"
 DEFAULT_VERSION = "v26.0"
-CODE_LIFETIME = 600
 LONG_LIVED = 5183944
 SHORT_LIVED = 5400
 DATA_ACCESS_DAYS = 90
@@ -152,35 +150,78 @@ class VersionConverter(BaseConverter):
     regex = r"v\d+\.\d+"
 
 
-@dataclass
-class Code:
-    client_id: str
-    redirect_uri: str
-    user: str
-    scopes: list[str]
-    challenge: str | None = None
-    method: str = "plain"
-    created: float = field(default_factory=time.time)
-    used: bool = False
+# Token-endpoint refusals (see oauth.Problem): Graph's error code and message.
+REFUSALS: dict[str, tuple[int, str]] = {
+    "client.missing": (101, "Missing client_id parameter."),
+    "client.unknown": (101, "Error validating application. Invalid application ID."),
+    "client": (1, "Error validating client secret."),
+    "code.used": (100, "This authorization code has been used."),
+    "code.expired": (100, "This authorization code has expired."),
+    "code.redirect": (100, REDIRECT_MISMATCH),
+    "code": (100, "Invalid verification code format."),
+    "pkce.unexpected": (1, VERIFIER_WITHOUT_CHALLENGE),
+    "pkce": (100, INVALID_VERIFIER),
+    "grant_type": (100, "Unsupported grant_type."),
+}
 
 
-@dataclass
-class Token:
-    user: str
-    app_id: str
-    scopes: list[str]
-    issued_at: float
-    expires_at: float
-    revoked: bool = False
+class TokenErrors:
+    """Graph's nested error objects, numeric codes and all."""
+
+    def refuse(self, problem: Problem) -> BaseResponse:
+        code, message = problem.pick(REFUSALS)
+        headers = None
+        if problem.reason == "code.redirect":
+            challenge = f'OAuth "Facebook Platform" "invalid_code" "{message}"'
+            headers = {"WWW-Authenticate": challenge}
+        return fb_error(400, message, code, headers=headers)
+
+    def unavailable(self, status: int) -> BaseResponse:
+        message = "An unexpected error has occurred. Please retry your request later."
+        return fb_error(status, message, 2)
+
+
+class Facebook(OAuthServer):
+    """Graph's token endpoint: codes, app tokens and the long-lived exchange."""
+
+    def grants(self) -> dict[str, Grant]:
+        return dict(
+            authorization_code=self.code_grant,
+            client_credentials=app_token_grant,
+            fb_exchange_token=exchange_grant,
+        )
+
+    def code_grant(self, client_id: str, data: dict[str, str]) -> BaseResponse:
+        record = self.redeem(client_id, data)
+        lifetime = SHORT_LIVED if self.switch("short_lived") else LONG_LIVED
+        return token_reply(issue_user_token(record.user, record.scopes, lifetime))
+
+
+SERVER = Facebook(
+    NAME,
+    code=Secret("AQ", 330, URLSAFE),
+    access=Secret("EAAR", 180),
+    client_auth=("client_secret_post",),  # Basic is not read at all
+    params_in=("args", "form"),
+    default_grant="authorization_code",
+    burn_code_on_error=False,
+    verifier_without_challenge="refuse",
+    errors=TokenErrors(),
+)
 
 
 bp = Blueprint(NAME, __name__)
 
 
-def graph_route(rule: str, endpoint: str, methods: tuple[str, ...] = ("GET",)):
+View = Callable[..., BaseResponse]
+
+
+def graph_route(
+    rule: str, endpoint: str, methods: tuple[str, ...] = ("GET",)
+) -> Callable[[View], View]:
     """Serve `rule` under `/graph/v<N>` and, with the default version, under bare `/graph`."""
 
-    def decorate(view):
+    def decorate(view: View) -> View:
         bp.add_url_rule(f"/graph/<fbversion:version>{rule}", endpoint, view, methods=methods)
         bp.add_url_rule(
             f"/graph{rule}", endpoint, view, methods=methods, defaults={"version": None}
@@ -193,10 +234,7 @@ def graph_route(rule: str, endpoint: str, methods: tuple[str, ...] = ("GET",)):
 # --- the app's callbacks, sent as Facebook sends them -------------------------------------
 
 CALLBACK_PATHS = {"deauthorize": "deauthorize", "data_deletion": "data-deletion"}
-
-
-def b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+control = Blueprint("facebook_control", __name__, url_prefix="/_mock/facebook")
 
 
 def signed_request(payload: dict[str, Any], secret: str) -> str:
@@ -222,7 +260,7 @@ def send_callback(mock: MockState, kind: str, options: dict[str, Any]) -> dict[s
             "issued_at": int(time.time()) - int(options.get("age", 0)),
             "user_id": str(options.get("user_id") or persona["id"]),
         }
-        secret = mock.settings.facebook_client_secret
+        secret = mock.settings.client_secret(NAME)
         if options.get("tamper"):
             secret = "not-the-app-secret"
         sent = signed_request(payload, secret)
@@ -235,16 +273,25 @@ def send_callback(mock: MockState, kind: str, options: dict[str, Any]) -> dict[s
     return {"status": response.status_code, "body": body, "signed_request": sent}
 
 
+@control.post("/callbacks/<kind>")
+def callback(kind: str) -> Response:
+    """`/_mock/facebook/callbacks/<kind>`: make the mock call the app (not counted)."""
+    if kind not in CALLBACK_PATHS:
+        return json_response(dict(error=f"kind must be one of {list(CALLBACK_PATHS)}"), 404)
+    return json_response(send_callback(state(), kind, request.get_json(silent=True) or {}))
+
+
 def register(app: Flask) -> list[str]:
     app.url_map.converters["fbversion"] = VersionConverter
     app.register_blueprint(bp, url_prefix="/facebook")
+    app.register_blueprint(control)
     return [NAME]
 
 
 def app_env(base: str, settings: MockSettings) -> dict[str, str]:
     return {
-        "FACEBOOK_CLIENT_ID": settings.facebook_client_id,
-        "FACEBOOK_CLIENT_SECRET": settings.facebook_client_secret,
+        "FACEBOOK_CLIENT_ID": settings.client_id(NAME),
+        "FACEBOOK_CLIENT_SECRET": settings.client_secret(NAME),
         "FACEBOOK_URL": f"{base}/facebook/www",
         "FACEBOOK_GRAPH_URL": f"{base}/facebook/graph",
         "FACEBOOK_GRAPH_VERSION": DEFAULT_VERSION,
@@ -338,8 +385,7 @@ def picture_data(persona: dict[str, Any], spec: str = "") -> dict[str, Any]:
 
 def app_token_ok(mock: MockState, value: str) -> bool:
     """`APPID|APPSECRET`, or an app token from the client_credentials grant."""
-    settings = mock.settings
-    if value == f"{settings.facebook_client_id}|{settings.facebook_client_secret}":
+    if value == f"{SERVER.client_id}|{SERVER.client_secret}":
         return True
     with mock.lock:
         return value in mock.store(NAME).extra.get("app_tokens", set())
@@ -355,7 +401,7 @@ def proof_refused(mock: MockState, token: str, required: bool) -> Response | Non
             100,
             "GraphMethodException",
         )
-    expected = appsecret_proof(mock.settings.facebook_client_secret, token)
+    expected = appsecret_proof(SERVER.client_secret, token)
     if proof is not None and not hmac.compare_digest(proof.encode(), expected.encode()):
         return fb_error(
             400, "Invalid appsecret_proof provided in the API argument", 100, "GraphMethodException"
@@ -402,7 +448,7 @@ def request_token() -> str | None:
     )
 
 
-def check_user_token(mock: MockState, value: str | None) -> Token | Response:
+def check_user_token(mock: MockState, value: str | None) -> AccessToken | Response:
     """A user token that Graph would accept, or the error Graph would send."""
     if not value:
         return fb_error(
@@ -410,8 +456,7 @@ def check_user_token(mock: MockState, value: str | None) -> Token | Response:
             "An active access token must be used to query information about the current user.",
             2500,
         )
-    with mock.lock:
-        record: Token | None = mock.store(NAME).tokens.get(value)
+    record = SERVER.token(value)
     if record is None:
         return fb_error(400, "Invalid OAuth access token - Cannot parse access token", 190)
     refused = proof_refused(mock, value, mock.switch(NAME, "require_appsecret_proof"))
@@ -420,10 +465,10 @@ def check_user_token(mock: MockState, value: str | None) -> Token | Response:
     if record.revoked:
         message = (
             "Error validating access token: The user has not authorized application "
-            f"{record.app_id}."
+            f"{record.client_id}."
         )
         return fb_error(400, message, 190, subcode=458)
-    if record.expires_at < time.time():
+    if not record.alive():
         return token_failure("expired", record)
     failure = mock.switch(NAME, "user_token_failure")
     if failure is not None:  # every user token died; the person's grant did not
@@ -431,38 +476,56 @@ def check_user_token(mock: MockState, value: str | None) -> Token | Response:
     return record
 
 
-def token_failure(kind: str, record: Token) -> Response:
+def token_failure(kind: str, record: AccessToken) -> Response:
     subcode, message = TOKEN_FAILURES[kind]
     now = time.time()
-    when = fb_time(min(record.expires_at, now - 60))
+    when = fb_time(min(record.expires_at or now, now - 60))
     message = message.format(when=when)
     if kind == "expired":
         message += f" The current time is {fb_time(now)}."
     return fb_error(400, message, 190, subcode=subcode)
 
 
-def issue_user_token(mock: MockState, user: str, scopes: list[str], lifetime: int) -> str:
-    override = mock.switch(NAME, "expires_in")
+def issue_user_token(user: str, scopes: list[str], lifetime: int) -> str:
+    override = SERVER.switch("expires_in")
     lifetime = int(override) if override is not None else lifetime
-    value = mock.mint("EAAR" + random_text(180))
-    now = time.time()
-    with mock.lock:
-        mock.store(NAME).tokens[value] = Token(
-            user, mock.settings.facebook_client_id, scopes, now, now + lifetime
-        )
-    return value
+    return SERVER.new_access(user, SERVER.client_id, scopes, lifetime)
 
 
-def token_reply(mock: MockState, value: str) -> Response:
-    with mock.lock:
-        record: Token = mock.store(NAME).tokens[value]
-    lifetime = max(int(record.expires_at - record.issued_at), 0)
-    if mock.switch(NAME, "legacy_token_format"):
+def token_reply(value: str) -> Response:
+    with state().lock:
+        record = SERVER.store.tokens[value]
+    lifetime = max(int((record.expires_at or 0) - record.issued_at), 0)
+    if SERVER.switch("legacy_token_format"):
         body = urlencode(dict(access_token=value, expires=lifetime))
-        return no_store(Response(body, mimetype="text/plain"))
-    return no_store(
-        json_response(dict(access_token=value, token_type="bearer", expires_in=lifetime))
-    )
+        return Response(body, mimetype="text/plain")
+    return json_response(dict(access_token=value, token_type="bearer", expires_in=lifetime))
+
+
+def app_token_grant(client_id: str, data: dict[str, str]) -> BaseResponse:
+    """client_credentials: an app token `{app-id}|{random}` (Graph accepts it as the app's)."""
+    mock = state()
+    value = mock.mint(f"{client_id}|{random_text(27, URLSAFE)}")
+    with mock.lock:
+        SERVER.store.extra.setdefault("app_tokens", set()).add(value)
+    return json_response(dict(access_token=value, token_type="bearer"))
+
+
+def exchange_grant(client_id: str, data: dict[str, str]) -> BaseResponse:
+    """fb_exchange_token: a live token in, a long-lived one out; a dead one gets code 190."""
+    record = SERVER.token(data.get("fb_exchange_token", ""))
+    if record is None:
+        return fb_error(400, "Invalid OAuth access token - Cannot parse access token", 190)
+    if record.revoked:
+        return fb_error(
+            400,
+            "Error validating access token: The user has not authorized application.",
+            190,
+            subcode=458,
+        )
+    if not record.alive():
+        return token_failure("expired", record)
+    return token_reply(issue_user_token(record.user, record.scopes, LONG_LIVED))
 
 
 # --- usage accounting for Graph calls -------------------------------------------------------
@@ -498,75 +561,63 @@ def usage_header(response: Response) -> Response:
 
 @bp.route("/www/<fbversion:version>/dialog/oauth", methods=["GET", "POST"])
 @bp.route("/www/dialog/oauth", methods=["GET", "POST"], defaults={"version": None})
-def dialog(version: str | None) -> Response:
+def dialog(version: str | None) -> BaseResponse:
     mock = state()
-    settings = mock.settings
     args = request.args
-    client_id = args.get("client_id", "")
-    if client_id != settings.facebook_client_id:
-        return error_page(
-            NAME, "Invalid App ID", f"The provided app ID {client_id!r} does not look valid.", 400
-        )
-    redirect_uri = args.get("redirect_uri", "")
-    given = urlsplit(redirect_uri)._replace(query="", fragment="").geturl()
-    if given != settings.callback(NAME):
+    req = AuthRequest.parse(parse_scopes)
+    if req.client_id != SERVER.client_id:
+        message = f"The provided app ID {req.client_id!r} does not look valid."
+        return error_page(NAME, "Invalid App ID", message, 400)
+    given = urlsplit(req.redirect_uri)._replace(query="", fragment="").geturl()
+    if given != SERVER.registered_redirect:
         return error_page(
             NAME,
             "URL blocked",
             "This redirect failed because the redirect URI is not whitelisted in the app's "
-            f"Client OAuth Settings (got {redirect_uri!r}, registered "
-            f"{settings.callback(NAME)!r}).",
+            f"Client OAuth Settings (got {req.redirect_uri!r}, registered "
+            f"{SERVER.registered_redirect!r}).",
             400,
         )
     if args.get("response_type", "code") != "code":
         return error_page(NAME, "Error", "This mock only supports response_type=code.", 400)
-    scopes = parse_scopes(args.get("scope", ""))
-    client_state = args.get("state")
     return_scopes = args.get("return_scopes") == "true"
     rerequest = args.get("auth_type") == "rerequest"
-
     # Only the OIDC flow keeps the PKCE challenge; an unknown method falls back to plain.
-    challenge = args.get("code_challenge") if "openid" in scopes else None
-    method = "S256" if args.get("code_challenge_method") == "S256" else "plain"
+    req = replace(
+        req,
+        challenge=req.challenge if "openid" in req.scopes else None,
+        method="S256" if req.method == "S256" else "plain",
+    )
 
-    def approve(user: str) -> Response:
-        asked = asked_scopes(mock, user, scopes, rerequest)
+    def approve(user: str) -> BaseResponse:
+        asked = asked_scopes(mock, user, req.scopes, rerequest)
         if request.method == "POST":  # the consent page: unticked permissions are declined
             declined = [s for s in asked if s not in request.form.getlist("share")]
         else:
             declined = [s for s in asked if s == mock.switch(NAME, "decline")]
-        allowed, denied = decide_permissions(mock, user, scopes, asked, declined)
-        code = mock.mint("AQ" + random_text(330, BASE62 + "-_"))
-        with mock.lock:
-            mock.store(NAME).codes[code] = Code(
-                client_id, redirect_uri, user, allowed, challenge, method
-            )
-        query = [("code", code)]
+        allowed, denied = decide_permissions(mock, user, req.scopes, asked, declined)
+        query = [("code", SERVER.new_code(req, user, scopes=allowed))]
         if return_scopes:
             query += [("granted_scopes", ",".join(allowed)), ("denied_scopes", ",".join(denied))]
-        if client_state is not None:
-            query.append(("state", client_state))
-        return redirect(append_query(redirect_uri, urlencode(query, safe=","), fragment="_=_"))
+        return redirect_back(req.redirect_uri, query, req.state, fragment="_=_", safe=",")
 
-    def deny() -> Response:
+    def deny() -> BaseResponse:
         query = [
             ("error", "access_denied"),
             ("error_code", "200"),
             ("error_description", "Permissions error"),
             ("error_reason", "user_denied"),
         ]
-        if client_state is not None:
-            query.append(("state", client_state))
-        return redirect(append_query(redirect_uri, urlencode(query), fragment="_=_"))
+        return redirect_back(req.redirect_uri, query, req.state, fragment="_=_")
 
     return decide(
         NAME,
-        client_id=client_id,
-        scopes=scopes,
-        redirect_uri=redirect_uri,
+        client_id=req.client_id,
+        scopes=req.scopes,
+        redirect_uri=req.redirect_uri,
         approve=approve,
         deny=deny,
-        declinable=asked_scopes(mock, mock.switch(NAME, "user"), scopes, rerequest),
+        declinable=asked_scopes(mock, mock.switch(NAME, "user"), req.scopes, rerequest),
     )
 
 
@@ -598,74 +649,7 @@ def decide_permissions(
 # --- Graph API ------------------------------------------------------------------------------
 
 
-@graph_route("/oauth/access_token", "token", methods=("GET", "POST"))
-def token(version: str | None) -> Response:
-    mock = state()
-    settings = mock.settings
-    pause(NAME)
-    status = mock.switch(NAME, "token_http_status")
-    if status:
-        message = "An unexpected error has occurred. Please retry your request later."
-        return fb_error(int(status), message, 2)
-    data = params()
-    client_id = data.get("client_id")
-    if not client_id:
-        return fb_error(400, "Missing client_id parameter.", 101)
-    if client_id != settings.facebook_client_id:
-        return fb_error(400, "Error validating application. Invalid application ID.", 101)
-    secret = data.get("client_secret", "")
-    if not hmac.compare_digest(secret.encode(), settings.facebook_client_secret.encode()):
-        return fb_error(400, "Error validating client secret.", 1)
-    grant_type = data.get("grant_type")
-    if grant_type == "client_credentials":
-        value = mock.mint(f"{client_id}|{random_text(27, BASE62 + '-_')}")
-        with mock.lock:
-            mock.store(NAME).extra.setdefault("app_tokens", set()).add(value)
-        return no_store(json_response(dict(access_token=value, token_type="bearer")))
-    if grant_type == "fb_exchange_token":
-        return exchange_token(mock, data.get("fb_exchange_token", ""))
-    return exchange_code(mock, data)
-
-
-def exchange_code(mock: MockState, data: dict[str, str]) -> Response:
-    store = mock.store(NAME)
-    with mock.lock:
-        record: Code | None = store.codes.get(data.get("code", ""))
-        if record is None:
-            return fb_error(400, "Invalid verification code format.", 100)
-        if record.used:
-            return fb_error(400, "This authorization code has been used.", 100)
-        if time.time() - record.created > CODE_LIFETIME:
-            return fb_error(400, "This authorization code has expired.", 100)
-        if data.get("redirect_uri") != record.redirect_uri:
-            challenge = f'OAuth "Facebook Platform" "invalid_code" "{REDIRECT_MISMATCH}"'
-            return fb_error(400, REDIRECT_MISMATCH, 100, headers={"WWW-Authenticate": challenge})
-        verifier = data.get("code_verifier")
-        if record.challenge is None and verifier:
-            return fb_error(400, VERIFIER_WITHOUT_CHALLENGE, 1)
-        if record.challenge is not None and not pkce_ok(record.challenge, record.method, verifier):
-            return fb_error(400, INVALID_VERIFIER, 100)
-        record.used = True
-    lifetime = SHORT_LIVED if mock.switch(NAME, "short_lived") else LONG_LIVED
-    return token_reply(mock, issue_user_token(mock, record.user, record.scopes, lifetime))
-
-
-def exchange_token(mock: MockState, value: str) -> Response:
-    """fb_exchange_token: a live token in, a long-lived one out; a dead one gets code 190."""
-    with mock.lock:
-        record: Token | None = mock.store(NAME).tokens.get(value)
-    if record is None:
-        return fb_error(400, "Invalid OAuth access token - Cannot parse access token", 190)
-    if record.revoked:
-        return fb_error(
-            400,
-            "Error validating access token: The user has not authorized application.",
-            190,
-            subcode=458,
-        )
-    if record.expires_at < time.time():
-        return token_failure("expired", record)
-    return token_reply(mock, issue_user_token(mock, record.user, record.scopes, LONG_LIVED))
+graph_route("/oauth/access_token", "token", methods=("GET", "POST"))(SERVER.token_view)
 
 
 @graph_route("/me", "me")
@@ -708,19 +692,18 @@ def debug_token(version: str | None) -> Response:
     mock = state()
     if not app_token_ok(mock, request_token() or ""):
         return fb_error(400, "Invalid OAuth access token signature.", 190)
-    with mock.lock:
-        record: Token | None = mock.store(NAME).tokens.get(request.args.get("input_token", ""))
+    record = SERVER.token(request.args.get("input_token", ""))
     if record is None:
         error = dict(code=190, message="Invalid OAuth access token.")
         return json_response(dict(data=dict(error=error, is_valid=False, scopes=[])))
-    now = time.time()
+    expires_at = record.expires_at or 0
     data: dict[str, Any] = dict(
-        app_id=record.app_id,
+        app_id=record.client_id,
         type="USER",
         application="Mock Social Login",
         data_access_expires_at=int(record.issued_at + DATA_ACCESS_DAYS * 86400),
-        expires_at=int(record.expires_at),
-        is_valid=not record.revoked and record.expires_at >= now,
+        expires_at=int(expires_at),
+        is_valid=record.alive(),
         issued_at=int(record.issued_at),
         scopes=record.scopes,
         granular_scopes=[dict(scope=s) for s in record.scopes if s != "public_profile"],
@@ -739,7 +722,6 @@ def debug_token(version: str | None) -> Response:
 def permissions(version: str | None, node: str) -> Response:
     """List or revoke the app's permissions, with the user's token or an app token."""
     mock = state()
-    store = mock.store(NAME)
     value = request_token()
     if value and "|" in value:  # an app token: `{app-id}|{app-secret}` or a minted one
         refused = check_app_token(mock, value)
@@ -758,7 +740,7 @@ def permissions(version: str | None, node: str) -> Response:
     with mock.lock:
         if request.method == "DELETE":  # the app leaves the person's settings
             grants(mock).pop(user, None)
-            for live in store.tokens.values():
+            for live in SERVER.store.tokens.values():
                 if live.user == user:
                     live.revoked = True
             return json_response(dict(success=True))
@@ -767,15 +749,16 @@ def permissions(version: str | None, node: str) -> Response:
 
 
 @graph_route("/<node>/picture", "picture")
-def picture(version: str | None, node: str) -> Response:
+def picture(version: str | None, node: str) -> BaseResponse:
     mock = state()
+    persona: dict[str, Any] | None
     if node == "me":
         record = check_user_token(mock, request_token())
         if isinstance(record, Response):
             return record
         persona = PERSONAS[record.user]
     else:
-        persona = next((p for p in PERSONAS.values() if p["id"] == node), None)
+        persona = persona_with(PERSONAS, "id", node)
         if persona is None:
             return fb_error(400, f"(#100) Invalid id {node!r}", 100)
     spec = f"type({request.args['type']})" if "type" in request.args else ""
@@ -788,6 +771,4 @@ def picture(version: str | None, node: str) -> Response:
 @bp.get("/pic/profilepic/")
 def pic() -> Response:
     user_id = request.args.get("asid", "")
-    persona = next((p for p in PERSONAS.values() if p["id"] == user_id), None)
-    initials = "".join(w[0] for w in persona["name"].split()) if persona else "?"
-    return avatar(user_id, initials)
+    return persona_avatar(persona_with(PERSONAS, "id", user_id), user_id)

@@ -11,35 +11,32 @@ redirect_uri is sent back to the *registered* callback. The same blueprint is mo
 
 from __future__ import annotations
 
-import hmac
-import secrets
 import time
-from dataclasses import dataclass, field
+from dataclasses import replace
 from typing import Any
 from urllib.parse import urlencode
 
 from flask import Blueprint, Flask, Response, redirect, render_template, request
+from werkzeug.wrappers import Response as BaseResponse
 
 from .core import (
     MockState,
-    append_query,
     base_url,
     basic_credentials,
     bearer_token,
     json_response,
     no_store,
     pause,
-    pkce_ok,
     random_text,
     same_origin_path_under,
     state,
 )
-from .pages import avatar, decide, error_page
+from .oauth import AccessToken, AuthRequest, OAuthServer, Problem, Secret, redirect_back
+from .pages import decide, error_page, persona_avatar, persona_with
 from .settings import MockSettings
 
 NAME = "github"
 TITLE = "GitHub"
-CODE_LIFETIME = 600
 APP_TOKEN_LIFETIME = 28800
 REFRESH_TOKEN_LIFETIME = 15811200
 RATE_LIMIT = 5000
@@ -49,6 +46,9 @@ SECONDARY_MESSAGE = (
     "again. If you reach out to GitHub Support for help, please include the request ID."
 )
 HEX = "0123456789ABCDEF"
+OAUTH_APP_TOKEN = Secret("gho_", 36)
+APP_USER_TOKEN = Secret("ghu_", 36)
+APP_REFRESH_TOKEN = Secret("ghr_", 76)
 # blueprint name -> (web prefix, API prefix)
 LAYOUTS = {"github": ("/github", "/github/api"), "ghes": ("/ghes", "/ghes/api/v3")}
 
@@ -154,34 +154,59 @@ CHOICES: dict[str, tuple[Any, ...]] = dict(
 )
 
 
-@dataclass
-class Code:
-    client_id: str
-    redirect_uri: str
-    user: str
-    scopes: list[str]
-    challenge: str | None
-    method: str
-    created: float = field(default_factory=time.time)
-    used: bool = False
+# Token-endpoint refusals (see oauth.Problem) as GitHub's TOKEN_ERRORS.
+REFUSALS = {
+    "client": "incorrect_client_credentials",
+    "code": "bad_verification_code",
+    "code.redirect": "redirect_uri_mismatch",
+    "pkce": "bad_verification_code",
+    "grant_type": "bad_verification_code",
+    "refresh": "bad_refresh_token",
+}
 
 
-@dataclass
-class Token:
-    user: str
-    client_id: str
-    scopes: list[str]
-    app_mode: bool
-    expires_at: float | None = None
-    refresh_token: str | None = None
+class TokenErrors:
+    """GitHub's token endpoint: HTTP 200 with an error body, or its Unicorn page."""
+
+    def refuse(self, problem: Problem) -> BaseResponse:
+        return token_error(problem.pick(REFUSALS))
+
+    def unavailable(self, status: int) -> BaseResponse:
+        return Response("<h1>Unicorn!</h1> This page is taking too long to load.", status)
 
 
-@dataclass
-class Refresh:
-    user: str
-    client_id: str
-    access_token: str
-    expires_at: float
+class GitHub(OAuthServer):
+    """The token endpoint's own rules: a rate limit of its own, forced errors, two token kinds."""
+
+    def before_token(self) -> BaseResponse | None:
+        limited = rate_limited(state(), "token", None)
+        if limited is not None:
+            return limited
+        forced = self.switch("token_error")
+        return token_error(forced) if forced else None
+
+    def code_grant(self, client_id: str, data: dict[str, str]) -> BaseResponse:
+        record = self.redeem(client_id, data, require_pkce=bool(self.switch("require_pkce")))
+        app_mode = bool(self.switch("app_mode"))
+        return token_reply(issue_tokens(record.user, client_id, record.scopes, app_mode))
+
+    def refresh_grant(self, client_id: str, data: dict[str, str]) -> BaseResponse:
+        """Rotation: the used refresh token and its access token die; reuse is an error.
+        Refresh tokens exist only for GitHub App user tokens, so the new pair is one too."""
+        record = self.use_refresh(client_id, data.get("refresh_token", ""))
+        return token_reply(issue_tokens(record.user, client_id, [], app_mode=True))
+
+
+SERVER = GitHub(
+    NAME,
+    code=Secret("", 20, "0123456789abcdef"),
+    client_auth=("client_secret_post", "client_secret_basic"),
+    params_in=("args", "form", "json"),
+    default_grant="authorization_code",
+    redirect_check="if_sent",
+    rotate_refresh=True,
+    errors=TokenErrors(),
+)
 
 
 def api_root() -> Response:
@@ -195,7 +220,7 @@ def make_blueprint(name: str) -> Blueprint:
     api_path = api.removeprefix(web)
     bp = Blueprint(name, __name__)
     bp.add_url_rule("/login/oauth/authorize", "authorize", authorize, methods=["GET", "POST"])
-    bp.add_url_rule("/login/oauth/access_token", "token", access_token, methods=["POST"])
+    bp.add_url_rule("/login/oauth/access_token", "token", SERVER.token_view, methods=["POST"])
     bp.add_url_rule(f"{api_path}/", "api_root", api_root)
     bp.add_url_rule(f"{api_path}/user", "user", user)
     bp.add_url_rule(f"{api_path}/user/emails", "emails", emails)
@@ -226,8 +251,8 @@ def register(app: Flask) -> list[str]:
 
 def app_env(base: str, settings: MockSettings) -> dict[str, str]:
     return {
-        "GITHUB_CLIENT_ID": settings.github_client_id,
-        "GITHUB_CLIENT_SECRET": settings.github_client_secret,
+        "GITHUB_CLIENT_ID": settings.client_id(NAME),
+        "GITHUB_CLIENT_SECRET": settings.client_secret(NAME),
         "GITHUB_URL": f"{base}/github",
         "GITHUB_API_URL": f"{base}/github/api",
     }
@@ -253,13 +278,11 @@ def parse_scopes(raw: str) -> list[str]:
     return scopes
 
 
-def authorize_error(redirect_uri: str, error: str, client_state: str | None) -> Response:
+def authorize_error(redirect_uri: str, error: str, client_state: str | None) -> BaseResponse:
     description, anchor = AUTHORIZE_ERRORS[error]
     query = [("error", error), ("error_description", description)]
     query.append(("error_uri", AUTH_ERRORS_DOC + anchor))
-    if client_state is not None:
-        query.append(("state", client_state))
-    return redirect(append_query(redirect_uri, urlencode(query)))
+    return redirect_back(redirect_uri, query, client_state)
 
 
 def token_reply(body: dict[str, Any]) -> Response:
@@ -342,8 +365,9 @@ def rate_limited(mock: MockState, endpoint: str, user: str | None) -> Response |
     return json_response(body, status, headers=headers)
 
 
-def api_auth(mock: MockState, endpoint: str) -> tuple[str, Token] | Response:
+def api_auth(mock: MockState, endpoint: str) -> AccessToken | Response:
     """The REST API's gatekeeping: User-Agent, then credentials, then rate limits."""
+    pause(NAME)
     if not request.headers.get("User-Agent"):
         return Response(
             "Request forbidden by administrative rules. Please make sure your request has a "
@@ -359,44 +383,42 @@ def api_auth(mock: MockState, endpoint: str) -> tuple[str, Token] | Response:
             "Requires authentication",
             "https://docs.github.com/rest/users/users#get-the-authenticated-user",
         )
-    with mock.lock:
-        record: Token | None = mock.store(NAME).tokens.get(value)
-    if record is None or (record.expires_at is not None and record.expires_at < time.time()):
+    record = SERVER.live_access(value)
+    if record is None:
         return api_error(401, "Bad credentials")
     limited = rate_limited(mock, endpoint, record.user)
-    if limited is not None:
-        return limited
-    return value, record
+    return record if limited is None else limited
 
 
-def api_reply(mock: MockState, record: Token, body: Any, accepted_scopes: str) -> Response:
+def api_reply(mock: MockState, record: AccessToken, body: Any, accepted_scopes: str) -> Response:
     headers = common_api_headers()
     headers.update(rate_headers(mock, record.user))
-    headers["X-OAuth-Scopes"] = "" if record.app_mode else ", ".join(record.scopes)
+    headers["X-OAuth-Scopes"] = "" if record.extra["app_mode"] else ", ".join(record.scopes)
     headers["X-Accepted-OAuth-Scopes"] = accepted_scopes
     return json_response(body, headers=headers)
 
 
-def issue_tokens(
-    mock: MockState, user: str, client_id: str, scopes: list[str], app_mode: bool
-) -> dict[str, Any]:
+def issue_tokens(user: str, client_id: str, scopes: list[str], app_mode: bool) -> dict[str, Any]:
     """OAuth-App tokens (gho_, never expire) or GitHub-App user tokens (ghu_ + ghr_)."""
-    store = mock.store(NAME)
     if not app_mode:
-        access = mock.mint("gho_" + random_text(36))
-        with mock.lock:
-            store.tokens[access] = Token(user, client_id, scopes, app_mode=False)
-        return dict(access_token=access, scope=",".join(scopes), token_type="bearer")
-    lifetime = int(mock.switch(NAME, "expires_in"))
-    access = mock.mint("ghu_" + random_text(36))
-    refresh_token = mock.mint("ghr_" + random_text(76))
-    refresh_lifetime = int(mock.switch(NAME, "refresh_token_expires_in"))
-    now = time.time()
-    with mock.lock:
-        store.tokens[access] = Token(user, client_id, [], True, now + lifetime, refresh_token)
-        store.refresh_tokens[refresh_token] = Refresh(
-            user, client_id, access, now + refresh_lifetime
+        access = SERVER.new_access(
+            user, client_id, scopes, None, secret=OAUTH_APP_TOKEN, app_mode=False
         )
+        return dict(access_token=access, scope=",".join(scopes), token_type="bearer")
+    lifetime = int(SERVER.switch("expires_in"))
+    refresh_lifetime = int(SERVER.switch("refresh_token_expires_in"))
+    refresh_token = SERVER.new_refresh(
+        user, client_id, [], lifetime=refresh_lifetime, secret=APP_REFRESH_TOKEN
+    )
+    access = SERVER.new_access(
+        user,
+        client_id,
+        [],
+        lifetime,
+        refresh_token=refresh_token,
+        secret=APP_USER_TOKEN,
+        app_mode=True,
+    )
     return dict(
         access_token=access,
         expires_in=lifetime,
@@ -464,128 +486,45 @@ def user_object(persona: dict[str, Any], full: bool) -> dict[str, Any]:
 # --- endpoints ----------------------------------------------------------------------------
 
 
-def authorize() -> Response:
+def authorize() -> BaseResponse:
     mock = state()
-    settings = mock.settings
-    args = request.args
-    client_id = args.get("client_id", "")
-    if client_id != settings.github_client_id:
-        return error_page(
-            NAME, "404: Not Found", f"No OAuth app with client_id {client_id!r}.", 404
-        )
-    registered = settings.callback(NAME)
-    redirect_uri = args.get("redirect_uri") or registered
-    client_state = args.get("state")
-    if not same_origin_path_under(redirect_uri, registered):
-        return authorize_error(registered, "redirect_uri_mismatch", client_state)
+    req = AuthRequest.parse(parse_scopes)
+    if req.client_id != SERVER.client_id:
+        message = f"No OAuth app with client_id {req.client_id!r}."
+        return error_page(NAME, "404: Not Found", message, 404)
+    registered = SERVER.registered_redirect
+    req = replace(req, redirect_uri=req.redirect_uri or registered)
+    if not same_origin_path_under(req.redirect_uri, registered):
+        return authorize_error(registered, "redirect_uri_mismatch", req.state)
     if mock.switch(NAME, "suspended"):
-        return authorize_error(redirect_uri, "application_suspended", client_state)
-    scopes = parse_scopes(args.get("scope", ""))
+        return authorize_error(req.redirect_uri, "application_suspended", req.state)
 
-    def approve(user: str) -> Response:
-        code = mock.mint(secrets.token_hex(10))
-        with mock.lock:
-            mock.store(NAME).codes[code] = Code(
-                client_id=client_id,
-                redirect_uri=redirect_uri,
-                user=user,
-                scopes=scopes,
-                challenge=args.get("code_challenge"),
-                method=args.get("code_challenge_method", "plain"),
-            )
+    def approve(user: str) -> BaseResponse:
+        code = SERVER.new_code(req, user)
         if mock.switch(NAME, "install_callback"):
             query = [("code", code), ("installation_id", "123"), ("setup_action", "install")]
-        else:
-            query = [("code", code)]
-            if client_state is not None:
-                query.append(("state", client_state))
-        return redirect(append_query(redirect_uri, urlencode(query)))
+            return redirect_back(req.redirect_uri, query)
+        return redirect_back(req.redirect_uri, [("code", code)], req.state)
 
-    def deny() -> Response:
-        return authorize_error(redirect_uri, "access_denied", client_state)
+    def deny() -> BaseResponse:
+        return authorize_error(req.redirect_uri, "access_denied", req.state)
 
     return decide(
         NAME,
-        client_id=client_id,
-        scopes=scopes,
-        redirect_uri=redirect_uri,
+        client_id=req.client_id,
+        scopes=req.scopes,
+        redirect_uri=req.redirect_uri,
         approve=approve,
         deny=deny,
     )
 
 
-def access_token() -> Response:
-    mock = state()
-    pause(NAME)
-    status = mock.switch(NAME, "token_http_status")
-    if status:
-        return Response("<h1>Unicorn!</h1> This page is taking too long to load.", int(status))
-    limited = rate_limited(mock, "token", None)
-    if limited is not None:
-        return limited
-    forced = mock.switch(NAME, "token_error")
-    if forced:
-        return token_error(forced)
-    data = dict(request.args.items())
-    data.update(request.form.items())
-    body = request.get_json(silent=True)
-    if isinstance(body, dict):  # octokit sends JSON
-        data.update(body)
-    client_id = data.get("client_id", "")
-    secret = data.get("client_secret", "")
-    if not client_id and (basic := basic_credentials()):
-        client_id, secret = basic
-    settings = mock.settings
-    if client_id != settings.github_client_id or not hmac.compare_digest(
-        str(secret).encode(), settings.github_client_secret.encode()
-    ):
-        return token_error("incorrect_client_credentials")
-    if data.get("grant_type") == "refresh_token":
-        return refresh(mock, client_id, str(data.get("refresh_token", "")))
-    store = mock.store(NAME)
-    with mock.lock:
-        record: Code | None = store.codes.get(str(data.get("code", "")))
-        if (
-            record is None
-            or record.used
-            or record.client_id != client_id
-            or time.time() - record.created > CODE_LIFETIME
-        ):
-            return token_error("bad_verification_code")
-        record.used = True
-    sent_redirect = data.get("redirect_uri")
-    if sent_redirect and sent_redirect != record.redirect_uri:
-        return token_error("redirect_uri_mismatch")
-    verifier = data.get("code_verifier")
-    if record.challenge:
-        if not pkce_ok(record.challenge, record.method, verifier):
-            return token_error("bad_verification_code")
-    elif mock.switch(NAME, "require_pkce"):
-        return token_error("bad_verification_code")
-    app_mode = bool(mock.switch(NAME, "app_mode"))
-    return token_reply(issue_tokens(mock, record.user, client_id, record.scopes, app_mode))
-
-
-def refresh(mock: MockState, client_id: str, refresh_token: str) -> Response:
-    """Rotation: the used refresh token and its access token die; reuse is an error."""
-    store = mock.store(NAME)
-    with mock.lock:
-        record: Refresh | None = store.refresh_tokens.pop(refresh_token, None)
-        if record is None or record.client_id != client_id or record.expires_at < time.time():
-            return token_error("bad_refresh_token")
-        store.tokens.pop(record.access_token, None)
-    # Refresh tokens exist only for GitHub App user tokens, so the new pair is one too.
-    return token_reply(issue_tokens(mock, record.user, client_id, [], app_mode=True))
-
-
 def user() -> Response:
     mock = state()
-    pause(NAME)
-    auth = api_auth(mock, "user")
-    if isinstance(auth, Response):
-        return auth
-    _value, record = auth
-    full = record.app_mode or bool({"user", "read:user"} & set(record.scopes))
+    record = api_auth(mock, "user")
+    if isinstance(record, Response):
+        return record
+    full = record.extra["app_mode"] or bool({"user", "read:user"} & set(record.scopes))
     return api_reply(mock, record, odd_user(mock, user_object(PERSONAS[record.user], full)), "")
 
 
@@ -613,16 +552,14 @@ def odd_user(mock: MockState, body: dict[str, Any]) -> Any:
 
 def emails() -> Response:
     mock = state()
-    pause(NAME)
-    auth = api_auth(mock, "emails")
-    if isinstance(auth, Response):
-        return auth
-    _value, record = auth
+    record = api_auth(mock, "emails")
+    if isinstance(record, Response):
+        return record
     mode = mock.switch(NAME, "emails")
     doc = (
         "https://docs.github.com/rest/users/emails#list-email-addresses-for-the-authenticated-user"
     )
-    allowed = record.app_mode or bool({"user", "user:email"} & set(record.scopes))
+    allowed = record.extra["app_mode"] or bool({"user", "user:email"} & set(record.scopes))
     if mode == "404" or not allowed:
         return api_error(404, "Not Found", doc)
     if mode == "403":
@@ -667,15 +604,10 @@ def revoke_token(client_id: str) -> Response:
 def revoke(client_id: str, whole_grant: bool) -> Response:
     """DELETE /applications/{client_id}/grant|token: Basic client auth, JSON access_token."""
     mock = state()
-    settings = mock.settings
     credentials = basic_credentials()
-    if (
-        credentials is None
-        or credentials[0] != settings.github_client_id
-        or not hmac.compare_digest(credentials[1].encode(), settings.github_client_secret.encode())
-    ):
+    if credentials is None or not SERVER.client_ok(*credentials):
         return api_error(401, "Bad credentials")
-    if client_id != settings.github_client_id:
+    if client_id != SERVER.client_id:
         return api_error(404, "Not Found")
     limited = rate_limited(mock, "revoke", None)
     if limited is not None:
@@ -683,55 +615,34 @@ def revoke(client_id: str, whole_grant: bool) -> Response:
     value = (request.get_json(silent=True) or {}).get("access_token")
     if not value:
         return api_error(422, 'Invalid request.\n\n"access_token" wasn\'t supplied.')
-    store = mock.store(NAME)
-    with mock.lock:
-        record: Token | None = store.tokens.get(value)
-        # It needs "a valid OAuth access_token": an expired one is as unknown as a revoked
-        # one, so the grant stays (a GitHub App's refresh token still works).
-        if record is None or (record.expires_at is not None and record.expires_at < time.time()):
-            return api_error(404, "Not Found")
-        if whole_grant:
-            drop_grant(mock, record.user, client_id)
-        else:
-            store.tokens.pop(value, None)
+    # It needs "a valid OAuth access_token": an expired one is as unknown as a revoked one,
+    # so the grant stays (a GitHub App's refresh token still works).
+    record = SERVER.live_access(value)
+    if record is None:
+        return api_error(404, "Not Found")
+    if whole_grant:
+        SERVER.drop_grant(record.user, client_id)
+    else:
+        SERVER.revoke(value, pair=False)
     return Response(status=204)
 
 
-def drop_grant(mock: MockState, user: str, client_id: str) -> None:
-    """Every access and refresh token of this app for this user dies (call with the lock)."""
-    store = mock.store(NAME)
-    for kind in (store.tokens, store.refresh_tokens):
-        for value, record in list(kind.items()):
-            if (record.user, record.client_id) == (user, client_id):
-                del kind[value]
-
-
-def authorizations() -> Response:
+def authorizations() -> BaseResponse:
     """github.com/settings/applications: where a person revokes the app themselves (the app
     sends them here when it could not). The mock has no sign-in, so every persona holding a
     grant of the app is listed, each with its own Revoke button."""
-    mock = state()
-    client_id = mock.settings.github_client_id
+    client_id = SERVER.client_id
     if request.method == "POST":
-        with mock.lock:
-            drop_grant(mock, request.form.get("user", ""), client_id)
+        SERVER.drop_grant(request.form.get("user", ""), client_id)
         return redirect(request.path, code=303)
-    store = mock.store(NAME)
-    with mock.lock:
-        records = [*store.tokens.values(), *store.refresh_tokens.values()]
-        users = sorted({r.user for r in records if r.client_id == client_id})
     html = render_template(
         "github_authorizations.html",
         title=TITLE,
         client_id=client_id,
-        users=[(user, PERSONA_LABELS[user]) for user in users],
+        users=[(user, PERSONA_LABELS[user]) for user in SERVER.holders(client_id)],
     )
     return Response(html, headers={"Cache-Control": "no-store"})
 
 
 def avatar_image(user_id: int) -> Response:
-    persona = next((p for p in PERSONAS.values() if p["id"] == user_id), None)
-    initials = "?"
-    if persona:
-        initials = "".join(w[0] for w in (persona["name"] or persona["login"]).split())
-    return avatar(str(user_id), initials.upper())
+    return persona_avatar(persona_with(PERSONAS, "id", user_id), str(user_id))

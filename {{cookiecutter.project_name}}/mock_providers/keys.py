@@ -1,9 +1,11 @@
-"""Signing keys of the mock Google.
+"""Signing keys of the mock OpenID providers: one key ring per issuer.
 
-A 2048-bit RSA key takes a noticeable moment to generate, so keys are made once per process
-and shared by every mock started in it. A mock publishes one key at a time; rotation
-(`/_mock/google/rotate-keys`) moves it to the next key, and `reset` goes back to the first.
-The key rotated out is "withdrawn": still able to sign (as a leaked key would), unpublished.
+A 2048-bit RSA key takes a noticeable moment to generate, so each key is made once per
+process (per issuer and index) and shared by every mock started in it. A ring publishes one
+key at a time; rotation (`/_mock/<provider>/rotate-keys`) moves it to the next key, and
+`reset` goes back to the first. The key rotated out is "withdrawn": still able to sign (as a
+leaked key would), unpublished. Rings of different issuers never share a key, so a token
+signed for one issuer never verifies against another's JWKS.
 """
 
 from __future__ import annotations
@@ -14,48 +16,52 @@ from typing import Any
 
 from joserfc.jwk import KeySet, RSAKey
 
-_cache: dict[int, RSAKey] = {}
+_cache: dict[tuple[str, int], RSAKey] = {}
 _cache_lock = threading.Lock()
 
 UNPUBLISHED = -1  # the index of a key that is never in any JWKS
 
 
-def rsa_key(index: int) -> RSAKey:
-    """The process-wide key number `index` (a fresh random kid, like Google's 40 hex chars)."""
+def rsa_key(issuer: str, index: int) -> RSAKey:
+    """The process-wide key number `index` of `issuer` (a random kid, like Google's)."""
     with _cache_lock:
-        if index not in _cache:
-            _cache[index] = RSAKey.generate_key(
+        if (issuer, index) not in _cache:
+            _cache[(issuer, index)] = RSAKey.generate_key(
                 2048,
                 parameters={"kid": secrets.token_hex(20), "alg": "RS256", "use": "sig"},
                 private=True,
             )
-        return _cache[index]
+        return _cache[(issuer, index)]
 
 
 class KeyRing:
-    """The key a mock signs with now and the JWKS that publishes it."""
+    """The key one issuer signs with now and the JWKS that publishes it."""
 
-    def __init__(self) -> None:
+    def __init__(self, issuer: str) -> None:
+        self.issuer = issuer
         self._index = 0
         self._lock = threading.Lock()
+
+    def _key(self, index: int) -> RSAKey:
+        return rsa_key(self.issuer, index)
 
     @property
     def current(self) -> RSAKey:
         with self._lock:
             index = self._index
-        return rsa_key(index)
+        return self._key(index)
 
     @property
     def unpublished(self) -> RSAKey:
         """A valid key whose kid is never published: for the `kid="unpublished"` switch."""
-        return rsa_key(UNPUBLISHED)
+        return self._key(UNPUBLISHED)
 
     @property
     def withdrawn(self) -> RSAKey:
         """The key the last rotation took out of the JWKS (before any: an unpublished one)."""
         with self._lock:
             index = self._index
-        return rsa_key(index - 1 if index > 0 else UNPUBLISHED)
+        return self._key(index - 1 if index > 0 else UNPUBLISHED)
 
     def reset(self) -> None:
         with self._lock:
@@ -66,7 +72,7 @@ class KeyRing:
         with self._lock:
             self._index += 1
             index = self._index
-        return str(rsa_key(index).kid)
+        return str(self._key(index).kid)
 
     def jwks(self) -> dict[str, Any]:
-        return KeySet([self.current]).as_dict(private=False)
+        return dict(KeySet([self.current]).as_dict(private=False))

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from flask import Response, render_template, request
 from markupsafe import escape
+from werkzeug.wrappers import Response as BaseResponse
 
 from .core import state
 
@@ -19,10 +21,10 @@ def decide(
     client_id: str,
     scopes: list[str],
     redirect_uri: str,
-    approve: Callable[[str], Response],
-    deny: Callable[[], Response],
+    approve: Callable[[str], BaseResponse],
+    deny: Callable[[], BaseResponse],
     declinable: Sequence[str] = (),
-) -> Response:
+) -> BaseResponse:
     """Ask the person (interactive) or the switches (automatic) whether to grant access.
 
     The consent form posts back to the same URL, so the OAuth parameters stay in the query
@@ -61,6 +63,19 @@ def error_page(provider: str, heading: str, message: str, status: int) -> Respon
     title = state().providers[provider].TITLE
     html = render_template("error.html", title=title, heading=heading, message=message)
     return Response(html, status=status)
+
+
+def persona_with(
+    personas: Mapping[str, dict[str, Any]], key: str, value: Any
+) -> dict[str, Any] | None:
+    """The persona whose `key` is `value` (ids in URLs), if any."""
+    return next((p for p in personas.values() if p[key] == value), None)
+
+
+def persona_avatar(persona: Mapping[str, Any] | None, seed: str) -> Response:
+    """The persona's initials (of the name, else the login) as a picture."""
+    name = (persona.get("name") or persona.get("login") or "?") if persona else "?"
+    return avatar(seed, "".join(word[0] for word in name.split()).upper())
 
 
 def avatar(seed: str, initials: str) -> Response:

@@ -19,6 +19,8 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
@@ -27,7 +29,10 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
+import mock_providers
 from mock_providers import PROVIDERS, MockSettings, RunningMock, app_env, start
+from mock_providers.keys import KeyRing
+from mock_providers.openid_provider import OPENID_CHOICES, OpenIDProvider, openid_switches
 
 APP = "http://127.0.0.1:5000"
 SETTINGS = MockSettings()
@@ -972,6 +977,190 @@ class TestFacebook:
     def test_token_http_status(self, fake: RunningMock) -> None:
         fake.control.switch("facebook", token_http_status=500)
         assert facebook_token(fake, "x").status_code == 500
+
+
+# --- the toolkit: a provider this package does not have ----------------------------------
+
+
+def sample_provider() -> ModuleType:
+    """An OpenID provider declared as the README says, with no edit anywhere else."""
+    module = ModuleType("mock_providers.sample")
+    module.NAME, module.TITLE = "sample", "Sample ID"
+    module.PERSONAS = dict(
+        ada=dict(sub="s-ada", email="ada@sample.example", name="Ada Lovelace"),
+        bob=dict(sub="s-bob", email="bob@sample.example", preferred_username="bob"),
+    )
+    module.PERSONA_LABELS = dict(ada="Ada", bob="Bob, no name")
+    module.SWITCHES, module.CHOICES = openid_switches(), dict(OPENID_CHOICES)
+    provider = OpenIDProvider(
+        "sample",
+        personas=module.PERSONAS,
+        rotate_refresh=True,
+        reuse_detection=True,
+        callback_iss=True,
+    )
+    module.register = provider.register
+    module.app_env = lambda base, settings: {"SAMPLE_ISSUER": f"{base}/sample"}
+    return module
+
+
+@pytest.fixture(scope="module")
+def sample_mock() -> Iterator[RunningMock]:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(sys.modules, "mock_providers.sample", sample_provider())
+        patch.setattr(mock_providers, "PROVIDERS", [*PROVIDERS, "sample"])
+        with start(MockSettings(app_url=APP)) as running:
+            yield running
+
+
+@pytest.fixture
+def sample(sample_mock: RunningMock) -> RunningMock:
+    sample_mock.control.reset()
+    return sample_mock
+
+
+SAMPLE_CLIENT = ("mock-sample-client-id", "mock-sample-client-secret")
+
+
+def sample_authorize(mock: RunningMock, **params: str) -> dict[str, str]:
+    query = dict(
+        client_id=SAMPLE_CLIENT[0],
+        redirect_uri=f"{APP}/auth/sample/callback",
+        response_type="code",
+        scope="openid email profile offline_access",
+        state="st4te",
+        nonce="n0nce",
+    )
+    query.update(params)
+    url = f"{mock.url}/sample/authorize"
+    return query_of(requests.get(url, params=query, allow_redirects=False, timeout=5))
+
+
+def sample_token(mock: RunningMock, auth: Any = SAMPLE_CLIENT, **data: str) -> requests.Response:
+    if "code" in data:
+        data = dict(
+            grant_type="authorization_code", redirect_uri=f"{APP}/auth/sample/callback", **data
+        )
+    return requests.post(f"{mock.url}/sample/token", data=data, auth=auth, timeout=5)
+
+
+def sample_claims(mock: RunningMock, id_token: str, provider: str = "sample") -> dict:
+    certs = dict(sample="/sample/jwks", google="/google/oauth2/v3/certs")[provider]
+    keys = KeySet.import_key_set(requests.get(mock.url + certs, timeout=5).json())
+    return jwt.decode(id_token, keys, algorithms=["RS256"]).claims
+
+
+class TestToolkit:
+    def test_default_credentials_for_any_provider(self, sample: RunningMock) -> None:
+        settings = MockSettings(clients=dict(other=("id-1", "secret-1")))
+        assert (settings.client_id("sample"), settings.client_secret("sample")) == SAMPLE_CLIENT
+        assert (
+            settings.client_id("other") == "id-1" and settings.client_secret("other") == "secret-1"
+        )
+        assert settings.client_id("google") == SETTINGS.google_client_id
+        assert sample.app_env()["SAMPLE_ISSUER"] == f"{sample.url}/sample"
+
+    def test_discovery_follows_the_declarations(self, sample: RunningMock) -> None:
+        base = f"{sample.url}/sample"
+        doc = requests.get(f"{base}/.well-known/openid-configuration", timeout=5).json()
+        assert doc["issuer"] == base and doc["jwks_uri"] == f"{base}/jwks"
+        assert doc["revocation_endpoint"] == f"{base}/revoke"
+        assert doc["revocation_endpoint_auth_methods_supported"] == [
+            "client_secret_basic",
+            "client_secret_post",
+        ]
+        assert doc["authorization_response_iss_parameter_supported"] is True
+        assert "offline_access" in doc["scopes_supported"]
+
+    def test_code_flow_pkce_and_an_id_token_signed_with_its_own_keys(
+        self, sample: RunningMock
+    ) -> None:
+        verifier, challenge = pkce_pair()
+        pkce = dict(code_challenge=challenge, code_challenge_method="S256")
+        callback = sample_authorize(sample, **pkce)
+        assert callback["iss"] == f"{sample.url}/sample" and callback["state"] == "st4te"
+        wrong = sample_token(sample, code=callback["code"], code_verifier="x" * 43)
+        assert wrong.status_code == 400 and wrong.json()["error"] == "invalid_grant"
+        spent = sample_token(sample, code=callback["code"], code_verifier=verifier)
+        assert spent.status_code == 400  # a refused redemption spends the code
+        token = sample_token(
+            sample, code=sample_authorize(sample, **pkce)["code"], code_verifier=verifier
+        )
+        assert token.status_code == 200 and token.headers["Cache-Control"] == "no-store"
+        claims = sample_claims(sample, token.json()["id_token"])
+        assert claims["iss"] == f"{sample.url}/sample" and claims["aud"] == SAMPLE_CLIENT[0]
+        assert claims["sub"] == "s-ada" and claims["nonce"] == "n0nce"
+        assert claims["email_verified"] is True and claims["name"] == "Ada Lovelace"
+        if "google" in PROVIDERS:  # issuers never share keys
+            with pytest.raises(JoseError):
+                sample_claims(sample, token.json()["id_token"], provider="google")
+        auth = dict(Authorization=f"Bearer {token.json()['access_token']}")
+        info = requests.get(f"{sample.url}/sample/userinfo", headers=auth, timeout=5).json()
+        assert info["sub"] == "s-ada" and info["email"] == "ada@sample.example"
+
+    def test_offline_access_needs_a_consent_screen(self, sample: RunningMock) -> None:
+        assert "refresh_token" in sample_token(sample, code=sample_authorize(sample)["code"]).json()
+        again = sample_token(sample, code=sample_authorize(sample)["code"]).json()
+        assert "refresh_token" not in again
+        consent = sample_authorize(sample, prompt="consent")["code"]
+        assert "refresh_token" in sample_token(sample, code=consent).json()
+
+    def test_client_authentication(self, sample: RunningMock) -> None:
+        code = sample_authorize(sample)["code"]
+        anonymous = sample_token(sample, auth=None, code=code)
+        assert anonymous.status_code == 401 and anonymous.json()["error"] == "invalid_client"
+        wrong = sample_token(sample, auth=(SAMPLE_CLIENT[0], "wrong"), code=code)
+        assert wrong.status_code == 401
+        in_body = dict(client_id=SAMPLE_CLIENT[0], client_secret=SAMPLE_CLIENT[1])
+        assert sample_token(sample, auth=None, code=code, **in_body).status_code == 200
+
+    def test_refresh_rotates_and_a_reused_token_ends_the_family(self, sample: RunningMock) -> None:
+        first = sample_token(sample, code=sample_authorize(sample)["code"]).json()
+        second = sample_token(
+            sample, grant_type="refresh_token", refresh_token=first["refresh_token"]
+        )
+        assert second.status_code == 200 and "id_token" in second.json()
+        rotated = second.json()["refresh_token"]
+        assert rotated != first["refresh_token"]
+        old = dict(Authorization=f"Bearer {first['access_token']}")
+        assert (
+            requests.get(f"{sample.url}/sample/userinfo", headers=old, timeout=5).status_code == 401
+        )
+        reused = sample_token(
+            sample, grant_type="refresh_token", refresh_token=first["refresh_token"]
+        )
+        assert reused.status_code == 400 and reused.json()["error"] == "invalid_grant"
+        ended = sample_token(sample, grant_type="refresh_token", refresh_token=rotated)
+        assert ended.status_code == 400  # the whole family, the live token included
+
+    def test_revocation_authenticates_the_client(self, sample: RunningMock) -> None:
+        token = sample_token(sample, code=sample_authorize(sample)["code"]).json()
+        url = f"{sample.url}/sample/revoke"
+        body = dict(token=token["refresh_token"])
+        assert requests.post(url, data=body, timeout=5).status_code == 401
+        assert requests.post(url, data=body, auth=SAMPLE_CLIENT, timeout=5).status_code == 200
+        auth = dict(Authorization=f"Bearer {token['access_token']}")
+        refused = requests.get(f"{sample.url}/sample/userinfo", headers=auth, timeout=5)
+        assert refused.status_code == 401 and "invalid_token" in refused.headers["WWW-Authenticate"]
+        assert requests.post(url, data=body, auth=SAMPLE_CLIENT, timeout=5).status_code == 200
+        revoked = sample_token(sample, grant_type="refresh_token", refresh_token=body["token"])
+        assert revoked.status_code == 400
+
+    def test_rotate_keys_only_where_there_is_a_jwks(self, sample: RunningMock) -> None:
+        certs = f"{sample.url}/sample/jwks"
+        before = requests.get(certs, timeout=5).json()["keys"][0]["kid"]
+        kid = sample.control.rotate_keys("sample")
+        assert [k["kid"] for k in requests.get(certs, timeout=5).json()["keys"]] == [kid]
+        assert kid != before
+        for provider in ("github", "facebook", "nosuch"):
+            if provider in PROVIDERS or provider == "nosuch":
+                with pytest.raises(ValueError, match="404"):
+                    sample.control.rotate_keys(provider)
+
+    def test_key_rings_are_per_issuer(self) -> None:
+        first, second = KeyRing("issuer-one"), KeyRing("issuer-two")
+        assert first.current.kid != second.current.kid
+        assert KeyRing("issuer-one").current is first.current  # made once per process
 
 
 # --- consent page and minted secrets ----------------------------------------------------------
