@@ -8,10 +8,11 @@ turns both into pages (provider_errors.py).
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, TypeVar
-from urllib.parse import parse_qsl, quote
+from urllib.parse import parse_qsl, quote_plus
 
 import requests
 from authlib.integrations.base_client import MismatchingStateError, OAuthError
@@ -50,6 +51,21 @@ def json_token_fix(response: requests.Response) -> requests.Response:
     return response
 
 
+def basic_authorization(client_id: str, client_secret: str) -> str:
+    """client_secret_basic's header: both form-encoded first (RFC 6749 2.3.1).
+
+    Authlib sends them as they are, which breaks on a secret with `+`, `%` or `:`.
+    """
+    pair = f"{quote_plus(client_id)}:{quote_plus(client_secret)}"
+    return "Basic " + base64.b64encode(pair.encode()).decode()
+
+
+def form_encoded_basic(auth: Any, method: str, uri: str, headers: dict, body: Any) -> tuple:
+    """Authlib's client_secret_basic, as RFC 6749 says (registered in `registration`)."""
+    headers["Authorization"] = basic_authorization(auth.client_id, auth.client_secret)
+    return uri, headers, body
+
+
 def oauth_error_code(response: requests.Response) -> str:
     """The RFC 6749 `error` of an answer's JSON body, or "" for any other body."""
     try:
@@ -81,6 +97,7 @@ class OAuth2Provider(Provider):
             "client_id": self.config.client_id,
             "client_secret": self.config.client_secret,
             "client_kwargs": client_kwargs,
+            "client_auth_methods": [("client_secret_basic", form_encoded_basic)],
             "compliance_fix": self.compliance_fix,
         }
 
@@ -204,15 +221,14 @@ class OAuth2Provider(Provider):
             else (token.access_token, "access_token")
         )
         data = {"token": value, "token_type_hint": hint}
-        auth = None
+        headers = {}
         if self.client_auth_method(client) == "client_secret_basic":
-            auth = (
-                quote(self.config.client_id, safe=""),
-                quote(self.config.client_secret, safe=""),
+            headers["Authorization"] = basic_authorization(
+                self.config.client_id, self.config.client_secret
             )
         else:
             data.update(client_id=self.config.client_id, client_secret=self.config.client_secret)
-        response = client.post(url, withhold_token=True, data=data, auth=auth)
+        response = client.post(url, withhold_token=True, data=data, headers=headers)
         if response.status_code == 200 or self.already_revoked(response):
             return
         if response.status_code == 429 or response.status_code >= 500:
