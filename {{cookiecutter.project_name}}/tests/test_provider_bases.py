@@ -215,7 +215,9 @@ def test_google_counts_its_400_invalid_token_as_revoked(issuer, body, done) -> N
 
 def doctor_checks(issuer: Issuer) -> list[tuple[str, str]]:
     response = requests.get(issuer.discovery_url, timeout=5)
-    checks = ExampleProvider.probe_checks(issuer.config(), response, requests.Session(), 5)
+    checks = ExampleProvider.probe_checks(
+        issuer.config(), response, lambda url: requests.get(url, timeout=5)
+    )
     return [(c.status, c.message) for c in checks]
 
 

@@ -97,7 +97,11 @@ def diagnose(
         )
         return findings
     findings.append(clock_finding(cls.title, response, time.monotonic() - started))
-    findings += [masked(c) for c in cls.probe_checks(config, response, http, timeout)]
+
+    def fetch(other: str) -> requests.Response:
+        return http.get(other, timeout=timeout, allow_redirects=False)
+
+    findings += [masked(c) for c in cls.probe_checks(config, response, fetch)]
     return findings
 
 

@@ -9,15 +9,15 @@ Nothing here knows the app: settings.py reads a `ProviderConfig`, the doctor pri
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import date
 from typing import Any, ClassVar, NamedTuple, Protocol
 from urllib.parse import urlsplit
 
-import requests
 from authlib.integrations.base_client import OAuthError
 from authlib.integrations.flask_client import FlaskOAuth2App
+from requests import Response
 from requests.adapters import HTTPAdapter
 
 from .errors import InvalidProfile, ProviderError
@@ -30,6 +30,7 @@ MAX_URL = 2048
 # What a provider adapter's str(None) or a JSON null turned into text would give: never an id.
 NOT_A_SUBJECT = frozenset({"None", "null", "undefined", "NaN"})
 _SAFE_CODE = re.compile(r"[^a-z0-9_.-]")
+Fetch = Callable[[str], Response]
 
 
 def clean_subject(value: Any) -> str:
@@ -200,14 +201,11 @@ class Provider:
         return next(iter(config.extra.values()))
 
     @classmethod
-    def probe_checks(
-        cls,
-        config: ProviderConfig,
-        response: requests.Response,
-        http: requests.Session,
-        timeout: float,
-    ) -> list[Check]:
-        """What the answer from `probe_url` says (the doctor measured reachability and clock)."""
+    def probe_checks(cls, config: ProviderConfig, response: Response, fetch: Fetch) -> list[Check]:
+        """What the answer from `probe_url` says (the doctor measured reachability and clock).
+
+        `fetch(url)` GETs another URL as the doctor does (its session, timeout, no redirects).
+        """
         return [Check("ok", f"{cls.title} is reachable")]
 
     def credentials_hint(self) -> str:

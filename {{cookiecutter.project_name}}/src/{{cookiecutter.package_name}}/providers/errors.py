@@ -9,31 +9,28 @@ a caller acts on, not pages.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 
+@dataclass(eq=False)
 class ProviderError(Exception):
     """A failure described for the person; `details` help fix configuration (never secrets)."""
 
-    def __init__(
-        self,
-        status: int,
-        code: str,
-        message: str,
-        hint: str | None = None,
-        *,
-        retry_after: int | None = None,
-        calm: bool = False,
-        details: Mapping[str, Any] | None = None,
-    ) -> None:
-        super().__init__(f"{code}: {message}")
-        self.status = status
-        self.code = code
-        self.message = message
-        self.hint = hint
-        self.retry_after = retry_after
-        self.calm = calm  # not a fault (the person cancelled): a notice, not an alarm
-        self.details = {k: v for k, v in (details or {}).items() if v is not None}
+    status: int
+    code: str
+    message: str
+    hint: str | None = None
+    retry_after: int | None = field(default=None, kw_only=True)
+    # Not a fault (the person cancelled): a notice, not an alarm.
+    calm: bool = field(default=False, kw_only=True)
+    details: Mapping[str, Any] = field(default_factory=dict, kw_only=True)
+
+    def __post_init__(self) -> None:
+        self.details = {k: v for k, v in self.details.items() if v is not None}
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.message}"
 
 
 class LoginRefused(ProviderError):
@@ -49,7 +46,7 @@ class TokenRefused(LoginRefused):
     def __init__(
         self, message: str, hint: str | None = None, details: Mapping[str, Any] | None = None
     ) -> None:
-        super().__init__(400, "profile_error", message, hint, details=details)
+        super().__init__(400, "profile_error", message, hint, details=details or {})
 
 
 class ProviderBusy(ProviderError):
@@ -72,7 +69,9 @@ class ProviderUnavailable(ProviderError):
         retry_after: int | None = None,
         details: Mapping[str, Any] | None = None,
     ) -> None:
-        super().__init__(status, code, message, hint, retry_after=retry_after, details=details)
+        super().__init__(
+            status, code, message, hint, retry_after=retry_after, details=details or {}
+        )
 
 
 class InvalidProfile(ValueError):

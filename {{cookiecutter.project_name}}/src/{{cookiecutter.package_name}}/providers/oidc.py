@@ -15,8 +15,9 @@ from typing import Any, ClassVar
 
 import requests
 from authlib.integrations.flask_client import FlaskOAuth2App
+from requests import Response
 
-from .base import Check, Identity, ProviderConfig, StoredGrant, as_bool, clean_subject
+from .base import Check, Fetch, Identity, ProviderConfig, StoredGrant, as_bool, clean_subject
 from .errors import InvalidProfile, LoginRefused, RevocationIncomplete
 from .jwks import KeySetCache, key_set
 from .oauth2 import OAuth2Provider
@@ -170,13 +171,7 @@ class OIDCProvider(OAuth2Provider):
         return config.extra[cls.discovery_setting]
 
     @classmethod
-    def probe_checks(
-        cls,
-        config: ProviderConfig,
-        response: requests.Response,
-        http: requests.Session,
-        timeout: float,
-    ) -> list[Check]:
+    def probe_checks(cls, config: ProviderConfig, response: Response, fetch: Fetch) -> list[Check]:
         """The discovery document: it loads, names the issuer we expect, and its keys load."""
         url = cls.probe_url(config)
         try:
@@ -193,19 +188,17 @@ class OIDCProvider(OAuth2Provider):
             hint = f"ID tokens from it would be refused: check {cls.discovery_setting}."
             return [Check("fail", problem, hint)]
         loaded = Check("ok", f"discovery document loaded; issuer {issuer}")
-        return [loaded, cls.key_set_check(metadata, http, timeout)]
+        return [loaded, cls.key_set_check(metadata, fetch)]
 
     @classmethod
-    def key_set_check(
-        cls, metadata: Mapping[str, Any], http: requests.Session, timeout: float
-    ) -> Check:
+    def key_set_check(cls, metadata: Mapping[str, Any], fetch: Fetch) -> Check:
         """The signing keys (JWKS) load and hold an RSA key: RS256 ID tokens can be checked."""
         uri = metadata.get("jwks_uri")
         hint = f"ID tokens cannot be checked without them: check {cls.discovery_setting}."
         if not isinstance(uri, str) or not uri:
             return Check("warn", "the discovery document names no signing keys (jwks_uri)", hint)
         try:
-            keys = key_set(http.get(uri, timeout=timeout, allow_redirects=False))["keys"]
+            keys = key_set(fetch(uri))["keys"]
         except (requests.RequestException, ValueError) as exc:
             return Check(
                 "fail", f"the signing keys at {uri} did not load ({type(exc).__name__})", hint
