@@ -45,7 +45,7 @@ LICENSE = "{{ cookiecutter.license }}"
 def belongs_to(filename: str, name: str) -> bool:
     """The naming convention of provider-only files: <p>.*, <p>_*, test_<p>.py, test_<p>_*.
 
-    e.g. providers/facebook.py, providers/facebook_callbacks.py, static/facebook.svg,
+    e.g. providers/facebook.py, auth/facebook_callbacks.py, static/facebook.svg,
     templates/facebook_data_deletion.html, mock_providers/facebook.py, tests/test_facebook.py.
     Only file names count, never directories: the package may be called github_login.
     """

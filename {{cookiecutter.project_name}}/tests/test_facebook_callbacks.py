@@ -26,12 +26,12 @@ from test_account_deletion import assert_nothing_left
 from test_api_tokens import execute
 
 from {{ cookiecutter.package_name }} import create_app
-from {{ cookiecutter.package_name }}.providers import PROVIDER_CLASSES
-from {{ cookiecutter.package_name }}.providers.facebook_callbacks import (
+from {{ cookiecutter.package_name }}.auth.facebook_callbacks import (
     DELETION_STATUS_DAYS,
     MAX_AGE,
     MAX_FUTURE,
 )
+from {{ cookiecutter.package_name }}.providers import PROVIDER_CLASSES
 
 PACKAGE = create_app.__module__
 OTHERS = [p for p in PROVIDER_CLASSES if p != "facebook"]

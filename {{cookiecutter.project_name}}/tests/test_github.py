@@ -13,7 +13,7 @@ import requests
 from conftest import Browser, query, rows
 from test_login import assert_failed_cleanly, assert_stored_login
 
-from {{ cookiecutter.package_name }}.providers.base import json_token_fix
+from {{ cookiecutter.package_name }}.providers.oauth2 import json_token_fix
 
 ADA_ID = 583231
 PRIVATE_ID = 1123581

@@ -22,13 +22,16 @@ from werkzeug.wsgi import get_content_length
 from . import api, auth, pages
 from .auth import track_last_seen
 from .auth.csrf import csrf_token
+{%- if cookiecutter.use_facebook %}
+from .auth.facebook_callbacks import bp as facebook_callbacks
+{%- endif %}
 from .cli import register_cli
 from .database import DatabaseNotReady, init_database, prepare_schema
 from .errors import register_error_handlers
 from .extensions import init_extensions
 from .flask_command import db_command_requested, doctor_requested
 from .logs import configure_logging, init_request_logging
-from .providers import PROVIDER_CLASSES, provider_blueprints
+from .providers import PROVIDER_CLASSES
 from .ratelimits import init_rate_limits
 from .redis import connect
 from .security_headers import init_security_headers
@@ -73,9 +76,10 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
     app.register_blueprint(pages.bp)
     app.register_blueprint(auth.bp)
     app.register_blueprint(api.bp)
-    for name, blueprint in provider_blueprints().items():
-        if name in settings.providers:
-            app.register_blueprint(blueprint)
+{%- if cookiecutter.use_facebook %}
+    if "facebook" in settings.providers:  # Facebook's deauthorize and data-deletion callbacks
+        app.register_blueprint(facebook_callbacks)
+{%- endif %}
     init_rate_limits(app, settings, app.extensions["redis"])  # wraps views: after blueprints
     register_error_handlers(app)
     register_cli(app)

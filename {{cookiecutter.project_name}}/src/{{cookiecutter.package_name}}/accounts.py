@@ -21,7 +21,8 @@ from .extensions import (
     user_store,
 )
 from .models import db
-from .providers.base import RevocationIncomplete
+from .provider_errors import provider_failures
+from .providers.errors import RevocationIncomplete
 from .ratelimits import forget_user
 from .sessions import session_store
 from .tokens import ReauthRequired
@@ -79,7 +80,8 @@ def revoke_grant(user: UserView, provider: str, subject: str) -> Unrevoked | Non
         except ReauthRequired:  # now marked dead: the adapter says what that means
             token = tokens.vault.load(user.id, provider)
     try:
-        adapter.revoke(client, token, subject)
+        with provider_failures(adapter):
+            adapter.revoke(client, token, subject)
     except RevocationIncomplete as exc:
         log.warning("revocation incomplete provider=%s reason=%s", provider, exc.reason)
         outcome: Unrevoked | None = Unrevoked(provider, exc.reason)

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+import re
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import date
+from email.utils import parsedate_to_datetime
 from functools import partial
 from typing import TypedDict
 from urllib.parse import urlsplit
@@ -26,13 +29,80 @@ from sqlalchemy.exc import SQLAlchemyError
 from .database import UPGRADE_COMMAND, is_sqlite, redacted_url, schema_status
 from .masking import mask_url
 from .models import db
-from .providers import PROVIDER_CLASSES
-from .providers.base import Finding, Provider, ProviderConfig
+from .providers import PROVIDER_CLASSES, Check, Provider, ProviderConfig
 from .settings import NO_DATABASE, REDIS_SCHEMES, Settings
 
 LOCAL_URL = "http://127.0.0.1:5000"
 # Variables that only make sense on a developer's machine.
 DEVELOPMENT_ONLY = ("FLASK_DEBUG", "AUTHLIB_INSECURE_TRANSPORT", "OAUTHLIB_INSECURE_TRANSPORT")
+CLOCK_SKEW_WARN = 10  # seconds
+CLOCK_SKEW_FAIL = 60  # half of the ID-token leeway: logins start failing beyond it
+URL_IN_TEXT = re.compile(r"\bhttps?://[^\s'\"]+")
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One result of a check: status is "ok", "warn" or "fail"."""
+
+    status: str
+    message: str
+    hint: str | None = None
+
+
+def clock_finding(title: str, response: requests.Response, elapsed: float) -> Finding:
+    """Compare the provider's Date header with our clock."""
+    date = response.headers.get("Date")
+    if not date:
+        return Finding("warn", f"{title} sent no Date header: clock skew not measured")
+    try:
+        theirs = parsedate_to_datetime(date).timestamp()
+    except (TypeError, ValueError):
+        return Finding("warn", f"{title} sent an unreadable Date header")
+    skew = theirs - (time.time() - elapsed / 2)
+    if abs(skew) <= CLOCK_SKEW_WARN:
+        return Finding("ok", f"clock within {CLOCK_SKEW_WARN}s of {title}'s")
+    status = "fail" if abs(skew) > CLOCK_SKEW_FAIL else "warn"
+    direction = "behind" if skew > 0 else "ahead of"
+    return Finding(
+        status,
+        f"this server's clock is {abs(skew):.0f}s {direction} {title}'s",
+        "Sync the clock (NTP): tokens will look issued in the future or already expired.",
+    )
+
+
+def masked(check: Check) -> Finding:
+    """A provider's check as a finding, with every URL in it shown without credentials."""
+    message = URL_IN_TEXT.sub(lambda url: mask_url(url.group(0)), check.message)
+    return Finding(check.status, message, check.hint)
+
+
+def diagnose(
+    cls: type[Provider], config: ProviderConfig, http: requests.Session, timeout: float
+) -> list[Finding]:
+    """Credentials, reachability and clock, then what the provider reads in its probe."""
+    findings = [masked(c) for c in cls.credential_checks(config)] or [
+        Finding("ok", "client id and secret look well-formed")
+    ]
+    url = cls.probe_url(config)
+    started = time.monotonic()
+    try:
+        response = http.get(url, timeout=timeout, allow_redirects=False)
+    except requests.RequestException as exc:
+        findings.append(
+            Finding(
+                "fail",
+                f"{mask_url(url)} is unreachable ({type(exc).__name__})",
+                "Check the URL, DNS, firewall and proxy settings, and REQUESTS_CA_BUNDLE.",
+            )
+        )
+        return findings
+    findings.append(clock_finding(cls.title, response, time.monotonic() - started))
+
+    def fetch(other: str) -> requests.Response:
+        return http.get(other, timeout=timeout, allow_redirects=False)
+
+    findings += [masked(c) for c in cls.probe_checks(config, response, fetch)]
+    return findings
 
 
 class CallbackInfo(TypedDict):
@@ -64,7 +134,7 @@ class Doctor:
         self.http = requests.Session()
         self.http.headers["User-Agent"] = "{{ cookiecutter.project_name }}-doctor"
 
-    def check(self, section: str, what: str, run: Callable[[], list[Finding]]) -> None:
+    def check(self, section: str, what: str, run: Callable[[], Sequence[Finding]]) -> None:
         if not self.quiet:
             click.echo(f"… {section}: {what}", err=True)
         try:
@@ -95,7 +165,8 @@ class Doctor:
     def provider(
         self, cls: type[Provider], config: ProviderConfig, timeout: float
     ) -> list[Finding]:
-        return cls.diagnose(config, self.http, timeout) + cls.lifetime_findings(config, self.today)
+        lifetime = [masked(c) for c in cls.lifetime_checks(config, self.today)]
+        return diagnose(cls, config, self.http, timeout) + lifetime
 
     def configuration(self) -> list[Finding]:
         s = self.settings

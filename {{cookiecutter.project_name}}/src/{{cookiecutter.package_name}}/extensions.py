@@ -13,6 +13,7 @@ from redis.cluster import RedisCluster
 from .api_tokens import ApiTokenStore
 from .audit import AuditLog
 from .http import make_shared_adapter
+from .provider_errors import keeping_clock
 from .providers import PROVIDER_CLASSES, Provider
 from .session_index import SessionIndex
 from .settings import Settings
@@ -28,7 +29,9 @@ def init_extensions(app: Flask, settings: Settings, client: redis.Redis | RedisC
     providers: dict[str, Provider] = {}
     for name, config in settings.providers.items():
         provider = PROVIDER_CLASSES[name](config, settings.http_timeout, adapter)
-        oauth.register(name, user_agent="{{ cookiecutter.project_name }}/0.1", **provider.registration())
+        registration = provider.registration()
+        registration["compliance_fix"] = keeping_clock(registration["compliance_fix"])
+        oauth.register(name, user_agent="{{ cookiecutter.project_name }}/0.1", **registration)
         providers[name] = provider
     app.extensions["redis"] = client
     app.extensions["providers"] = providers

@@ -1,13 +1,13 @@
 """Outbound HTTP: one connection pool per process, shared by every Authlib session.
 
 Authlib builds a fresh requests session for each call and closes it afterwards, which
-would throw the pool away every time; mounting one adapter whose close() is a no-op
-keeps TCP/TLS connections alive across requests and threads.
+would throw the pool away every time; one adapter whose close() is a no-op, mounted on
+each of them by the provider adapters (providers/oauth2.py), keeps TCP/TLS connections
+alive across requests and threads.
 """
 
 from __future__ import annotations
 
-from requests import Session
 from requests.adapters import HTTPAdapter
 
 
@@ -18,8 +18,3 @@ class SharedAdapter(HTTPAdapter):
 
 def make_shared_adapter(pool_size: int = 20) -> SharedAdapter:
     return SharedAdapter(pool_connections=pool_size, pool_maxsize=pool_size, max_retries=0)
-
-
-def mount(session: Session, adapter: HTTPAdapter) -> None:
-    session.mount("https://", adapter)
-    session.mount("http://", adapter)

@@ -42,7 +42,7 @@ from .extensions import (
     user_store,
 )
 from .models import db
-from .providers.base import Provider
+from .providers import Provider
 from .user_list import DEFAULT_LIMIT, next_cursor, parse_list_request, user_page
 from .users import LastIdentity
 

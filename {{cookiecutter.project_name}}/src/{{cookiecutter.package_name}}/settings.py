@@ -7,6 +7,7 @@ misconfigured deployment fails before it serves a single request.
 from __future__ import annotations
 
 import importlib.util
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -19,8 +20,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from .masking import mask_url
-from .providers import PROVIDER_CLASSES
-from .providers.base import ProviderConfig, is_loopback_url
+from .providers import PROVIDER_CLASSES, Provider, ProviderConfig
 
 DAY = 24 * 3600
 NO_REDIS_EMULATION = (
@@ -239,6 +239,55 @@ def _database_url(raw: str, production: bool, problems: list[str]) -> str:
     return raw
 
 
+def is_loopback_url(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _provider_url(name: str, value: str, production: bool, problems: list[str]) -> None:
+    """Provider URLs must be absolute; plain http is only tolerated for loopback mocks."""
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        problems.append(f"{name} must be an absolute http(s) URL, got {mask_url(value)!r}")
+    elif production and parts.scheme == "http" and not is_loopback_url(value):
+        problems.append(f"{name} must use https:// in production (got {mask_url(value)!r})")
+
+
+def _provider_config(
+    cls: type[Provider], env: Mapping[str, str], production: bool, problems: list[str]
+) -> ProviderConfig | None:
+    """None when the provider is not configured; problems get one line per bad value.
+
+    Only one of the two credentials is a mistake, not a switch: silently leaving the
+    provider off would hide the typo until someone tries to sign in.
+    """
+    id_name, secret_name = f"{cls.env_prefix}_CLIENT_ID", f"{cls.env_prefix}_CLIENT_SECRET"
+    client_id = env.get(id_name, "").strip()
+    client_secret = env.get(secret_name, "").strip()
+    if not (client_id and client_secret):
+        if client_id or client_secret:
+            given, missing = (id_name, secret_name) if client_id else (secret_name, id_name)
+            problems.append(
+                f"{missing} is not set but {given} is: set both to enable {cls.title}, "
+                "or neither to leave it off"
+            )
+        return None
+    extra: dict[str, str] = {}
+    for variable, default in cls.url_settings.items():
+        value = (env.get(variable, "").strip() or default).rstrip("/")
+        _provider_url(variable, value, production, problems)
+        extra[variable] = value
+    for variable, default in cls.option_settings.items():
+        extra[variable] = env.get(variable, "").strip() or default
+    problems += cls.validate(client_id, extra)
+    return ProviderConfig(cls.name, client_id, client_secret, extra)
+
+
 def _public_url(env: Mapping[str, str], production: bool, problems: list[str]) -> str | None:
     """The origin people use. Production requires it: without it redirect URIs and the CSRF
     origin check would follow the request's Host header, which anyone can send."""
@@ -308,7 +357,7 @@ def load_settings(env: Mapping[str, str] | None = None, *, strict: bool = True) 
     providers: dict[str, ProviderConfig] = {}
     disabled: dict[str, str] = {}
     for name, cls in PROVIDER_CLASSES.items():
-        config = cls.config_from_env(env, production, problems)
+        config = _provider_config(cls, env, production, problems)
         if config is None:
             disabled[name] = (
                 f"{cls.env_prefix}_CLIENT_ID and {cls.env_prefix}_CLIENT_SECRET are not both set"

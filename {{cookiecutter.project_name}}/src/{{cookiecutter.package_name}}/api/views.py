@@ -23,6 +23,8 @@ from ..extensions import (
     user_store,
 )
 from ..models import db
+from ..provider_errors import translate
+from ..providers.errors import TokenRefused
 from ..tokens import ReauthRequired
 from ..user_list import next_cursor, parse_list_request, user_page
 
@@ -57,14 +59,13 @@ def provider_profile(provider: str) -> ResponseReturnValue:
         identity = adapter.fetch_profile(client, token.as_oauth_token())
     except (ReauthRequired, InvalidTokenError):
         return reauth_required(provider)
-    except AppError as error:
-        if error.code != "profile_error":
-            raise
-        # The provider refused the token itself: revoked grant, expired session...
+    except TokenRefused:  # the token itself: revoked grant, expired session...
         tokens.mark_reauth(user.id, provider, "API call refused")
         return reauth_required(provider)
+    except AppError:
+        raise
     except Exception as exc:
-        raise adapter.translate(exc) from exc
+        raise translate(adapter, exc) from exc
     response = jsonify(provider=provider, profile=identity.as_dict())
     response.headers["Cache-Control"] = "no-store"
     return response

@@ -26,7 +26,9 @@ from ..extensions import (
     user_store,
 )
 from ..models import db
-from ..providers.base import Identity, Provider, RestartLogin, invalid_state_error
+from ..provider_errors import invalid_state_error, provider_failures
+from ..providers import Identity, Provider
+from ..providers.errors import RestartLogin
 from ..session_index import LAST_SEEN_EVERY, device_summary
 from ..sessions import session_store
 from ..tokens.vault import StoredToken
@@ -89,11 +91,11 @@ def login(provider: str) -> Response:
         **adapter.login_options(request.args),  # e.g. Facebook's ?rerequest=1
     }
     try:
-        return oauth_client(provider).authorize_redirect(_redirect_uri(provider), **params)
-    except Exception as exc:  # e.g. Google's discovery document unreachable
-        error = adapter.translate(exc)
+        with provider_failures(adapter):  # e.g. Google's discovery document unreachable
+            return oauth_client(provider).authorize_redirect(_redirect_uri(provider), **params)
+    except AppError as error:
         error.retry_url = request.full_path
-        raise error from exc
+        raise
 
 
 def _has_provider(user: UserView, provider: str) -> bool:
@@ -116,7 +118,8 @@ def callback(provider: str) -> Response:
     try:
         if request.args.get("error") and not attempt:
             raise invalid_state_error()  # an error redirect we never asked for
-        identity, token = adapter.complete_login(client, request.args)
+        with provider_failures(adapter):
+            identity, token = adapter.complete_login(client, request.args)
     except RestartLogin:
         return redirect(url_for("auth.login", provider=provider))
     except AppError as error:

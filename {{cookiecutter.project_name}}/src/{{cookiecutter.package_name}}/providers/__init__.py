@@ -1,14 +1,13 @@
 """The provider registry: one line per provider module.
 
-To add a provider, write a module with a `Provider` subclass (see base.py and github.py)
-and add one line here.
+To add a provider, write a module with a subclass of `OIDCProvider` (oidc.py, see google.py)
+or `OAuth2Provider` (oauth2.py, see github.py) and add one line here. This package imports
+nothing else of the app (tests/test_structure.py): the app reads these classes.
 """
 
 from __future__ import annotations
 
-from flask import Blueprint
-
-from .base import Identity, Provider
+from .base import Check, Identity, Provider, ProviderConfig
 {%- if cookiecutter.use_facebook %}
 from .facebook import FacebookProvider
 {%- endif %}
@@ -34,16 +33,4 @@ PROVIDER_CLASSES: dict[str, type[Provider]] = {
     ]
 }
 
-
-def provider_blueprints() -> dict[str, Blueprint]:
-    """Routes that belong to one provider (imported late: they use the app's stores)."""
-    blueprints: dict[str, Blueprint] = {}
-{%- if cookiecutter.use_facebook %}
-    from .facebook_callbacks import bp as facebook_callbacks
-
-    blueprints["facebook"] = facebook_callbacks
-{%- endif %}
-    return blueprints
-
-
-__all__ = ["PROVIDER_CLASSES", "Identity", "Provider", "provider_blueprints"]
+__all__ = ["PROVIDER_CLASSES", "Check", "Identity", "Provider", "ProviderConfig"]

@@ -19,27 +19,21 @@ import re
 import time
 from collections.abc import Mapping
 from datetime import date, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import requests
 from authlib.integrations.base_client import OAuthError
 from authlib.integrations.flask_client import FlaskOAuth2App
 
-from ..errors import AppError
-from .base import (
-    Finding,
-    Identity,
-    Provider,
-    ProviderConfig,
-    as_bool,
-    clean_subject,
-    login_error,
-    safe_code,
+from .base import Check, Identity, ProviderConfig, StoredGrant, as_bool, clean_subject, safe_code
+from .errors import (
+    ProviderBusy,
+    ProviderError,
+    ProviderUnavailable,
+    TokenRefused,
 )
-
-if TYPE_CHECKING:
-    from ..tokens.vault import StoredToken
+from .oauth2 import OAuth2Provider
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +86,7 @@ def two_years_after(day: date) -> date:
         return day.replace(year=day.year + 2, day=28)
 
 
-def graph_version_finding(version: str, today: date) -> Finding:
+def graph_version_finding(version: str, today: date) -> Check:
     """Is the pinned Graph version still served on `today`, and for how long?"""
     move = (
         f"Set FACEBOOK_GRAPH_VERSION to {DEFAULT_GRAPH_VERSION} or a newer version "
@@ -103,7 +97,7 @@ def graph_version_finding(version: str, today: date) -> Finding:
         oldest = min(GRAPH_VERSIONS, key=graph_version)
         newest = max(GRAPH_VERSIONS, key=graph_version)
         if graph_version(version) > graph_version(newest):
-            return Finding(
+            return Check(
                 "warn",
                 f"FACEBOOK_GRAPH_VERSION {version} is newer than this app's table of Graph "
                 f"versions (up to {newest}): its expiry is not checked",
@@ -111,43 +105,41 @@ def graph_version_finding(version: str, today: date) -> Finding:
             )
         if graph_version(version) < graph_version(oldest):
             gone = GRAPH_VERSIONS[oldest][1]
-            return Finding(
+            return Check(
                 "fail",
                 f"FACEBOOK_GRAPH_VERSION {version} is older than {oldest}, which expired on "
                 f"{gone}: Meta no longer serves it",
                 move,
             )
-        return Finding("fail", f"FACEBOOK_GRAPH_VERSION {version} is no Graph API version", move)
+        return Check("fail", f"FACEBOOK_GRAPH_VERSION {version} is no Graph API version", move)
     released, expires = known
     if expires is None:  # the newest: Meta sets its expiry when the next version ships
         earliest = two_years_after(released)
         if today >= earliest - EXPIRY_WARNING:
-            return Finding(
+            return Check(
                 "warn",
                 f"FACEBOOK_GRAPH_VERSION {version} may expire from {earliest}: this app's "
                 "table of Graph versions is out of date",
                 f"Check {CHANGELOG_URL} and update GRAPH_VERSIONS in providers/facebook.py.",
             )
-        return Finding(
-            "ok", f"FACEBOOK_GRAPH_VERSION {version} is served until {earliest} at least"
-        )
+        return Check("ok", f"FACEBOOK_GRAPH_VERSION {version} is served until {earliest} at least")
     if today >= expires:
-        return Finding(
+        return Check(
             "fail",
             f"FACEBOOK_GRAPH_VERSION {version} expired on {expires}: Meta no longer serves it",
             move,
         )
     if today >= expires - EXPIRY_WARNING:
         days = (expires - today).days
-        return Finding(
+        return Check(
             "warn",
             f"FACEBOOK_GRAPH_VERSION {version} expires on {expires}, in {days} day(s)",
             move,
         )
-    return Finding("ok", f"FACEBOOK_GRAPH_VERSION {version} is served until {expires}")
+    return Check("ok", f"FACEBOOK_GRAPH_VERSION {version} is served until {expires}")
 
 
-def is_transient(error: AppError) -> bool:
+def is_transient(error: ProviderError) -> bool:
     return error.code == TRANSIENT and error.status == 503
 
 
@@ -173,7 +165,7 @@ def app_usage_percent(response: requests.Response) -> int | None:
         return None
 
 
-class FacebookProvider(Provider):
+class FacebookProvider(OAuth2Provider):
     name = "facebook"
     title = "Facebook"
     env_prefix = "FACEBOOK"
@@ -206,19 +198,18 @@ class FacebookProvider(Provider):
     uses_pkce = False
 
     @classmethod
-    def validate(cls, client_id: str, extra: Mapping[str, str], problems: list[str]) -> None:
-        if not GRAPH_VERSION_PATTERN.match(extra["FACEBOOK_GRAPH_VERSION"]):
-            problems.append(
-                f"FACEBOOK_GRAPH_VERSION must look like {DEFAULT_GRAPH_VERSION}, got "
-                f"{extra['FACEBOOK_GRAPH_VERSION']!r}"
-            )
+    def validate(cls, client_id: str, extra: Mapping[str, str]) -> list[str]:
+        version = extra["FACEBOOK_GRAPH_VERSION"]
+        if GRAPH_VERSION_PATTERN.match(version):
+            return []
+        return [f"FACEBOOK_GRAPH_VERSION must look like {DEFAULT_GRAPH_VERSION}, got {version!r}"]
 
     @classmethod
-    def credential_findings(cls, config: ProviderConfig) -> list[Finding]:
+    def credential_checks(cls, config: ProviderConfig) -> list[Check]:
         findings = []
         if not config.client_id.isdigit() or not 14 <= len(config.client_id) <= 17:
             findings.append(
-                Finding(
+                Check(
                     "fail",
                     "FACEBOOK_CLIENT_ID is not a Facebook App ID (15-16 digits)",
                     f"Copy the App ID from {cls.console_url} (App settings, Basic).",
@@ -226,7 +217,7 @@ class FacebookProvider(Provider):
             )
         if not re.fullmatch(r"[0-9a-f]{32}", config.client_secret):
             findings.append(
-                Finding(
+                Check(
                     "fail",
                     "FACEBOOK_CLIENT_SECRET is not 32 hex characters as an App Secret is",
                     "Copy the App Secret from App settings, Basic.",
@@ -235,7 +226,7 @@ class FacebookProvider(Provider):
         return findings
 
     @classmethod
-    def lifetime_findings(cls, config: ProviderConfig, today: date) -> list[Finding]:
+    def lifetime_checks(cls, config: ProviderConfig, today: date) -> list[Check]:
         version = config.extra["FACEBOOK_GRAPH_VERSION"]
         if not GRAPH_VERSION_PATTERN.match(version):
             return []  # a configuration problem, reported as such
@@ -294,11 +285,8 @@ class FacebookProvider(Provider):
         profile = self.graph_json(response, "me")
         if not isinstance(profile, dict):
             # Facebook is known to answer a bare `false` now and then.
-            raise AppError(
-                502,
-                "provider_unavailable",
-                "Facebook returned an empty profile.",
-                "Try signing in again in a moment.",
+            raise ProviderUnavailable(
+                "Facebook returned an empty profile.", "Try signing in again in a moment."
             )
         picture = profile.get("picture")
         data = picture.get("data") if isinstance(picture, dict) else None
@@ -326,12 +314,12 @@ class FacebookProvider(Provider):
             log.warning("could not exchange for a long-lived token: %s", type(exc).__name__)
             return token
 
-    def refresh(self, client: FlaskOAuth2App, token: StoredToken) -> dict[str, Any]:
+    def refresh(self, client: FlaskOAuth2App, token: StoredGrant) -> dict[str, Any]:
         raise NotImplementedError("Facebook has no refresh tokens")
 
     # --- revocation -------------------------------------------------------------------
 
-    def revoke(self, client: FlaskOAuth2App, token: StoredToken | None, subject: str) -> None:
+    def revoke(self, client: FlaskOAuth2App, token: StoredGrant | None, subject: str) -> None:
         """DELETE /{app-scoped-user-id}/permissions: the app leaves the person's settings.
 
         With the user token while it lives; once it has expired (about 60 days), lost data
@@ -344,18 +332,17 @@ class FacebookProvider(Provider):
             error = self.delete_permissions(client, subject, token.as_oauth_token())
             if error is None:
                 return
-            if error.code != "profile_error":  # down, throttled, transient: not done
+            if not isinstance(error, TokenRefused):  # down, throttled, transient: not done
                 raise error
             log.info("user token refused at revocation, asking with the app token")
         error = self.delete_permissions(client, subject, self.app_token())
         if error is None:
             return
-        if error.code == "profile_error":
-            raise AppError(
-                502,
-                "revocation_refused",
+        if isinstance(error, TokenRefused):
+            raise ProviderUnavailable(
                 "Facebook refused this app's own credentials.",
                 self.credentials_hint(),
+                code="revocation_refused",
             )
         raise error
 
@@ -366,11 +353,11 @@ class FacebookProvider(Provider):
 
     def delete_permissions(
         self, client: FlaskOAuth2App, subject: str, token: dict[str, str]
-    ) -> AppError | None:
+    ) -> ProviderError | None:
         """None once Facebook says success; a transient error is tried once more first."""
         attempt = 1
         while True:
-            response = self.call(lambda: client.delete(f"{subject}/permissions", token=token))
+            response = client.delete(f"{subject}/permissions", token=token)
             if response.status_code == 200:
                 return None
             error = self.graph_error(response, "permissions")
@@ -386,51 +373,40 @@ class FacebookProvider(Provider):
             return response.json()
         raise self.graph_error(response, what)
 
-    def graph_error(self, response: requests.Response, what: str) -> AppError:
+    def graph_error(self, response: requests.Response, what: str) -> ProviderError:
         error = error_object(response)
         code = error.get("code")
         if code in THROTTLING_CODES:
             log.warning("Facebook throttles this app usage=%s", app_usage_percent(response))
-            return AppError(
-                503,
-                "provider_rate_limited",
+            return ProviderBusy(
                 "Facebook is rate-limiting this app.",
                 "Wait a few minutes and try again.",
-                retry_after=self.retry_after(response),
+                self.retry_after(response),
             )
         if code in TRANSIENT_CODES or as_bool(error.get("is_transient")):
             return self.transient_error(what, code)
         if code in AUTH_CODES or error.get("type") == "OAuthException":
-            return login_error(
-                400,
-                "profile_error",
+            return TokenRefused(
                 "Facebook did not accept the sign-in token.",
                 "Start the sign-in again.",
-                provider_error=safe_code(code),
-                subcode=safe_code(error.get("error_subcode", "")),
+                {
+                    "provider_error": safe_code(code),
+                    "subcode": safe_code(error.get("error_subcode", "")),
+                },
             )
         if code == 100 and "appsecret_proof" in str(error.get("message", "")):
-            return login_error(
-                400,
-                "profile_error",
-                "Facebook refused the app secret proof.",
-                self.credentials_hint(),
-            )
-        return AppError(
-            502,
-            "provider_unavailable",
+            return TokenRefused("Facebook refused the app secret proof.", self.credentials_hint())
+        return ProviderUnavailable(
             f"Facebook answered with an error ({response.status_code}).",
-            "Try again in a moment.",
             details={"endpoint": what, "code": safe_code(code)},
         )
 
-    def transient_error(self, what: str, code: Any) -> AppError:
+    def transient_error(self, what: str, code: Any) -> ProviderError:
         """Facebook's "try again later": a 503 that keeps the link, never "reconnect"."""
-        return AppError(
-            503,
-            TRANSIENT,
+        return ProviderUnavailable(
             "Facebook had a temporary problem.",
-            "Try again in a moment.",
+            status=503,
+            code=TRANSIENT,
             retry_after=TRANSIENT_RETRY_AFTER,
             details={"endpoint": what, "code": safe_code(code)},
         )
@@ -450,18 +426,18 @@ class FacebookProvider(Provider):
             return DEFAULT_RETRY_AFTER
         return max(MIN_RETRY_AFTER, min(3600, 3600 * (usage - 100) // usage))
 
-    def translate(self, exc: Exception) -> AppError:
+    def token_refused(self, exc: OAuthError) -> ProviderError:
         # A token-endpoint answer flagged transient (code 2, "is_transient": true) under a
         # 4xx: try again. Code 1 alone is no signal there: it is also "Error validating
         # client secret".
-        error = exc.error if isinstance(exc, OAuthError) else None
+        error = exc.error
         if isinstance(error, dict) and (
             error.get("code") == 2 or as_bool(error.get("is_transient"))
         ):
             return self.transient_error("oauth/access_token", error.get("code"))
-        return super().translate(exc)
+        return super().token_refused(exc)
 
-    def token_error(self, code: str, description: str) -> AppError:
+    def token_error(self, code: str, description: str) -> ProviderError:
         # Facebook's token errors are numeric codes inside a nested object.
         if code == "100" and "redirect_uri" in description:
             return super().token_error("redirect_uri_mismatch", description)

@@ -12,26 +12,15 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import requests
 from authlib.integrations.flask_client import FlaskOAuth2App
+from requests.adapters import HTTPAdapter
 
-from ..errors import AppError
-from .base import (
-    Finding,
-    Identity,
-    InvalidProfile,
-    Provider,
-    ProviderConfig,
-    RestartLogin,
-    RevocationIncomplete,
-    clean_email,
-    clean_subject,
-)
-
-if TYPE_CHECKING:
-    from ..tokens.vault import StoredToken
+from .base import Check, Identity, ProviderConfig, StoredGrant, clean_email, clean_subject
+from .errors import InvalidProfile, ProviderBusy, ProviderError, RestartLogin, RevocationIncomplete
+from .oauth2 import OAuth2Provider
 
 API_VERSION = "2022-11-28"
 # OAuth Apps: "Ov23li…" or 20 hex (classic); GitHub Apps: "Iv1.…" or "Iv23li…".
@@ -65,7 +54,7 @@ def best_email(emails: list[Mapping[str, Any]]) -> Mapping[str, Any] | None:
     )
 
 
-class GitHubProvider(Provider):
+class GitHubProvider(OAuth2Provider):
     name = "github"
     title = "GitHub"
     env_prefix = "GITHUB"
@@ -84,20 +73,18 @@ class GitHubProvider(Provider):
     # a GitHub App's 8-hour token is refreshed first, under the refresh lock.
     revoke_needs_live_token = True
 
-    def __init__(
-        self, config: ProviderConfig, timeout: float, adapter: requests.adapters.HTTPAdapter
-    ):
+    def __init__(self, config: ProviderConfig, timeout: float, adapter: HTTPAdapter | None):
         super().__init__(config, timeout, adapter)
         is_app = GITHUB_APP_CLIENT_ID.match(config.client_id)
         page = "apps/authorizations" if is_app else "applications"
         self.user_apps_url = f"{config.extra['GITHUB_URL']}/settings/{page}"
 
     @classmethod
-    def credential_findings(cls, config: ProviderConfig) -> list[Finding]:
+    def credential_checks(cls, config: ProviderConfig) -> list[Check]:
         findings = []
         if not CLIENT_ID.match(config.client_id):
             findings.append(
-                Finding(
+                Check(
                     "fail",
                     "GITHUB_CLIENT_ID does not look like a GitHub client id "
                     "(Ov23li…, Iv1.…, Iv23li… or 20 hex characters)",
@@ -106,7 +93,7 @@ class GitHubProvider(Provider):
             )
         if not CLIENT_SECRET.match(config.client_secret):
             findings.append(
-                Finding(
+                Check(
                     "warn",
                     "GITHUB_CLIENT_SECRET is not 40 hex characters as GitHub's are",
                     "Generate a new client secret in the app's settings and copy it whole.",
@@ -220,7 +207,7 @@ class GitHubProvider(Provider):
             raise InvalidProfile("the email list is not a JSON list")
         return [e for e in listing if isinstance(e, dict)]
 
-    def revoke(self, client: FlaskOAuth2App, token: StoredToken | None, subject: str) -> None:
+    def revoke(self, client: FlaskOAuth2App, token: StoredGrant | None, subject: str) -> None:
         if token is None:  # nothing to ask with
             raise RevocationIncomplete("no_token")
         # The caller refreshed what could be refreshed. "Invalid tokens will return 404 NOT
@@ -231,14 +218,12 @@ class GitHubProvider(Provider):
         # Deleting the grant revokes every token of this app for the user (GitHub Apps'
         # refresh tokens included). It authenticates as the app, with Basic auth.
         url = f"{self.api_url}/applications/{self.config.client_id}/grant"
-        response = self.call(
-            lambda: client.delete(
-                url,
-                withhold_token=True,
-                auth=(self.config.client_id, self.config.client_secret),
-                json={"access_token": token.access_token},
-                headers={"Accept": "application/vnd.github+json"},
-            )
+        response = client.delete(
+            url,
+            withhold_token=True,
+            auth=(self.config.client_id, self.config.client_secret),
+            json={"access_token": token.access_token},
+            headers={"Accept": "application/vnd.github+json"},
         )
         if response.status_code == 204:
             return
@@ -274,18 +259,16 @@ class GitHubProvider(Provider):
                 pass
         return SECONDARY_WAIT
 
-    def busy(self, response: requests.Response) -> AppError:
+    def busy(self, response: requests.Response) -> ProviderBusy:
         seconds = self.retry_after(response)
-        return AppError(
-            503,
-            "provider_rate_limited",
+        return ProviderBusy(
             f"{self.title} is busy: try again in {seconds} s.",
             f"{self.title} limits how often this app may call it. Nothing is wrong with "
             f"your account: wait {seconds} seconds, then try again.",
-            retry_after=seconds,
+            seconds,
         )
 
-    def api_error(self, response: requests.Response, what: str) -> AppError:
+    def api_error(self, response: requests.Response, what: str) -> ProviderError:
         if self.is_rate_limited(response):
             return self.busy(response)
         return super().api_error(response, what)

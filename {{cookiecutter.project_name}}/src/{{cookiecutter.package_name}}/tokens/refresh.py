@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import logging
 
-from authlib.integrations.base_client import OAuthError
 from authlib.integrations.flask_client import FlaskOAuth2App
 from redis.exceptions import LockError
 
 from ..errors import AppError
 from ..models import db
+from ..provider_errors import provider_failures
 from ..providers import Provider
+from ..providers.errors import RefreshTokenDead
 from ..redis import RedisClient
 from .vault import StoredToken, TokenVault
 
@@ -95,15 +96,11 @@ class TokenService:
         if not token.refresh_token:
             return token  # about to expire but cannot be refreshed: use it while it lasts
         try:
-            response = provider.refresh(client, token)
-        except OAuthError as exc:
-            code, _ = provider.unwrap_oauth_error(exc)
-            if provider.is_dead_refresh_token(code):
-                self.mark_reauth(user_id, provider.name, f"refresh refused ({code})")
-                raise ReauthRequired(provider.name, code) from exc
-            raise provider.translate(exc) from exc
-        except Exception as exc:
-            raise provider.translate(exc) from exc
+            with provider_failures(provider):
+                response = provider.refresh(client, token)
+        except RefreshTokenDead as exc:
+            self.mark_reauth(user_id, provider.name, f"refresh refused ({exc.code})")
+            raise ReauthRequired(provider.name, exc.code) from exc
         refreshed = StoredToken.from_response(response, token)
         # One statement replaces access and refresh token together, committed before the
         # lock is released: a rotated refresh token (GitHub Apps) is never half-saved.

@@ -1,0 +1,209 @@
+"""OpenID Connect over the OAuth 2 adapter: discovery, the ID token, userinfo, revocation.
+
+A provider module declares its discovery variable and claim mapping. The ID token is
+validated per OIDC Core 3.1.3.7: Authlib checks the signature, nonce, exp, iat and azp; we
+add what it leaves out: only the algorithms we pin (the discovery document could list
+`none`), `aud` exactly our client, a list of audiences only of us, the issuer. The signing
+keys are cached as long as their response says (jwks.py), not forever. The client
+authenticates as the discovery document allows, Basic first; revocation the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import requests
+from authlib.integrations.flask_client import FlaskOAuth2App
+from requests import Response
+
+from .base import Check, Fetch, Identity, ProviderConfig, StoredGrant, as_bool, clean_subject
+from .errors import InvalidProfile, LoginRefused, RevocationIncomplete
+from .jwks import KeySetCache, key_set
+from .oauth2 import OAuth2Provider
+
+DISCOVERY_PATH = "/.well-known/openid-configuration"
+ID_TOKEN_LEEWAY = 120  # seconds of clock skew tolerated on iat/exp
+
+
+def advertised_auth_method(metadata: Mapping[str, Any]) -> str:
+    """client_secret_basic when listed or when nothing is (RFC 8414's default), else post."""
+    supported = metadata.get("token_endpoint_auth_methods_supported")
+    if not isinstance(supported, list) or "client_secret_basic" in supported:
+        return "client_secret_basic"
+    return "client_secret_post" if "client_secret_post" in supported else "client_secret_basic"
+
+
+class OIDCClient(FlaskOAuth2App):
+    """Authlib's client with the key set cached per process, authenticating as advertised.
+
+    The discovery document stays cached for the process's life, as Authlib does.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.key_set_cache = KeySetCache()
+
+    def load_server_metadata(self) -> dict[str, Any]:
+        metadata = super().load_server_metadata()
+        # Authlib hands the document to each session it makes: this key picks the method.
+        metadata.setdefault("token_endpoint_auth_method", advertised_auth_method(metadata))
+        return metadata
+
+    def fetch_jwk_set(self, force: bool = False) -> dict[str, Any]:
+        """Called by Authlib's parse_id_token: first plain, again with force on unknown kid."""
+
+        def fetch() -> requests.Response:
+            uri = self.load_server_metadata().get("jwks_uri")
+            if not uri:
+                raise ValueError("the discovery document has no jwks_uri")
+            with self._get_session() as session:
+                return session.request("GET", uri, withhold_token=True)
+
+        return self.key_set_cache.get(fetch, force)
+
+
+class OIDCProvider(OAuth2Provider):
+    """An OpenID Provider: the identity comes from the ID token, the profile from userinfo."""
+
+    scope = "openid email profile"
+    # The variable holding the discovery document's URL (one of `url_settings`).
+    discovery_setting: ClassVar[str]
+    id_token_algorithms: ClassVar[tuple[str, ...]] = ("RS256",)
+    # Other spellings of its issuer that the provider puts in ID tokens (Google has two).
+    issuer_spellings: ClassVar[tuple[str, ...]] = ()
+    # Identity field -> the claims that may hold it, the first present wins; () = never given.
+    claims: ClassVar[dict[str, tuple[str, ...]]] = {
+        "subject": ("sub",),
+        "username": (),
+        "email": ("email",),
+        "email_verified": ("email_verified",),
+        "name": ("name",),
+        "avatar_url": ("picture",),
+    }
+
+    def registration(self) -> dict[str, Any]:
+        return {
+            **super().registration(),
+            "server_metadata_url": self.config.extra[self.discovery_setting],
+            "client_cls": OIDCClient,
+        }
+
+    def client_auth_method(self, client: FlaskOAuth2App) -> str:
+        return client.load_server_metadata()["token_endpoint_auth_method"]
+
+    def id_token_issuers(self, metadata: Mapping[str, Any]) -> list[str]:
+        issuer = str(metadata.get("issuer") or "")  # none: no ID token can match it
+        return list(self.issuer_spellings) if issuer in self.issuer_spellings else [issuer]
+
+    def exchange_code(self, client: FlaskOAuth2App) -> dict[str, Any]:
+        metadata = client.load_server_metadata()
+        # Authlib would accept any algorithm the discovery document lists (even `none`).
+        metadata["id_token_signing_alg_values_supported"] = list(self.id_token_algorithms)
+        options = {
+            "iss": {"essential": True, "values": self.id_token_issuers(metadata)},
+            # Authlib's default only checks azp; the audience must be us.
+            "aud": {"essential": True, "value": self.config.client_id},
+            "sub": {"essential": True},
+        }
+        token = self.token_request(
+            lambda: client.authorize_access_token(leeway=ID_TOKEN_LEEWAY, claims_options=options)
+        )
+        if "id_token" not in token or not token.get("userinfo"):
+            raise LoginRefused(
+                400,
+                "invalid_id_token",
+                f"{self.title} sent no identity token.",
+                "Start the sign-in again; the app asks for the `openid` scope.",
+            )
+        return token
+
+    def fetch_identity(self, client: FlaskOAuth2App, token: dict[str, Any]) -> Identity:
+        claims: Mapping[str, Any] = token["userinfo"]
+        audience = claims.get("aud")
+        if isinstance(audience, list) and any(a != self.config.client_id for a in audience):
+            # OIDC Core 3.1.3.7 (3): reject audiences we do not trust.
+            message = f"The {self.title} identity token names other audiences."
+            raise LoginRefused(400, "invalid_id_token", message)
+        self.check_claims(claims)
+        return self.identity_from_claims(claims)
+
+    def check_claims(self, claims: Mapping[str, Any]) -> None:
+        """The provider's own rule on a validated ID token (Google's hosted domain)."""
+
+    def fetch_profile(self, client: FlaskOAuth2App, token: dict[str, Any]) -> Identity:
+        endpoint = client.load_server_metadata()["userinfo_endpoint"]
+        response = client.get(endpoint, token=token)
+        if response.status_code != 200:
+            raise self.api_error(response, "userinfo")
+        return self.identity_from_claims(response.json())
+
+    def identity_from_claims(self, claims: Mapping[str, Any]) -> Identity:
+        """ID-token claims and the userinfo answer share these names."""
+        if not isinstance(claims, Mapping):
+            raise InvalidProfile("the profile is not a JSON object")
+
+        def claim(field: str) -> Any:
+            return next((claims[name] for name in self.claims[field] if name in claims), None)
+
+        return Identity(
+            provider=self.name,
+            subject=clean_subject(claim("subject")),  # refuses a missing, null or empty one
+            username=claim("username"),
+            email=claim("email"),
+            email_verified=as_bool(claim("email_verified")),
+            name=claim("name"),
+            avatar_url=claim("avatar_url"),
+        )
+
+    def revoke(self, client: FlaskOAuth2App, token: StoredGrant | None, subject: str) -> None:
+        if token is None:  # nothing to ask with
+            raise RevocationIncomplete("no_token")
+        endpoint = client.load_server_metadata().get("revocation_endpoint")
+        if not endpoint:  # the person removes the app at the provider
+            raise RevocationIncomplete("no_revocation_endpoint")
+        self.revoke_token(client, endpoint, token)
+
+    # --- `flask auth doctor` ------------------------------------------------------------
+
+    @classmethod
+    def probe_url(cls, config: ProviderConfig) -> str:
+        return config.extra[cls.discovery_setting]
+
+    @classmethod
+    def probe_checks(cls, config: ProviderConfig, response: Response, fetch: Fetch) -> list[Check]:
+        """The discovery document: it loads, names the issuer we expect, and its keys load."""
+        url = cls.probe_url(config)
+        try:
+            metadata = response.json() if response.status_code == 200 else None
+        except ValueError:
+            metadata = None
+        if not isinstance(metadata, dict):
+            status = response.status_code
+            problem = f"the discovery document at {url} did not load (HTTP {status})"
+            return [Check("fail", problem, f"Check {cls.discovery_setting}.")]
+        issuer = metadata.get("issuer")
+        if issuer != url.removesuffix(DISCOVERY_PATH) and issuer not in cls.issuer_spellings:
+            problem = f"the discovery document's issuer {issuer!r} does not match {url}"
+            hint = f"ID tokens from it would be refused: check {cls.discovery_setting}."
+            return [Check("fail", problem, hint)]
+        loaded = Check("ok", f"discovery document loaded; issuer {issuer}")
+        return [loaded, cls.key_set_check(metadata, fetch)]
+
+    @classmethod
+    def key_set_check(cls, metadata: Mapping[str, Any], fetch: Fetch) -> Check:
+        """The signing keys (JWKS) load and hold an RSA key: RS256 ID tokens can be checked."""
+        uri = metadata.get("jwks_uri")
+        hint = f"ID tokens cannot be checked without them: check {cls.discovery_setting}."
+        if not isinstance(uri, str) or not uri:
+            return Check("warn", "the discovery document names no signing keys (jwks_uri)", hint)
+        try:
+            keys = key_set(fetch(uri))["keys"]
+        except (requests.RequestException, ValueError) as exc:
+            return Check(
+                "fail", f"the signing keys at {uri} did not load ({type(exc).__name__})", hint
+            )
+        rsa = [k for k in keys if isinstance(k, dict) and k.get("kty") == "RSA"]
+        if not rsa:
+            return Check("fail", f"the key set at {uri} holds no RSA key for RS256", hint)
+        return Check("ok", f"{len(rsa)} signing key(s) at {uri}")

@@ -1,0 +1,243 @@
+"""The OpenID Connect base on its own: a provider declared in a few lines, against a real
+issuer served over HTTP, through the real Authlib client.
+
+What no mock provider shows on its own: how the client authenticates (as the discovery
+document advertises, Basic first; revocation the same way, RFC 7009 2.1), which answers of
+a revocation endpoint count as done, and what the doctor reads in the signing keys.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import unquote_plus
+
+import pytest
+import requests
+from authlib.integrations.flask_client import OAuth
+from conftest import RunningApp, free_port
+from flask import Flask, jsonify, request
+
+from {{ cookiecutter.package_name }}.providers import PROVIDER_CLASSES, ProviderConfig
+from {{ cookiecutter.package_name }}.providers.errors import (
+    ProviderBusy,
+    ProviderUnavailable,
+    RevocationIncomplete,
+)
+from {{ cookiecutter.package_name }}.providers.oidc import OIDCProvider
+from {{ cookiecutter.package_name }}.tokens import StoredToken
+
+CLIENT_ID = "example-client"
+CLIENT_SECRET = "s3cret/with+odd:chars"  # Basic auth form-encodes both (RFC 6749 2.3.1)
+BASIC, POST = "client_secret_basic", "client_secret_post"
+RSA_KEY = {"kty": "RSA", "kid": "k1", "use": "sig", "n": "sXch", "e": "AQAB"}
+
+
+class ExampleProvider(OIDCProvider):
+    """A whole OpenID provider adapter: declarations only."""
+
+    name = "example"
+    title = "Example"
+    env_prefix = "EXAMPLE"
+    console_name = "Example console"
+    console_url = "https://example.test/console"
+    user_apps_url = "https://example.test/apps"
+    discovery_setting = "EXAMPLE_DISCOVERY_URL"
+    url_settings = {discovery_setting: "https://example.test/.well-known/openid-configuration"}
+
+
+@dataclass
+class Call:
+    path: str
+    basic: tuple[str, str] | None
+    form: dict[str, str]
+
+
+@dataclass
+class Issuer:
+    """A real HTTP issuer whose discovery document and answers each test sets."""
+
+    url: str = ""
+    named: str | None = None  # the issuer its document names, when not its own URL
+    auth_methods: list[str] | None = None  # None: the document does not say
+    revocation: bool = True
+    revoke_answer: tuple[int, dict[str, Any]] = (200, {})
+    jwks: tuple[int, dict[str, Any]] = (200, {"keys": [RSA_KEY]})
+    calls: list[Call] = field(default_factory=list)
+
+    def app(self) -> Flask:
+        app = Flask(__name__)
+
+        @app.get("/.well-known/openid-configuration")
+        def discovery() -> Any:
+            document = {
+                "issuer": self.named or self.url,
+                "authorization_endpoint": f"{self.url}/authorize",
+                "token_endpoint": f"{self.url}/token",
+                "jwks_uri": f"{self.url}/jwks",
+            }
+            if self.revocation:
+                document["revocation_endpoint"] = f"{self.url}/revoke"
+            if self.auth_methods is not None:
+                document["token_endpoint_auth_methods_supported"] = self.auth_methods
+            return jsonify(document)
+
+        @app.post("/token")
+        def token() -> Any:
+            self.record()
+            return jsonify(access_token="fresh", token_type="Bearer", expires_in=3600)
+
+        @app.post("/revoke")
+        def revoke() -> Any:
+            self.record()
+            status, body = self.revoke_answer
+            return jsonify(body), status
+
+        @app.get("/jwks")
+        def jwks() -> Any:
+            status, body = self.jwks
+            return jsonify(body), status
+
+        return app
+
+    def record(self) -> None:
+        header = request.headers.get("Authorization", "")
+        basic = None
+        if header.startswith("Basic "):
+            user, _, password = base64.b64decode(header[6:]).decode().partition(":")
+            basic = (unquote_plus(user), unquote_plus(password))
+        self.calls.append(Call(request.path, basic, dict(request.form)))
+
+    def config(self, cls: type[OIDCProvider] = ExampleProvider) -> ProviderConfig:
+        extra = {**cls.option_settings, cls.discovery_setting: self.discovery_url}
+        return ProviderConfig(cls.name, CLIENT_ID, CLIENT_SECRET, extra)
+
+    @property
+    def discovery_url(self) -> str:
+        return f"{self.url}/.well-known/openid-configuration"
+
+
+@pytest.fixture()
+def issuer() -> Iterator[Issuer]:
+    running = Issuer()
+    port = free_port()
+    running.url = f"http://127.0.0.1:{port}"
+    server = RunningApp(running.url, port, running.app()).start()
+    yield running
+    server.stop()
+
+
+def adapter_and_client(issuer: Issuer, cls: type[OIDCProvider] = ExampleProvider):
+    """The adapter and its Authlib client, registered as the app registers every provider."""
+    provider = cls(issuer.config(cls), 5, None)
+    oauth = OAuth(Flask(__name__))
+    oauth.register(provider.name, **provider.registration())
+    return provider, oauth.create_client(provider.name)
+
+
+def stored() -> StoredToken:
+    return StoredToken(access_token="at-1", refresh_token="rt-1", expires_at=None)
+
+
+@pytest.mark.parametrize(
+    ("advertised", "method"),
+    [(None, BASIC), ([POST, BASIC], BASIC), ([POST], POST), (["private_key_jwt", POST], POST)],
+)
+def test_token_and_revocation_requests_authenticate_as_advertised(
+    issuer, advertised, method
+) -> None:
+    issuer.auth_methods = advertised
+    provider, client = adapter_and_client(issuer)
+    assert provider.refresh(client, stored())["access_token"] == "fresh"
+    provider.revoke(client, stored(), "subject")
+    assert [c.path for c in issuer.calls] == ["/token", "/revoke"]
+    for call in issuer.calls:
+        if method == BASIC:
+            assert call.basic == (CLIENT_ID, CLIENT_SECRET), call
+            assert "client_secret" not in call.form
+        else:
+            assert call.basic is None, call
+            assert (call.form["client_id"], call.form["client_secret"]) == (
+                CLIENT_ID,
+                CLIENT_SECRET,
+            )
+    revoked = issuer.calls[1].form
+    assert (revoked["token"], revoked["token_type_hint"]) == ("rt-1", "refresh_token")
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "outcome"),
+    [
+        (200, {}, None),
+        # Only Google documents 400 invalid_token as "already revoked" (below).
+        (400, {"error": "invalid_token"}, RevocationIncomplete),
+        (401, {"error": "invalid_client"}, RevocationIncomplete),
+        (404, {}, RevocationIncomplete),
+        (429, {}, ProviderBusy),
+        (503, {}, ProviderUnavailable),
+    ],
+)
+def test_only_a_200_counts_as_revoked(issuer, status, body, outcome) -> None:
+    issuer.revoke_answer = (status, body)
+    provider, client = adapter_and_client(issuer)
+    if outcome is None:
+        provider.revoke(client, stored(), "subject")
+    else:
+        with pytest.raises(outcome):
+            provider.revoke(client, stored(), "subject")
+    assert [c.path for c in issuer.calls] == ["/revoke"]
+
+
+def test_no_revocation_endpoint_is_no_revocation(issuer) -> None:
+    issuer.revocation = False
+    provider, client = adapter_and_client(issuer)
+    with pytest.raises(RevocationIncomplete) as raised:
+        provider.revoke(client, stored(), "subject")
+    assert raised.value.reason == "no_revocation_endpoint"
+    assert issuer.calls == []
+
+
+@pytest.mark.skipif("google" not in PROVIDER_CLASSES, reason="baked without Google")
+@pytest.mark.parametrize(
+    ("body", "done"), [({"error": "invalid_token"}, True), ({"error": "invalid_request"}, False)]
+)
+def test_google_counts_its_400_invalid_token_as_revoked(issuer, body, done) -> None:
+    issuer.revoke_answer = (400, body)
+    provider, client = adapter_and_client(issuer, PROVIDER_CLASSES["google"])
+    if done:
+        provider.revoke(client, stored(), "subject")
+    else:
+        with pytest.raises(RevocationIncomplete):
+            provider.revoke(client, stored(), "subject")
+
+
+def doctor_checks(issuer: Issuer) -> list[tuple[str, str]]:
+    response = requests.get(issuer.discovery_url, timeout=5)
+    checks = ExampleProvider.probe_checks(
+        issuer.config(), response, lambda url: requests.get(url, timeout=5)
+    )
+    return [(c.status, c.message) for c in checks]
+
+
+@pytest.mark.parametrize(
+    ("jwks", "status", "says"),
+    [
+        ((200, {"keys": [RSA_KEY, {"kty": "EC"}]}), "ok", "1 signing key(s) at http://"),
+        ((200, {"keys": [{"kty": "EC", "crv": "P-256"}]}), "fail", "holds no RSA key"),
+        ((200, {"keys": "none"}), "fail", "did not load (ValueError)"),
+        ((500, {}), "fail", "did not load (HTTPError)"),
+    ],
+)
+def test_the_doctor_reads_the_signing_keys(issuer, jwks, status, says) -> None:
+    issuer.jwks = jwks
+    (loaded, keys) = doctor_checks(issuer)
+    assert loaded == ("ok", f"discovery document loaded; issuer {issuer.url}")
+    assert keys[0] == status and says in keys[1], keys
+
+
+def test_the_doctor_refuses_another_issuer(issuer) -> None:
+    issuer.named = "https://elsewhere.example"
+    ((status, message),) = doctor_checks(issuer)
+    assert status == "fail" and "'https://elsewhere.example' does not match" in message
