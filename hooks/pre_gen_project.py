@@ -20,6 +20,8 @@ PROVIDERS = {
     "use_google": "{{ cookiecutter.use_google }}",
     "use_github": "{{ cookiecutter.use_github }}",
     "use_facebook": "{{ cookiecutter.use_facebook }}",
+    "use_gitlab": "{{ cookiecutter.use_gitlab }}",
+    "use_microsoft": "{{ cookiecutter.use_microsoft }}",
 }
 # They end up inside Python and TOML string literals of the baked project.
 TEXT_FIELDS = {
@@ -93,8 +95,8 @@ def main() -> None:
         )
     if not any(value == "True" for value in PROVIDERS.values()):
         fail(
-            "no sign-in provider selected: set at least one of use_google, use_github, "
-            "use_facebook to yes."
+            "no sign-in provider selected: set at least one of "
+            f"{', '.join(PROVIDERS)} to yes."
         )
     for name, value in TEXT_FIELDS.items():
         if not value.strip() or any(ch in value for ch in '"\\\r\n'):

@@ -33,6 +33,12 @@ PROVIDERS = [
 {%- if cookiecutter.use_facebook %}
     "facebook",
 {%- endif %}
+{%- if cookiecutter.use_gitlab %}
+    "gitlab",
+{%- endif %}
+{%- if cookiecutter.use_microsoft %}
+    "microsoft",
+{%- endif %}
 ]
 
 

@@ -446,3 +446,6 @@ class FacebookProvider(OAuth2Provider):
         if code in ("1", "101"):
             return super().token_error("invalid_client", description)
         return super().token_error(code, description)
+
+
+ADAPTER = FacebookProvider

@@ -272,3 +272,6 @@ class GitHubProvider(OAuth2Provider):
         if self.is_rate_limited(response):
             return self.busy(response)
         return super().api_error(response, what)
+
+
+ADAPTER = GitHubProvider

@@ -76,3 +76,6 @@ class GoogleProvider(OIDCProvider):
     def already_revoked(self, response: requests.Response) -> bool:
         """Google's documented answer for a token already expired or revoked."""
         return response.status_code == 400 and oauth_error_code(response) == "invalid_token"
+
+
+ADAPTER = GoogleProvider
