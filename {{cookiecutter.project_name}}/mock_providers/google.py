@@ -587,3 +587,80 @@ def picture(name: str) -> Response:
     persona = next((p for p in PERSONAS.values() if p["sub"] == sub), None)
     initials = "".join(w[0] for w in persona["name"].split()) if persona else "?"
     return avatar(sub, initials)
+
+
+# --- what the cross-provider tests need to know (mock_providers/facts.py) -----------------
+
+from .facts import (  # noqa: E402 - appended to the module on purpose: see facts.py
+    Env,
+    Grant,
+    MockControl,
+    MockFacts,
+    RateLimit,
+    RefreshFacts,
+    bearer_works,
+    call,
+    expect,
+    oidc_metadata,
+    refresh_at,
+)
+
+
+def fact_endpoint(env: Env, name: str) -> str:
+    return oidc_metadata(env["GOOGLE_SERVER_METADATA_URL"])[name]
+
+
+def fact_unverified_email(control: MockControl) -> str:
+    control.switch(NAME, email_verified=False)
+    return PERSONAS["ada"]["email"]
+
+
+def fact_token_works(env: Env, access_token: str) -> bool:
+    return bearer_works(fact_endpoint(env, "userinfo_endpoint"), access_token)
+
+
+def fact_remove_app(control: MockControl, env: Env, grant: Grant) -> None:
+    """Removing the app from the Google Account revokes the grant, as this call does."""
+    token = grant.refresh_token or grant.access_token
+    expect(call("POST", fact_endpoint(env, "revocation_endpoint"), data={"token": token}), 200)
+
+
+def fact_kill_refresh_token(control: MockControl, env: Env, grant: Grant) -> None:
+    """Google refuses the refresh token (a grant revoked by Google), once and for good; the
+    consent stays, so only a consent screen brings a new one."""
+    control.switch(NAME, refresh="invalid_grant")
+    try:
+        url = fact_endpoint(env, "token_endpoint")
+        refused = refresh_at(url, env, "GOOGLE", grant.refresh_token)
+    finally:
+        control.switch(NAME, refresh="ok")
+    expect(refused, 400)
+
+
+FACTS = MockFacts(
+    name=NAME,
+    other_persona="grace",
+    email=PERSONAS["ada"]["email"],
+    email_verified=True,
+    unverified_email=fact_unverified_email,
+    authorize_endpoint="authorize",
+    profile_endpoint="userinfo",
+    revoke_endpoint="revoke",
+    login_calls=1,
+    api_variable="GOOGLE_SERVER_METADATA_URL",
+    api_path="/.well-known/openid-configuration",
+    issuer="https://accounts.google.com",
+    refresh=RefreshFacts(
+        expiring={"expires_in": 60},
+        long_lived={"expires_in": 3599},
+        kill=fact_kill_refresh_token,
+        reconsent={"access_type": "offline", "prompt": "consent"},
+    ),
+    most_tokens={"expires_in": 60},
+    token_works=fact_token_works,
+    remove_app=fact_remove_app,
+    token_refused={"userinfo": "unauthorized"},
+    rate_limits=(RateLimit("quota", {"userinfo": "quota"}, {"userinfo": "ok"}, (1, 3600)),),
+    malformed_settings={"GOOGLE_CLIENT_ID": "123456789012-abc.example.com"},
+    malformed_findings=("GOOGLE_CLIENT_ID",),
+)

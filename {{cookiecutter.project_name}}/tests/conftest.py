@@ -20,7 +20,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,7 +38,9 @@ import mock_providers
 from {{ cookiecutter.package_name }} import create_app
 from {{ cookiecutter.package_name }}.database import upgrade_database
 from {{ cookiecutter.package_name }}.models import db as app_db
+from {{ cookiecutter.package_name }}.providers import PROVIDER_CLASSES
 from mock_providers import MockSettings
+from mock_providers.facts import facts
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # A strong key for tests only; production-mode tests use it too.
@@ -291,6 +293,29 @@ def mock_server(app_url: str) -> Iterator[mock_providers.RunningMock]:
 def mock(mock_server: mock_providers.RunningMock) -> mock_providers.RunningMock:
     mock_server.control.reset()
     return mock_server
+
+
+# --- what the tests know of each provider -------------------------------------------
+
+PROVIDERS = list(PROVIDER_CLASSES)
+# What each enabled mock declares about itself (mock_providers/facts.py): tests that hold
+# for every provider read it, so a new provider needs no edit to them.
+FACTS = facts()
+# Providers whose mock issues refresh tokens (under its `refresh.expiring` switches).
+REFRESHABLE = [name for name in PROVIDERS if FACTS[name].refresh]
+
+
+def cases_or_skip(cases: Iterable[object], reason: str) -> list:
+    """Parameters for a test over `cases` (e.g. providers); with none, one case skipped
+    with `reason` (an empty list would be skipped too, with a reason pytest makes up)."""
+    found = list(cases)
+    return found or [pytest.param(None, marks=pytest.mark.skip(reason=reason))]
+
+
+def is_oidc(provider: str) -> bool:
+    """The app signs in there with OpenID Connect: it asks for `openid`, so an ID token
+    answers, bound to the nonce it sent."""
+    return "openid" in PROVIDER_CLASSES[provider].scope.replace(",", " ").split()
 
 
 # --- the app ------------------------------------------------------------------------

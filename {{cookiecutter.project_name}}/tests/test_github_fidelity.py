@@ -14,12 +14,11 @@ import pytest
 import requests
 from conftest import Browser, query, rows
 from test_account_deletion import delete_account
+from test_github_tokens import github_refresh_at_mock, github_user_status
 from test_login import assert_failed_cleanly
 from test_tokens import (
     assert_reauth_required,
     assert_reconnect_shown,
-    github_refresh_at_mock,
-    github_user_status,
     load,
     profile,
     save,
