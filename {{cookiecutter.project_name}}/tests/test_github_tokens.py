@@ -10,23 +10,15 @@ from typing import Any
 import requests
 from test_tokens import counts, execute, load, profile, save, user_id
 
+from mock_providers.facts import refresh_at
+
 # --- refresh-token rotation and token lifetimes -----------------------------------------
 
 
 def github_refresh_at_mock(mock, refresh_token: str) -> dict[str, Any]:
     env = mock.app_env()
-    response = requests.post(
-        f"{env['GITHUB_URL']}/login/oauth/access_token",
-        data={
-            "client_id": env["GITHUB_CLIENT_ID"],
-            "client_secret": env["GITHUB_CLIENT_SECRET"],
-            "grant_type": "refresh_token",
-            "refresh_token": refresh_token,
-        },
-        headers={"Accept": "application/json"},
-        timeout=10,
-    )
-    return response.json()
+    url = f"{env['GITHUB_URL']}/login/oauth/access_token"
+    return refresh_at(url, env, "GITHUB", refresh_token).json()
 
 
 def github_user_status(mock, access_token: str) -> int:
