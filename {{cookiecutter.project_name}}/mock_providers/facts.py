@@ -84,7 +84,7 @@ class MockFacts:
     # Make the default persona's email one the app must treat as unverified (Facebook's
     # always is); returns that address, as the app will show it.
     unverified_email: Callable[[MockControl], str]
-    authorize_endpoint: str  # where the browser is sent to sign in
+    authorize_endpoint: str = "authorize"  # where the browser is sent to sign in
     token_endpoint: str = "token"  # the code exchange, and refreshes
     profile_endpoint: str  # what `/api/providers/<name>/profile` calls
     revoke_endpoint: str  # where the app's revocation of the grant lands

@@ -788,7 +788,6 @@ FACTS = MockFacts(
     email=PERSONAS["ada"]["email"],
     email_verified=True,
     unverified_email=fact_unverified_email,
-    authorize_endpoint="authorize",
     profile_endpoint="user",
     revoke_endpoint="revoke_grant",
     login_calls=3,

@@ -643,7 +643,6 @@ FACTS = MockFacts(
     email=PERSONAS["ada"]["email"],
     email_verified=True,
     unverified_email=fact_unverified_email,
-    authorize_endpoint="authorize",
     profile_endpoint="userinfo",
     revoke_endpoint="revoke",
     login_calls=1,
