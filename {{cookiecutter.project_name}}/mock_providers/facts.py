@@ -168,3 +168,38 @@ def bearer_works(url: str, access_token: str, **headers: str) -> bool:
     """Whether a GET with this bearer token is answered 200."""
     headers["Authorization"] = f"Bearer {access_token}"
     return call("GET", url, headers=headers).status_code == 200
+
+
+# --- facts any OpenID Connect provider can use as they are ------------------------------
+
+
+def oidc_endpoint(env: Env, variable: str, name: str, path: str = "") -> str:
+    """An endpoint of the discovery document at `env[variable] + path`, e.g. "token_endpoint"."""
+    return oidc_metadata(env[variable] + path)[name]
+
+
+def userinfo_takes(variable: str, path: str = "") -> Callable[[Env, str], bool]:
+    """`token_works` of an OpenID Connect provider: its userinfo endpoint takes the token."""
+
+    def works(env: Env, access_token: str) -> bool:
+        return bearer_works(oidc_endpoint(env, variable, "userinfo_endpoint", path), access_token)
+
+    return works
+
+
+def revoked_at_endpoint(
+    variable: str, prefix: str, path: str = ""
+) -> Callable[[MockControl, Env, Grant], None]:
+    """`remove_app` where discovery names a revocation endpoint (RFC 7009): revoking the
+    refresh token (else the access token), with client credentials, ends the grant."""
+
+    def remove(control: MockControl, env: Env, grant: Grant) -> None:
+        form = {
+            "token": grant.refresh_token or grant.access_token,
+            "client_id": env[f"{prefix}_CLIENT_ID"],
+            "client_secret": env[f"{prefix}_CLIENT_SECRET"],
+        }
+        revoke = oidc_endpoint(env, variable, "revocation_endpoint", path)
+        expect(call("POST", revoke, data=form), 200)
+
+    return remove

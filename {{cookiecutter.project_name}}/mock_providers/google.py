@@ -598,16 +598,14 @@ from .facts import (  # noqa: E402 - appended to the module on purpose: see fact
     MockFacts,
     RateLimit,
     RefreshFacts,
-    bearer_works,
-    call,
     expect,
-    oidc_metadata,
+    oidc_endpoint,
     refresh_at,
+    revoked_at_endpoint,
+    userinfo_takes,
 )
 
-
-def fact_endpoint(env: Env, name: str) -> str:
-    return oidc_metadata(env["GOOGLE_SERVER_METADATA_URL"])[name]
+FACT_DISCOVERY = "GOOGLE_SERVER_METADATA_URL"
 
 
 def fact_unverified_email(control: MockControl) -> str:
@@ -615,22 +613,12 @@ def fact_unverified_email(control: MockControl) -> str:
     return PERSONAS["ada"]["email"]
 
 
-def fact_token_works(env: Env, access_token: str) -> bool:
-    return bearer_works(fact_endpoint(env, "userinfo_endpoint"), access_token)
-
-
-def fact_remove_app(control: MockControl, env: Env, grant: Grant) -> None:
-    """Removing the app from the Google Account revokes the grant, as this call does."""
-    token = grant.refresh_token or grant.access_token
-    expect(call("POST", fact_endpoint(env, "revocation_endpoint"), data={"token": token}), 200)
-
-
 def fact_kill_refresh_token(control: MockControl, env: Env, grant: Grant) -> None:
     """Google refuses the refresh token (a grant revoked by Google), once and for good; the
     consent stays, so only a consent screen brings a new one."""
     control.switch(NAME, refresh="invalid_grant")
     try:
-        url = fact_endpoint(env, "token_endpoint")
+        url = oidc_endpoint(env, FACT_DISCOVERY, "token_endpoint")
         refused = refresh_at(url, env, "GOOGLE", grant.refresh_token)
     finally:
         control.switch(NAME, refresh="ok")
@@ -646,7 +634,7 @@ FACTS = MockFacts(
     profile_endpoint="userinfo",
     revoke_endpoint="revoke",
     login_calls=1,
-    api_variable="GOOGLE_SERVER_METADATA_URL",
+    api_variable=FACT_DISCOVERY,
     api_path="/.well-known/openid-configuration",
     issuer="https://accounts.google.com",
     refresh=RefreshFacts(
@@ -656,8 +644,8 @@ FACTS = MockFacts(
         reconsent={"access_type": "offline", "prompt": "consent"},
     ),
     most_tokens={"expires_in": 60},
-    token_works=fact_token_works,
-    remove_app=fact_remove_app,
+    token_works=userinfo_takes(FACT_DISCOVERY),
+    remove_app=revoked_at_endpoint(FACT_DISCOVERY, "GOOGLE"),  # as "remove access" does
     token_refused={"userinfo": "unauthorized"},
     rate_limits=(RateLimit("quota", {"userinfo": "quota"}, {"userinfo": "ok"}, (1, 3600)),),
     malformed_settings={"GOOGLE_CLIENT_ID": "123456789012-abc.example.com"},
