@@ -47,6 +47,15 @@ from .core import (
     random_text,
     state,
 )
+from .facts import (
+    AppGrant,
+    Env,
+    MockControl,
+    MockFacts,
+    RateLimit,
+    call,
+    expect,
+)
 from .oauth import AccessToken, AuthRequest, Grant, OAuthServer, Problem, Secret, redirect_back
 from .pages import decide, error_page, persona_avatar, persona_with
 from .settings import MockSettings
@@ -772,3 +781,65 @@ def picture(version: str | None, node: str) -> BaseResponse:
 def pic() -> Response:
     user_id = request.args.get("asid", "")
     return persona_avatar(persona_with(PERSONAS, "id", user_id), user_id)
+
+
+# --- what the cross-provider tests need to know (mock_providers/facts.py) -----------------
+
+
+def fact_graph(env: Env) -> str:
+    return f"{env['FACEBOOK_GRAPH_URL']}/{env['FACEBOOK_GRAPH_VERSION']}"
+
+
+def fact_app_token(env: Env) -> str:
+    return f"{env['FACEBOOK_CLIENT_ID']}|{env['FACEBOOK_CLIENT_SECRET']}"
+
+
+def fact_unverified_email(control: MockControl) -> str:
+    """Facebook never says that an email is verified."""
+    return PERSONAS["ada"]["email"]
+
+
+def fact_token_works(env: Env, access_token: str) -> bool:
+    """What Graph's debug_token (asked with the app token) says of the user token."""
+    params = {"input_token": access_token, "access_token": fact_app_token(env)}
+    answer = expect(call("GET", f"{fact_graph(env)}/debug_token", params=params), 200)
+    return answer.json()["data"]["is_valid"] is True
+
+
+def fact_remove_app(control: MockControl, env: Env, grant: AppGrant) -> None:
+    """Removing the app in the person's settings, as DELETE /{user-id}/permissions does."""
+    url = f"{fact_graph(env)}/{grant.subject}/permissions"
+    answer = expect(call("DELETE", url, params={"access_token": fact_app_token(env)}), 200)
+    if answer.json() != {"success": True}:
+        raise AssertionError(f"Facebook did not remove the app: {answer.text}")
+
+
+FACTS = MockFacts(
+    name=NAME,
+    other_persona="phone",
+    email=PERSONAS["ada"]["email"],
+    email_verified=False,
+    unverified_email=fact_unverified_email,
+    authorize_endpoint="dialog",
+    profile_endpoint="me",
+    revoke_endpoint="permissions",
+    login_calls=2,
+    api_variable="FACEBOOK_GRAPH_URL",
+    refresh=None,
+    most_tokens={"short_lived": True},  # a short-lived login token is exchanged at once
+    token_works=fact_token_works,
+    remove_app=fact_remove_app,
+    token_refused={"me": "password_changed"},
+    rate_limits=(RateLimit("usage", {"usage_percent": 100}, {"usage_percent": None}, (1, 3600)),),
+    profile_changes_each_sign_in=True,
+    malformed_settings={
+        "FACEBOOK_CLIENT_ID": "my-app",
+        "FACEBOOK_CLIENT_SECRET": "not-a-hex-secret",
+        "FACEBOOK_GRAPH_VERSION": "v19.0",
+    },
+    malformed_findings=(
+        "FACEBOOK_CLIENT_ID",
+        "FACEBOOK_CLIENT_SECRET",
+        "FACEBOOK_GRAPH_VERSION v19.0 expired on 2026-05-21",
+    ),
+)

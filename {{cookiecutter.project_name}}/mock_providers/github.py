@@ -31,6 +31,18 @@ from .core import (
     same_origin_path_under,
     state,
 )
+from .facts import (
+    AppGrant,
+    Env,
+    MockControl,
+    MockFacts,
+    RateLimit,
+    RefreshFacts,
+    bearer_works,
+    call,
+    expect,
+    refresh_at,
+)
 from .oauth import AccessToken, AuthRequest, OAuthServer, Problem, Secret, redirect_back
 from .pages import decide, error_page, persona_avatar, persona_with
 from .settings import MockSettings
@@ -646,3 +658,65 @@ def authorizations() -> BaseResponse:
 
 def avatar_image(user_id: int) -> Response:
     return persona_avatar(persona_with(PERSONAS, "id", user_id), str(user_id))
+
+
+# --- what the cross-provider tests need to know (mock_providers/facts.py) -----------------
+
+
+def fact_unverified_email(control: MockControl) -> str:
+    """Without the email list (no user:email scope: 404) nothing confirms the public email."""
+    control.switch(NAME, emails="404")
+    return PERSONAS["ada"]["email"]
+
+
+def fact_token_works(env: Env, access_token: str) -> bool:
+    return bearer_works(f"{env['GITHUB_API_URL']}/user", access_token, **{"User-Agent": "tests"})
+
+
+def fact_remove_app(control: MockControl, env: Env, grant: AppGrant) -> None:
+    """Revoking the app in the person's settings deletes the grant, as this call does."""
+    client_id = env["GITHUB_CLIENT_ID"]
+    deleted = call(
+        "DELETE",
+        f"{env['GITHUB_API_URL']}/applications/{client_id}/grant",
+        auth=(client_id, env["GITHUB_CLIENT_SECRET"]),
+        json={"access_token": grant.access_token},
+    )
+    expect(deleted, 204)
+
+
+def fact_kill_refresh_token(control: MockControl, env: Env, grant: AppGrant) -> None:
+    """Refresh tokens rotate: someone who spent the stored one first left the app a dead one."""
+    url = f"{env['GITHUB_URL']}/login/oauth/access_token"
+    if "access_token" not in refresh_at(url, env, "GITHUB", grant.refresh_token).json():
+        raise AssertionError("the stored GitHub refresh token did not work even once")
+
+
+FACTS = MockFacts(
+    name=NAME,
+    other_persona="noname",
+    email=PERSONAS["ada"]["email"],
+    email_verified=True,
+    unverified_email=fact_unverified_email,
+    profile_endpoint="user",
+    revoke_endpoint="revoke_grant",
+    login_calls=3,
+    api_variable="GITHUB_API_URL",
+    refresh=RefreshFacts(
+        # Only GitHub App user tokens expire and come with (rotating) refresh tokens.
+        expiring={"app_mode": True, "expires_in": 60},
+        long_lived={"expires_in": 28800},  # eight hours, as GitHub gives them
+        kill=fact_kill_refresh_token,
+    ),
+    most_tokens={"app_mode": True, "expires_in": 60},
+    token_works=fact_token_works,
+    remove_app=fact_remove_app,
+    token_refused=None,
+    rate_limits=(
+        RateLimit("primary", {"rate_limit": "primary"}, {"rate_limit": None}, (3500, 3600)),
+        RateLimit("secondary", {"rate_limit": "secondary"}, {"rate_limit": None}, (60, 60)),
+    ),
+    # the secret pasted in the id field
+    malformed_settings={"GITHUB_CLIENT_ID": "0123456789abcdef0123456789abcdef01234567"},
+    malformed_findings=("GITHUB_CLIENT_ID does not look like a GitHub client id",),
+)

@@ -17,6 +17,19 @@ from flask import Flask, abort, redirect, request
 from werkzeug.wrappers import Response
 
 from .core import URLSAFE, append_query, base_url, json_response
+from .facts import (
+    AppGrant,
+    Env,
+    MockControl,
+    MockFacts,
+    RateLimit,
+    RefreshFacts,
+    expect,
+    oidc_endpoint,
+    refresh_at,
+    revoked_at_endpoint,
+    userinfo_takes,
+)
 from .oauth import AccessToken, AuthRequest, OAuthErrors, Secret
 from .openid_provider import OPENID_CHOICES, OpenIDProvider, openid_switches
 from .pages import error_page, persona_avatar, persona_with
@@ -274,3 +287,53 @@ def app_env(base: str, settings: MockSettings) -> dict[str, str]:
 def picture(name: str) -> Response:
     sub = name.split("=")[0]
     return persona_avatar(persona_with(PERSONAS, "sub", sub), sub)
+
+
+# --- what the cross-provider tests need to know (mock_providers/facts.py) -----------------
+
+FACT_DISCOVERY = "GOOGLE_SERVER_METADATA_URL"
+
+
+def fact_unverified_email(control: MockControl) -> str:
+    control.switch(NAME, email_verified=False)
+    return PERSONAS["ada"]["email"]
+
+
+def fact_kill_refresh_token(control: MockControl, env: Env, grant: AppGrant) -> None:
+    """Google refuses the refresh token (a grant revoked by Google), once and for good; the
+    consent stays, so only a consent screen brings a new one."""
+    control.switch(NAME, refresh="invalid_grant")
+    try:
+        url = oidc_endpoint(env, FACT_DISCOVERY, "token_endpoint")
+        refused = refresh_at(url, env, "GOOGLE", grant.refresh_token)
+    finally:
+        control.switch(NAME, refresh="ok")
+    expect(refused, 400)
+
+
+FACTS = MockFacts(
+    name=NAME,
+    other_persona="grace",
+    email=PERSONAS["ada"]["email"],
+    email_verified=True,
+    unverified_email=fact_unverified_email,
+    profile_endpoint="userinfo",
+    revoke_endpoint="revoke",
+    login_calls=1,
+    api_variable=FACT_DISCOVERY,
+    api_path="/.well-known/openid-configuration",
+    issuer="https://accounts.google.com",
+    refresh=RefreshFacts(
+        expiring={"expires_in": 60},
+        long_lived={"expires_in": 3599},
+        kill=fact_kill_refresh_token,
+        reconsent={"access_type": "offline", "prompt": "consent"},
+    ),
+    most_tokens={"expires_in": 60},
+    token_works=userinfo_takes(FACT_DISCOVERY),
+    remove_app=revoked_at_endpoint(FACT_DISCOVERY, "GOOGLE"),  # as "remove access" does
+    token_refused={"userinfo": "unauthorized"},
+    rate_limits=(RateLimit("quota", {"userinfo": "quota"}, {"userinfo": "ok"}, (1, 3600)),),
+    malformed_settings={"GOOGLE_CLIENT_ID": "123456789012-abc.example.com"},
+    malformed_findings=("GOOGLE_CLIENT_ID",),
+)

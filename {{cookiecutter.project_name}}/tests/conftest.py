@@ -13,17 +13,20 @@ postgresql+psycopg://postgres@127.0.0.1:5432/postgres, where a database per run 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import re
 import shutil
 import socket
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from subprocess import PIPE
 from urllib.parse import parse_qs, urljoin, urlsplit
 
 import pytest
@@ -38,7 +41,9 @@ import mock_providers
 from {{ cookiecutter.package_name }} import create_app
 from {{ cookiecutter.package_name }}.database import upgrade_database
 from {{ cookiecutter.package_name }}.models import db as app_db
+from {{ cookiecutter.package_name }}.providers import PROVIDER_CLASSES
 from mock_providers import MockSettings
+from mock_providers.facts import facts
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # A strong key for tests only; production-mode tests use it too.
@@ -293,6 +298,29 @@ def mock(mock_server: mock_providers.RunningMock) -> mock_providers.RunningMock:
     return mock_server
 
 
+# --- what the tests know of each provider -------------------------------------------
+
+PROVIDERS = list(PROVIDER_CLASSES)
+# What each enabled mock declares about itself (mock_providers/facts.py): tests that hold
+# for every provider read it, so a new provider needs no edit to them.
+FACTS = facts()
+# Providers whose mock issues refresh tokens (under its `refresh.expiring` switches).
+REFRESHABLE = [name for name in PROVIDERS if FACTS[name].refresh]
+
+
+def cases_or_skip(cases: Iterable[object], reason: str) -> list:
+    """Parameters for a test over `cases` (e.g. providers); with none, one case skipped
+    with `reason` (an empty list would be skipped too, with a reason pytest makes up)."""
+    found = list(cases)
+    return found or [pytest.param(None, marks=pytest.mark.skip(reason=reason))]
+
+
+def is_oidc(provider: str) -> bool:
+    """The app signs in there with OpenID Connect: it asks for `openid`, so an ID token
+    answers, bound to the nonce it sent."""
+    return "openid" in PROVIDER_CLASSES[provider].scope.replace(",", " ").split()
+
+
 # --- the app ------------------------------------------------------------------------
 
 
@@ -498,3 +526,73 @@ def project_env() -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(PROJECT_ROOT / "src"), str(PROJECT_ROOT)])
     return env
+
+
+# --- flask auth doctor ----------------------------------------------------------------
+
+# Every run checks deadlines (Graph versions that expire) as of this day, never the calendar's.
+TODAY = "2026-12-07"
+
+
+@dataclass
+class Report:
+    """One doctor run: exit code, stdout, stderr, and the parsed --json body if asked."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+    body: dict | None
+
+    def checks(self, section: str | None = None, status: str | None = None) -> list[dict]:
+        assert self.body is not None
+        return [
+            c
+            for c in self.body["checks"]
+            if (section is None or c["section"] == section)
+            and (status is None or c["status"] == status)
+        ]
+
+    def messages(self, section: str | None = None, status: str | None = None) -> str:
+        return "\n".join(c["message"] for c in self.checks(section, status))
+
+    def status_of(self, section: str, pattern: str) -> str:
+        matching = [c["status"] for c in self.checks(section) if re.search(pattern, c["message"])]
+        assert len(matching) == 1, (pattern, self.checks(section))
+        return matching[0]
+
+
+@pytest.fixture()
+def doctor(project_env, app_env, tmp_path: Path, redis_db, mock):
+    """Run `flask auth doctor` as a real process: `doctor(APP_ENV="production",
+    REDIS_URL=None)`; None unsets.
+
+    `doctor.many(dict, dict, ...)` runs several at once (each run mostly imports the app).
+    """
+
+    def start(
+        overrides: dict[str, str | None], as_json: bool, today: str = TODAY
+    ) -> subprocess.Popen:
+        env = {**project_env, **app_env, **overrides}
+        env = {k: v for k, v in env.items() if v is not None}
+        command = [sys.executable, "-m", "flask", "--app", create_app.__module__]
+        command += ["auth", "doctor", "--today", today]
+        if as_json:
+            command.append("--json")
+        # cwd=tmp_path: no .env is read.
+        return subprocess.Popen(command, env=env, cwd=tmp_path, stdout=PIPE, stderr=PIPE, text=True)
+
+    def finish(process: subprocess.Popen, as_json: bool) -> Report:
+        stdout, stderr = process.communicate(timeout=60)
+        assert "Traceback" not in stdout + stderr, stderr
+        body = json.loads(stdout) if as_json else None
+        return Report(process.returncode, stdout, stderr, body)
+
+    def run(as_json: bool = True, today: str = TODAY, **overrides: str | None) -> Report:
+        return finish(start(overrides, as_json, today), as_json)
+
+    def many(*runs: dict[str, str | None]) -> list[Report]:
+        processes = [start(overrides, True) for overrides in runs]
+        return [finish(process, True) for process in processes]
+
+    run.many = many
+    return run

@@ -20,24 +20,14 @@ import pytest
 import redis
 import requests
 import sqlalchemy as sa
-from conftest import Browser, database_dump, redis_keys_and_values, rows
+from conftest import FACTS, PROVIDERS, Browser, database_dump, redis_keys_and_values, rows
 
 from {{ cookiecutter.package_name }} import create_app
 from {{ cookiecutter.package_name }}.models import AuditEvent
-from {{ cookiecutter.package_name }}.providers import PROVIDER_CLASSES
 
 PACKAGE = create_app.__module__
 AUDIT_LOGGER = f"{PACKAGE}.audit"
-PROVIDERS = list(PROVIDER_CLASSES)
 PROVIDER = PROVIDERS[0]
-# The mock endpoint each provider's grant revocation lands on.
-REVOKE_ENDPOINT = {"google": "revoke", "github": "revoke_grant", "facebook": "permissions"}
-# Where each provider's revocation request goes.
-PROVIDER_API = {
-    "google": "GOOGLE_SERVER_METADATA_URL",
-    "github": "GITHUB_API_URL",
-    "facebook": "FACEBOOK_GRAPH_URL",
-}
 # Every table with records of a user, and the column naming them.
 USER_COLUMNS = {
     "users": "id",
@@ -99,7 +89,7 @@ def delete_account(browser: Browser, csrf: str | None = "page", **kwargs) -> req
 
 def revoke_counts(mock) -> dict[str, int]:
     counts = mock.control.requests()
-    return {name: counts[name][REVOKE_ENDPOINT[name]] for name in PROVIDERS}
+    return {name: counts[name][FACTS[name].revoke_endpoint] for name in PROVIDERS}
 
 
 def assert_nothing_left(db: redis.Redis, database: sa.Engine, me: dict) -> None:
@@ -248,7 +238,8 @@ def test_a_provider_that_is_down_does_not_block_deletion(variant, mock, redis_db
     me = connect_all(browser)
     other_device = sign_in(running.url, mock)
     # Every provider API now points at a closed port: revoking fails, deleting goes on.
-    running = variant(**{PROVIDER_API[name]: "http://127.0.0.1:1" for name in PROVIDERS})
+    closed = "http://127.0.0.1:1"
+    running = variant(**{FACTS[p].api_variable: closed + FACTS[p].api_path for p in PROVIDERS})
     before = revoke_counts(mock)
     response = delete_account(browser)
     assert response.status_code == 303, response.text

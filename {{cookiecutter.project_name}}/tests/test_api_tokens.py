@@ -14,6 +14,7 @@ import pytest
 import requests
 import sqlalchemy as sa
 from conftest import (
+    FACTS,
     Browser,
     command_calls,
     everything_in_database,
@@ -28,8 +29,6 @@ from {{ cookiecutter.package_name }}.providers import PROVIDER_CLASSES
 
 PACKAGE = app_package.__name__
 PROVIDER = next(iter(PROVIDER_CLASSES))
-# A second person at the same provider (another persona of the mock).
-OTHER_PERSONA = {"google": "grace", "github": "noname", "facebook": "phone"}
 TOKEN_RE = re.compile("^" + re.escape(PACKAGE) + r"_pat_[A-Za-z0-9_-]{43,}$")
 READ_COMMANDS = {"get", "mget", "hget", "hmget", "hgetall", "exists", "ttl", "pttl"}
 
@@ -293,7 +292,7 @@ def test_revoke_needs_csrf(app, mock) -> None:
 def test_revoking_unknown_or_foreign_tokens_is_404(app, mock) -> None:
     owner = sign_in(app.url, mock)
     token = new_token(owner)
-    intruder = sign_in(app.url, mock, persona=OTHER_PERSONA[PROVIDER])
+    intruder = sign_in(app.url, mock, persona=FACTS[PROVIDER].other_persona)
     assert intruder.me().json()["id"] != owner.me().json()["id"]
     headers = {"X-CSRF-Token": intruder.csrf_token()}
     for token_id in (token["id"], "0123456789abcdef", "nope"):

@@ -12,9 +12,8 @@ import time
 
 import pytest
 import sqlalchemy as sa
-from conftest import Browser, everything_in_database
+from conftest import FACTS, Browser, everything_in_database
 from test_api_tokens import (
-    OTHER_PERSONA,
     PACKAGE,
     PROVIDER,
     call,
@@ -172,7 +171,7 @@ def test_role_changes_by_cli_are_recorded(app, mock, database, app_env, audit_li
 
 @needs_verified
 def test_role_change_at_login_is_recorded(variant, mock, database) -> None:
-    app = variant(ADMIN_EMAILS=VERIFIED_EMAIL[VERIFIED])
+    app = variant(ADMIN_EMAILS=VERIFIED_EMAIL)
     user_id = sign_in(app.url, mock, provider=VERIFIED).me().json()["id"]
     app = variant(ADMIN_EMAILS=None)
     sign_in(app.url, mock, provider=VERIFIED)
@@ -246,7 +245,7 @@ def test_admin_sees_a_users_events_others_get_403(app, mock, app_env) -> None:
     user = sign_in(app.url, mock)
     user_id = user.me().json()["id"]
     new_token(user, name="ci-bot")
-    admin = sign_in(app.url, mock, persona=OTHER_PERSONA[PROVIDER])
+    admin = sign_in(app.url, mock, persona=FACTS[PROVIDER].other_persona)
     admin_id = admin.me().json()["id"]
     assert admin_id != user_id
     assert admin.get(f"/api/admin/users/{user_id}/events").status_code == 403

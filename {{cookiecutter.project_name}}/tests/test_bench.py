@@ -15,9 +15,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import PROJECT_ROOT, postgresql_server_url
-
-from {{ cookiecutter.package_name }}.providers import PROVIDER_CLASSES
+from conftest import FACTS, PROJECT_ROOT, PROVIDERS, postgresql_server_url
 
 pytestmark = pytest.mark.skipif(
     shutil.which("wrk") is None, reason="wrk is missing: sudo apt-get install -y wrk"
@@ -76,10 +74,9 @@ def test_a_short_benchmark_reports_every_section_and_meets_the_exact_targets(pro
     # Each provider's login: the token call and the profile reads it needs (GitHub: the user
     # and whether its email is verified), nothing per login that a cache could have saved
     # (discovery and keys only on a worker's first login).
-    most = {"github": 3}
-    for provider in PROVIDER_CLASSES:
+    for provider in PROVIDERS:
         second = re.search(rf"^  sqlite\s+{provider}\s+second (\d+) calls \(([^)]*)\)", out, re.M)
         assert second, out
-        calls = int(second.group(1))
-        assert 1 <= calls <= most.get(provider, 2) and "token 1" in second.group(2), second.group(0)
+        calls, most = int(second.group(1)), FACTS[provider].login_calls
+        assert 1 <= calls <= most and "token 1" in second.group(2), second.group(0)
         assert "discovery" not in second.group(2) and "certs" not in second.group(2)

@@ -9,123 +9,52 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from subprocess import PIPE
 
 import pytest
 import sqlalchemy as sa
+from conftest import FACTS, PROVIDERS, cases_or_skip
 
 from {{ cookiecutter.package_name }}.database import UPGRADE_COMMAND
 from {{ cookiecutter.package_name }}.providers import PROVIDER_CLASSES
 
-PACKAGE = "{{ cookiecutter.package_name }}"
-PROVIDERS = list(PROVIDER_CLASSES)
 CLOSED = "http://127.0.0.1:1"
-# The URL each provider's doctor check fetches, and how to point it elsewhere.
-PROBE_VARIABLE = {
-    "google": "GOOGLE_SERVER_METADATA_URL",
-    "github": "GITHUB_API_URL",
-    "facebook": "FACEBOOK_GRAPH_URL",
-}
-DISCOVERY_PATH = "/.well-known/openid-configuration"
-# Every run checks deadlines (Graph versions that expire) as of this day, never the calendar's.
-TODAY = "2026-12-07"
-
-
-def only(provider: str):
-    return pytest.mark.skipif(provider not in PROVIDER_CLASSES, reason=f"baked without {provider}")
-
-
-@dataclass
-class Report:
-    """One doctor run: exit code, stdout, stderr, and the parsed --json body if asked."""
-
-    returncode: int
-    stdout: str
-    stderr: str
-    body: dict | None
-
-    def checks(self, section: str | None = None, status: str | None = None) -> list[dict]:
-        assert self.body is not None
-        return [
-            c
-            for c in self.body["checks"]
-            if (section is None or c["section"] == section)
-            and (status is None or c["status"] == status)
-        ]
-
-    def messages(self, section: str | None = None, status: str | None = None) -> str:
-        return "\n".join(c["message"] for c in self.checks(section, status))
-
-    def status_of(self, section: str, pattern: str) -> str:
-        matching = [c["status"] for c in self.checks(section) if re.search(pattern, c["message"])]
-        assert len(matching) == 1, (pattern, self.checks(section))
-        return matching[0]
-
-
-@pytest.fixture()
-def doctor(project_env, app_env, tmp_path: Path, redis_db, mock):
-    """Run the doctor: `doctor(APP_ENV="production", REDIS_URL=None)`; None unsets.
-
-    `doctor.many(dict, dict, ...)` runs several at once (each run mostly imports the app).
-    """
-
-    def start(
-        overrides: dict[str, str | None], as_json: bool, today: str = TODAY
-    ) -> subprocess.Popen:
-        env = {**project_env, **app_env, **overrides}
-        env = {k: v for k, v in env.items() if v is not None}
-        command = [sys.executable, "-m", "flask", "--app", PACKAGE, "auth", "doctor"]
-        command += ["--today", today]
-        if as_json:
-            command.append("--json")
-        # cwd=tmp_path: no .env is read.
-        return subprocess.Popen(command, env=env, cwd=tmp_path, stdout=PIPE, stderr=PIPE, text=True)
-
-    def finish(process: subprocess.Popen, as_json: bool) -> Report:
-        stdout, stderr = process.communicate(timeout=60)
-        assert "Traceback" not in stdout + stderr, stderr
-        body = json.loads(stdout) if as_json else None
-        return Report(process.returncode, stdout, stderr, body)
-
-    def run(as_json: bool = True, today: str = TODAY, **overrides: str | None) -> Report:
-        return finish(start(overrides, as_json, today), as_json)
-
-    def many(*runs: dict[str, str | None]) -> list[Report]:
-        processes = [start(overrides, True) for overrides in runs]
-        return [finish(process, True) for process in processes]
-
-    run.many = many
-    return run
+# Providers whose doctor check loads an OpenID Connect discovery document.
+OIDC = [name for name in PROVIDERS if FACTS[name].issuer]
 
 
 def title(provider: str) -> str:
     return PROVIDER_CLASSES[provider].title
 
 
+def probes_at(base: str) -> dict[str, str]:
+    """Point every provider's doctor check (and API) at `base`, each under its own name."""
+    return {FACTS[name].api_variable: f"{base}/{name}{FACTS[name].api_path}" for name in PROVIDERS}
+
+
 # --- a tiny origin whose answers (and Date header) we choose ------------------------
 
 
 class Origin:
-    """A plain HTTP server on 127.0.0.1: every GET answers `body` with a Date `skew` off."""
+    """A plain HTTP server on 127.0.0.1: every GET answers `body` with a Date `skew` off;
+    under `/<provider>/` (see `probes_at`), what `bodies` holds for that provider, if any."""
 
     def __init__(self) -> None:
         self.body: dict = {}
+        self.bodies: dict[str, dict] = {}
         self.status = 200
         self.skew = 0
         origin = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802
-                payload = json.dumps(origin.body).encode()
+                first = self.path.split("/")[1]
+                payload = json.dumps(origin.bodies.get(first, origin.body)).encode()
                 self.send_response_only(origin.status)  # no automatic Date header
                 self.send_header("Date", formatdate(time.time() + origin.skew, usegmt=True))
                 self.send_header("Content-Type", "application/json")
@@ -297,50 +226,25 @@ def test_an_unreachable_database_fails_naming_database_url(doctor) -> None:
 
 # --- providers ------------------------------------------------------------------------
 
-BAD_CREDENTIALS = {
-    # provider: (variables, complaints)
-    "google": ({"GOOGLE_CLIENT_ID": "123456789012-abc.example.com"}, ["GOOGLE_CLIENT_ID"]),
-    "github": (
-        # the secret pasted in the id field
-        {"GITHUB_CLIENT_ID": "0123456789abcdef0123456789abcdef01234567"},
-        ["GITHUB_CLIENT_ID does not look like a GitHub client id"],
-    ),
-    "facebook": (
-        {
-            "FACEBOOK_CLIENT_ID": "my-app",
-            "FACEBOOK_CLIENT_SECRET": "not-a-hex-secret",
-            "FACEBOOK_GRAPH_VERSION": "v19.0",
-        },
-        [
-            "FACEBOOK_CLIENT_ID",
-            "FACEBOOK_CLIENT_SECRET",
-            "FACEBOOK_GRAPH_VERSION v19.0 expired on 2026-05-21",
-        ],
-    ),
-}
-
 
 def test_malformed_credentials_and_an_old_graph_version_fail(doctor) -> None:
     overrides: dict[str, str] = {}
     for name in PROVIDERS:
-        overrides.update(BAD_CREDENTIALS[name][0])
+        overrides.update(FACTS[name].malformed_settings)
     report = doctor(**overrides)
     assert report.returncode == 1
     assert report.body["ok"] is False
     for name in PROVIDERS:
         failures = report.checks(title(name), "fail")
-        for complaint in BAD_CREDENTIALS[name][1]:
+        for complaint in FACTS[name].malformed_findings:
             (failed,) = [c for c in failures if complaint in c["message"]]
             assert failed["hint"], failed
         assert report.status_of(title(name), "clock") == "ok"  # still probed
 
 
 def test_an_unreachable_provider_or_redis_fails_quickly(doctor) -> None:
-    overrides = {PROBE_VARIABLE[name]: CLOSED for name in PROVIDERS}
-    if "google" in PROVIDER_CLASSES:
-        overrides["GOOGLE_SERVER_METADATA_URL"] = CLOSED + DISCOVERY_PATH
     started = time.monotonic()
-    report = doctor(REDIS_URL="redis://127.0.0.1:1/0", **overrides)
+    report = doctor(REDIS_URL="redis://127.0.0.1:1/0", **probes_at(CLOSED))
     assert time.monotonic() - started < 15
     assert report.returncode == 1
     for name in PROVIDERS:
@@ -352,25 +256,26 @@ def test_an_unreachable_provider_or_redis_fails_quickly(doctor) -> None:
     assert not report.checks("database", "fail")  # only what is down is reported
 
 
-@only("google")
-def test_a_discovery_document_with_another_issuer_or_none_fails(doctor) -> None:
+@pytest.mark.parametrize("provider", cases_or_skip(OIDC, "no OpenID Connect provider here"))
+def test_a_discovery_document_with_another_issuer_or_none_fails(doctor, provider) -> None:
     other_issuer, missing = Origin(), Origin()
+    variable, path = FACTS[provider].api_variable, FACTS[provider].api_path
     try:
         other_issuer.body = {"issuer": "https://accounts.evil.example"}
         missing.status = 404
         wrong, absent = doctor.many(
-            {"GOOGLE_SERVER_METADATA_URL": other_issuer.url + DISCOVERY_PATH},
-            {"GOOGLE_SERVER_METADATA_URL": missing.url + DISCOVERY_PATH},
+            {variable: other_issuer.url + path}, {variable: missing.url + path}
         )
     finally:
         other_issuer.close()
         missing.close()
     assert wrong.returncode == 1
     assert re.search(
-        r"issuer .*accounts\.evil\.example.* does not match", wrong.messages("Google", "fail")
+        r"issuer .*accounts\.evil\.example.* does not match",
+        wrong.messages(title(provider), "fail"),
     )
     assert absent.returncode == 1
-    assert "did not load (HTTP 404)" in absent.messages("Google", "fail")
+    assert "did not load (HTTP 404)" in absent.messages(title(provider), "fail")
 
 
 @pytest.mark.parametrize(
@@ -378,12 +283,9 @@ def test_a_discovery_document_with_another_issuer_or_none_fails(doctor) -> None:
     [(30, "warn", "behind"), (300, "fail", "behind"), (-300, "fail", "ahead of")],
 )
 def test_clock_skew_against_the_date_header(doctor, origin, skew, status, direction) -> None:
-    origin.body = {"issuer": "https://accounts.google.com"}  # serves every provider's probe
+    origin.bodies = {name: {"issuer": FACTS[name].issuer} for name in OIDC}  # as discovery says
     origin.skew = skew
-    overrides = {PROBE_VARIABLE[name]: origin.url for name in PROVIDERS}
-    if "google" in PROVIDER_CLASSES:
-        overrides["GOOGLE_SERVER_METADATA_URL"] = origin.url + DISCOVERY_PATH
-    report = doctor(**overrides)
+    report = doctor(**probes_at(origin.url))
     assert report.returncode == (1 if status == "fail" else 0)
     for name in PROVIDERS:
         (clock,) = [c for c in report.checks(title(name)) if "clock" in c["message"]]
@@ -424,7 +326,7 @@ def test_every_bad_production_setting_is_listed_in_one_run(doctor) -> None:
         variable
         for name, cls in PROVIDER_CLASSES.items()
         for variable in cls.url_settings
-        if variable != PROBE_VARIABLE[name]
+        if variable != FACTS[name].api_variable
     ]
     plain_http = {unfetched[0]: "http://sso.example.com"} if unfetched else {}
     report = doctor(
@@ -531,11 +433,7 @@ PASSWORD = "hunter2-s3cret"
 
 def test_no_password_of_a_mistyped_or_unreachable_url_is_echoed(doctor) -> None:
     """Each URL is named by its variable and shown without its userinfo, stdout and stderr."""
-    unreachable_providers = {
-        PROBE_VARIABLE[name]: f"http://u:{PASSWORD}@127.0.0.1:1" for name in PROVIDERS
-    }
-    if "google" in PROVIDER_CLASSES:
-        unreachable_providers["GOOGLE_SERVER_METADATA_URL"] += DISCOVERY_PATH
+    unreachable_providers = probes_at(f"http://u:{PASSWORD}@127.0.0.1:1")
     database = f"postgresql+psycopg://app:{PASSWORD}@127.0.0.1"
     runs = {
         "REDIS_URL": [
@@ -555,43 +453,3 @@ def test_no_password_of_a_mistyped_or_unreachable_url_is_echoed(doctor) -> None:
             assert next(iter(given)) in failed, (given, failed)
     assert "http://***@127.0.0.1:1" in reports[-1].messages(status="fail")
     assert "http://***@127.0.0.1:1" in reports[-1].stderr  # the progress lines
-
-
-# --- Facebook: the pinned Graph API version expires -------------------------------------
-
-
-@only("facebook")
-@pytest.mark.parametrize(
-    ("version", "today", "status"),
-    [
-        ("v24.0", "2027-11-19", "ok"),
-        ("v24.0", "2027-11-20", "warn"),  # 90 days before 2028-02-18
-        ("v24.0", "2028-02-18", "fail"),  # the day it expires
-        ("v21.0", TODAY, "warn"),  # the old "v21.0 floor" expires on 2027-01-21
-        ("v20.0", TODAY, "fail"),
-    ],
-)
-def test_the_graph_version_is_checked_against_its_expiry(doctor, version, today, status) -> None:
-    report = doctor(today=today, FACEBOOK_GRAPH_VERSION=version)
-    assert report.status_of("Facebook", f"^FACEBOOK_GRAPH_VERSION {version} ") == status
-    assert report.returncode == (1 if status == "fail" else 0), report.checks(status="fail")
-    if status != "ok":
-        (finding,) = report.checks("Facebook", status)
-        assert "https://developers.facebook.com/docs/graph-api/changelog" in finding["hint"]
-
-
-@only("facebook")
-def test_the_default_graph_version_passes_into_2028(doctor) -> None:
-    for today in (TODAY, "2027-12-31"):
-        report = doctor(today=today)
-        assert report.status_of("Facebook", "^FACEBOOK_GRAPH_VERSION ") == "ok"
-        assert report.returncode == 0
-
-
-@only("facebook")
-def test_the_human_report_says_when_the_version_expires(doctor) -> None:
-    report = doctor(as_json=False, today="2027-12-01", FACEBOOK_GRAPH_VERSION="v24.0")
-    assert " warn  FACEBOOK_GRAPH_VERSION v24.0 expires on 2028-02-18, in 79 day(s)" in (
-        report.stdout
-    )
-    assert "-> Set FACEBOOK_GRAPH_VERSION to v26.0" in report.stdout

@@ -24,6 +24,7 @@ import sqlalchemy as sa
 from conftest import Browser, database_dump, redis_keys_and_values, rows
 from test_account_deletion import assert_nothing_left
 from test_api_tokens import execute
+from test_rate_limits import LIMIT_ENV, assert_rate_limited_json
 
 from {{ cookiecutter.package_name }} import create_app
 from {{ cookiecutter.package_name }}.auth.facebook_callbacks import (
@@ -441,3 +442,27 @@ def test_doctor_lists_both_callback_urls(
     )
     assert f"Deauthorize callback URL: {app_url}/auth/facebook/deauthorize" in human.stdout
     assert f"Data deletion request URL: {app_url}/auth/facebook/data-deletion" in human.stdout
+
+
+# --- a limit per IP, generous (moved here from test_rate_limits.py) ----------------------
+
+
+def test_callbacks_are_limited_per_ip(variant, app_env, redis_db) -> None:
+    app = variant(FACEBOOK_CALLBACK_RATE_LIMIT="2 per minute", **LIMIT_ENV)
+
+    def unknown_user() -> dict[str, str]:
+        secret = app_env["FACEBOOK_CLIENT_SECRET"]
+        return {"signed_request": signed_request(payload(UNKNOWN_ID), secret)}
+
+    for kind in KINDS:  # each its own counter
+        headers = {"X-Forwarded-For": "198.51.100.40"}
+        for _ in range(2):
+            answer = post(app.url, kind, unknown_user(), headers=headers)
+            assert answer.status_code == 200, answer.text
+        refused = post(app.url, kind, unknown_user(), headers=headers)
+        # Facebook's servers get JSON, as for every other error of these callbacks.
+        assert assert_rate_limited_json(refused)["message"] == (
+            "Too many callbacks from this address."
+        )
+        other = post(app.url, kind, unknown_user(), headers={"X-Forwarded-For": "198.51.100.41"})
+        assert other.status_code == 200

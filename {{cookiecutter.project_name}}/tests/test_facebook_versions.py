@@ -1,7 +1,7 @@
 """Graph API versions expire (Meta's changelog): a dated table, and one default everywhere.
 
-`auth doctor` warns 90 days before the pinned version expires and fails from that day on
-(tests/test_doctor.py runs it); here the rule itself, with `today` given, never the calendar.
+`auth doctor` warns 90 days before the pinned version expires and fails from that day on;
+here the rule itself, with `today` given, never the calendar, and the doctor run for real.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from conftest import TODAY
 
 import mock_providers.facebook as mock_facebook
 from {{ cookiecutter.package_name }}.providers.facebook import (
@@ -92,3 +93,40 @@ def test_the_mock_serves_the_default_version_and_unversioned_paths(mock) -> None
     for path in (f"/{DEFAULT_GRAPH_VERSION}/me", "/me"):
         error = requests.get(f"{env['FACEBOOK_GRAPH_URL']}{path}", timeout=10).json()["error"]
         assert error["code"] == 2500  # no token: the route exists and answers like Graph
+
+
+# --- what the doctor says of it (moved here from test_doctor.py) --------------------------
+
+
+@pytest.mark.parametrize(
+    ("version", "today", "status"),
+    [
+        ("v24.0", "2027-11-19", "ok"),
+        ("v24.0", "2027-11-20", "warn"),  # 90 days before 2028-02-18
+        ("v24.0", "2028-02-18", "fail"),  # the day it expires
+        ("v21.0", TODAY, "warn"),  # the old "v21.0 floor" expires on 2027-01-21
+        ("v20.0", TODAY, "fail"),
+    ],
+)
+def test_the_graph_version_is_checked_against_its_expiry(doctor, version, today, status) -> None:
+    report = doctor(today=today, FACEBOOK_GRAPH_VERSION=version)
+    assert report.status_of("Facebook", f"^FACEBOOK_GRAPH_VERSION {version} ") == status
+    assert report.returncode == (1 if status == "fail" else 0), report.checks(status="fail")
+    if status != "ok":
+        (finding,) = report.checks("Facebook", status)
+        assert "https://developers.facebook.com/docs/graph-api/changelog" in finding["hint"]
+
+
+def test_the_default_graph_version_passes_into_2028(doctor) -> None:
+    for today in (TODAY, "2027-12-31"):
+        report = doctor(today=today)
+        assert report.status_of("Facebook", "^FACEBOOK_GRAPH_VERSION ") == "ok"
+        assert report.returncode == 0
+
+
+def test_the_human_report_says_when_the_version_expires(doctor) -> None:
+    report = doctor(as_json=False, today="2027-12-01", FACEBOOK_GRAPH_VERSION="v24.0")
+    assert " warn  FACEBOOK_GRAPH_VERSION v24.0 expires on 2028-02-18, in 79 day(s)" in (
+        report.stdout
+    )
+    assert "-> Set FACEBOOK_GRAPH_VERSION to v26.0" in report.stdout

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 import pytest
 import redis
 import requests
-from conftest import Browser, RunningApp, free_port, query, wait_for
+from conftest import FACTS, Browser, RunningApp, free_port, query, wait_for
 
 from {{ cookiecutter.package_name }}.api_tokens import TOKEN_PREFIX
 from {{ cookiecutter.package_name }}.providers import PROVIDER_CLASSES
@@ -97,8 +97,9 @@ def test_every_outbound_call_has_a_connect_and_a_read_timeout(variant, kind) -> 
     urls = {
         variable: hole.url for cls in PROVIDER_CLASSES.values() for variable in cls.url_settings
     }
-    if "GOOGLE_SERVER_METADATA_URL" in urls:
-        urls["GOOGLE_SERVER_METADATA_URL"] += "/.well-known/openid-configuration"
+    for facts in FACTS.values():  # e.g. Google's names its discovery document
+        if facts.api_variable in urls:
+            urls[facts.api_variable] += facts.api_path
     try:
         app = variant(OAUTH_HTTP_TIMEOUT="0.5", **urls)
         for provider in PROVIDERS:

@@ -332,3 +332,15 @@ def test_odd_user_from_the_profile_api_is_a_502_json(browser, mock) -> None:
     assert response.status_code == 502, response.text
     assert response.json()["error"] == "invalid_profile"
     assert browser.me().status_code == 200  # still signed in: the provider misbehaved, not us
+
+
+def test_a_token_step_redirect_uri_mismatch_shows_the_redirect_uri(browser, mock, app) -> None:
+    """(Moved here from test_errors_and_logs.py.)"""
+    mock.control.switch("github", token_error="redirect_uri_mismatch")
+    callback = browser.start_login("github")
+    response = browser.get(callback, headers={"Accept": "application/json"})
+    body = response.json()
+    assert response.status_code == 400 and body["error"] == "token_error"
+    assert body["details"]["provider_error"] == "redirect_uri_mismatch"
+    assert body["details"]["redirect_uri"] == f"{app.url}/auth/github/callback"
+    assert "github.com/settings" in body["hint"]  # where to register it

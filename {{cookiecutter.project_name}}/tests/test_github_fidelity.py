@@ -14,12 +14,11 @@ import pytest
 import requests
 from conftest import Browser, query, rows
 from test_account_deletion import delete_account
+from test_github_tokens import github_refresh_at_mock, github_user_status
 from test_login import assert_failed_cleanly
 from test_tokens import (
     assert_reauth_required,
     assert_reconnect_shown,
-    github_refresh_at_mock,
-    github_user_status,
     load,
     profile,
     save,
@@ -347,3 +346,13 @@ def test_public_email_github_cannot_confirm_is_kept_unverified(
     assert identity["email"] == "ada@example.com" and identity["email_verified"] is False
     assert roles_of(browser) == ["user"]
     assert "unverified" in browser.get("/account").text
+
+
+def test_an_unverified_secondary_address_makes_no_admin(variant, mock) -> None:
+    """`private` has an unverified secondary address; only verified ones count (moved here
+    from test_guards.py)."""
+    running = variant(ADMIN_EMAILS="pat-old@example.org")
+    mock.control.switch("github", user="private")
+    browser = Browser(running.url)
+    assert browser.login("github").status_code == 200
+    assert roles_of(browser) == ["user"]

@@ -117,7 +117,7 @@ def test_nothing_but_static_files_may_be_stored(app, mock) -> None:
 
 @needs_verified
 def test_the_admin_page_is_not_stored_either(variant, mock) -> None:
-    app = variant(ADMIN_EMAILS=VERIFIED_EMAIL[VERIFIED])
+    app = variant(ADMIN_EMAILS=VERIFIED_EMAIL)
     browser = sign_in(app.url, mock, provider=VERIFIED)
     page = browser.get("/admin")
     assert page.status_code == 200, page.text[:300]

@@ -7,7 +7,7 @@ import pytest
 import redis
 import requests
 import sqlalchemy as sa
-from conftest import Browser, command_calls, everything_in_database, query, rows
+from conftest import Browser, command_calls, everything_in_database, is_oidc, query, rows
 
 from {{ cookiecutter.package_name }}.providers import PROVIDER_CLASSES
 
@@ -235,8 +235,12 @@ def test_authorization_request_carries_state_and_pkce(browser, provider) -> None
     if PROVIDER_CLASSES[provider].uses_pkce:
         assert params["code_challenge_method"] == "S256"
         assert len(params["code_challenge"]) == 43
-    if provider == "google":
-        assert params["nonce"]
+    else:
+        assert "code_challenge" not in params
+    if is_oidc(provider):  # the ID token must come back bound to it
+        assert len(params["nonce"]) >= 20
+    else:
+        assert "nonce" not in params
 
 
 @pytest.mark.parametrize(

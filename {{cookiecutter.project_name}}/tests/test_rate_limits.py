@@ -1,6 +1,7 @@
-"""Rate limits: sign-in starts and callbacks per client IP, API-token creation per user,
-Facebook's callbacks per IP; 429 with Retry-After and a hint; counters in the app's Redis
-under its key prefix; Redis failing during a check lets the request through, with a warning.
+"""Rate limits: sign-in starts and callbacks per client IP, API-token creation per user;
+429 with Retry-After and a hint; counters in the app's Redis under its key prefix; Redis
+failing during a check lets the request through, with a warning. (Facebook's callbacks,
+limited per IP: test_facebook_callbacks.py.)
 
 The app is behind one trusted proxy here (TRUSTED_PROXY_COUNT=1), so each request says
 which client IP it comes from in X-Forwarded-For, as a proxy would.
@@ -8,30 +9,22 @@ which client IP it comes from in X-Forwarded-For, as a proxy would.
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import itertools
-import json
 import logging
-import time
 from pathlib import Path
 
 import pytest
 import redis
 import requests
-from conftest import Browser, free_port, start_redis_server, wait_for
-from test_api_tokens import OTHER_PERSONA, cli, create_token, sign_in
-from test_api_tokens import PROVIDER as SIGN_IN_PROVIDER
+from conftest import FACTS, PROVIDERS, Browser, free_port, start_redis_server, wait_for
+from test_api_tokens import cli, create_token, sign_in
 
 from {{ cookiecutter.package_name }} import create_app
-from {{ cookiecutter.package_name }}.providers import PROVIDER_CLASSES
 from {{ cookiecutter.package_name }}.settings import SettingsError, load_settings
 
-PROVIDER = "github" if "github" in PROVIDER_CLASSES else next(iter(PROVIDER_CLASSES))
+PROVIDER = PROVIDERS[0]  # the one `sign_in` uses
 PREFIX = "rl-test:"
 LIMIT_ENV = {"TRUSTED_PROXY_COUNT": "1", "REDIS_KEY_PREFIX": PREFIX}
-needs_facebook = pytest.mark.skipif("facebook" not in PROVIDER_CLASSES, reason="no Facebook")
 
 
 def get(url: str, ip: str, **kwargs) -> requests.Response:
@@ -83,7 +76,7 @@ def test_sign_in_starts_are_limited_per_client_ip(variant, mock, redis_db) -> No
     assert_rate_limited_page(refused)
     assert session_keys(redis_db) == sessions  # the refused start stored nothing
     # Another provider shares the IP's counter; another IP has its own.
-    others = [p for p in PROVIDER_CLASSES if p != PROVIDER]
+    others = [p for p in PROVIDERS if p != PROVIDER]
     for other in others:
         assert get(f"{app.url}/login/{other}", "198.51.100.7").status_code == 429
     assert get(start, "198.51.100.8").status_code == 302
@@ -164,7 +157,7 @@ def test_api_token_creation_is_limited_per_user(variant, mock, redis_db, databas
     ada.http.headers["X-Forwarded-For"] = "198.51.100.31"
     assert create_token(ada).status_code == 429
     # ...and someone else from ada's address is not.
-    other = sign_in(app.url, mock, persona=OTHER_PERSONA[SIGN_IN_PROVIDER])
+    other = sign_in(app.url, mock, persona=FACTS[PROVIDER].other_persona)
     other.http.headers["X-Forwarded-For"] = "198.51.100.30"
     assert create_token(other).status_code == 201
     ada_id, other_id = ada.me().json()["id"], other.me().json()["id"]
@@ -184,43 +177,6 @@ def test_deleting_an_account_clears_its_counters(variant, app_env, mock, redis_d
     assert len([k for k in limiter_keys(redis_db) if user_id in k]) == 2  # one per limit
     assert cli({**app_env, **limits}, "users", "delete", user_id, "--yes").exit_code == 0
     assert not [k for k in limiter_keys(redis_db) if user_id in k]
-
-
-# --- Facebook's callbacks: per IP, generous --------------------------------------------
-
-
-def signed_request(payload: dict, secret: str) -> str:
-    def encode(raw: bytes) -> str:
-        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
-
-    body = encode(json.dumps(payload).encode())
-    signature = hmac.new(secret.encode(), body.encode(), hashlib.sha256).digest()
-    return f"{encode(signature)}.{body}"
-
-
-def unknown_user_request(app_env: dict[str, str]) -> dict[str, str]:
-    payload = {"algorithm": "HMAC-SHA256", "issued_at": int(time.time()), "user_id": "10009"}
-    return {"signed_request": signed_request(payload, app_env["FACEBOOK_CLIENT_SECRET"])}
-
-
-@needs_facebook
-def test_facebook_callbacks_are_limited_per_ip(variant, app_env, redis_db) -> None:
-    app = variant(FACEBOOK_CALLBACK_RATE_LIMIT="2 per minute", **LIMIT_ENV)
-    for kind in ("deauthorize", "data-deletion"):  # each its own counter
-        url = f"{app.url}/auth/facebook/{kind}"
-        headers = {"X-Forwarded-For": "198.51.100.40"}
-        for _ in range(2):
-            answer = requests.post(url, data=unknown_user_request(app_env), headers=headers)
-            assert answer.status_code == 200, answer.text
-        refused = requests.post(url, data=unknown_user_request(app_env), headers=headers)
-        # Facebook's servers get JSON, as for every other error of these callbacks.
-        assert assert_rate_limited_json(refused)["message"] == (
-            "Too many callbacks from this address."
-        )
-        other = requests.post(
-            url, data=unknown_user_request(app_env), headers={"X-Forwarded-For": "198.51.100.41"}
-        )
-        assert other.status_code == 200
 
 
 def test_the_defaults_are_the_documented_ones(app_env) -> None:

@@ -19,15 +19,12 @@ from urllib.parse import urljoin, urlsplit
 import pytest
 import requests
 import sqlalchemy as sa
-from conftest import Browser, query, rows
-from test_api_tokens import OTHER_PERSONA, create_token, sign_in
+from conftest import FACTS, PROVIDERS, Browser, query, rows
+from test_api_tokens import create_token, sign_in
 
 from {{ cookiecutter.package_name }}.providers import PROVIDER_CLASSES
 
-PROVIDERS = list(PROVIDER_CLASSES)
 needs_two = pytest.mark.skipif(len(PROVIDERS) < 2, reason="baked with a single provider")
-# The mock endpoint each provider's grant revocation lands on.
-REVOKE_ENDPOINT = {"google": "revoke", "github": "revoke_grant", "facebook": "permissions"}
 
 
 # --- helpers ------------------------------------------------------------------------
@@ -102,8 +99,9 @@ def test_a_stale_stolen_cookie_cannot_connect_the_thiefs_account(variant, mock) 
     me = victim.me().json()
     thief = thief_of(victim)
     time.sleep(1.5)
-    authorize_before = mock.control.requests()[other]["authorize"]
-    mock.control.switch(other, user=OTHER_PERSONA[other])
+    authorize = FACTS[other].authorize_endpoint
+    authorize_before = mock.control.requests()[other][authorize]
+    mock.control.switch(other, user=FACTS[other].other_persona)
 
     start = thief.get(f"/login/{other}", params={"next": "/account"})
     refused(start)  # before anyone is sent to the provider
@@ -112,7 +110,7 @@ def test_a_stale_stolen_cookie_cannot_connect_the_thiefs_account(variant, mock) 
     as_json = thief.get(f"/login/{other}", headers={"Accept": "application/json"})
     refused(as_json)
     assert sign_in_then(as_json.json()["retry_url"], home) == f"/login/{other}"
-    assert mock.control.requests()[other]["authorize"] == authorize_before
+    assert mock.control.requests()[other][authorize] == authorize_before
     assert thief.me().json() == me
 
 
@@ -131,10 +129,13 @@ def test_a_stale_stolen_cookie_cannot_disconnect_delete_or_mint_admin(
     time.sleep(1.5)
 
     # Disconnect the owner's provider (to lock them out): refused, nothing revoked.
-    revokes = {p: mock.control.requests()[p][REVOKE_ENDPOINT[p]] for p in (home, other)}
+    def revokes(provider: str) -> int:
+        return mock.control.requests()[provider][FACTS[provider].revoke_endpoint]
+
+    before = {p: revokes(p) for p in (home, other)}
     for provider in (home, other):
         refused(post(thief, f"/account/connections/{provider}/disconnect", csrf))
-        assert mock.control.requests()[provider][REVOKE_ENDPOINT[provider]] == revokes[provider]
+        assert revokes(provider) == before[provider]
 
     # Delete the account, or mint a lasting admin token: refused.
     refused(post(thief, "/account/delete", csrf))
@@ -165,7 +166,7 @@ def test_signing_in_at_a_linked_provider_as_someone_else_renews_nothing(variant,
     thief = thief_of(victim)
     time.sleep(1.5)
     # The thief "signs in again" at the owner's provider, with their own account there.
-    mock.control.switch(home, user=OTHER_PERSONA[home])
+    mock.control.switch(home, user=FACTS[home].other_persona)
     answer = thief.login(home, next_path="/account#delete")
     assert answer.status_code == 409
     assert "provider_already_connected" in answer.text

@@ -15,14 +15,23 @@ from pathlib import Path
 
 import pytest
 import redis
-from conftest import Browser, RunningApp, free_port, rows, start_redis_server, wait_for
+from conftest import (
+    FACTS,
+    PROVIDERS,
+    REFRESHABLE,
+    Browser,
+    RunningApp,
+    free_port,
+    rows,
+    start_redis_server,
+    wait_for,
+)
 from limits import parse
 
 from {{ cookiecutter.package_name }} import create_app
-from {{ cookiecutter.package_name }}.providers import PROVIDER_CLASSES
 from {{ cookiecutter.package_name }}.session_index import SessionIndex
 
-PROVIDER = "github" if "github" in PROVIDER_CLASSES else next(iter(PROVIDER_CLASSES))
+PROVIDER = PROVIDERS[0]
 REDIS_SERVER = shutil.which("redis-server") or "redis-server"
 REDIS_CLI = shutil.which("redis-cli") or "redis-cli"
 
@@ -132,21 +141,29 @@ def test_two_instances_share_sessions_through_redis(released_port, app_env, mock
         second.stop()
 
 
-@pytest.mark.skipif("google" not in PROVIDER_CLASSES, reason="baked without Google")
+@pytest.mark.skipif(not REFRESHABLE, reason="no provider of this bake issues refresh tokens")
 def test_a_refresh_on_one_instance_is_seen_by_the_other(released_port, app_env, mock) -> None:
+    name = REFRESHABLE[0]
+    refresh, profile = FACTS[name].refresh, f"/api/providers/{name}/profile"
+
+    def token_calls() -> int:
+        return mock.control.requests()[name][FACTS[name].token_endpoint]
+
     first = serve(app_env, released_port)
     second = serve(app_env, free_port())
     try:
-        mock.control.switch("google", expires_in=60)  # due for refresh at once
+        mock.control.switch(name, **refresh.expiring)  # due for refresh at once
         browser = Browser(first.url)
-        browser.login("google")
-        mock.control.switch("google", expires_in=3599)
-        assert browser.get("/api/providers/google/profile").status_code == 200
-        refreshes = mock.control.requests()["google"]["token"]
+        browser.login(name)
+        mock.control.switch(name, **refresh.long_lived)
+        signed_in = token_calls()
+        assert browser.get(profile).status_code == 200
+        refreshes = token_calls()
+        assert refreshes == signed_in + 1
         other = Browser(second.url)
         other.http.cookies = browser.http.cookies
-        assert other.get("/api/providers/google/profile").status_code == 200
-        assert mock.control.requests()["google"]["token"] == refreshes  # no second refresh
+        assert other.get(profile).status_code == 200
+        assert token_calls() == refreshes  # no second refresh
     finally:
         first.stop()
         second.stop()

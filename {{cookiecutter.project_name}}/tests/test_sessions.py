@@ -15,13 +15,16 @@ import pytest
 import redis
 import requests
 from conftest import (
+    FACTS,
     Browser,
     RunningApp,
+    cases_or_skip,
     everything_in_database,
     free_port,
     gunicorn_command,
     run_server,
 )
+from test_guards import VERIFIED, VERIFIED_EMAIL, needs_verified
 
 from {{ cookiecutter.package_name }} import create_app
 from {{ cookiecutter.package_name }}.providers import PROVIDER_CLASSES
@@ -30,12 +33,6 @@ from {{ cookiecutter.package_name }}.session_index import device_summary
 PACKAGE = create_app.__module__
 PROVIDERS = list(PROVIDER_CLASSES)
 PROVIDER = PROVIDERS[0]
-# A second person at the same provider (another persona of the mock).
-OTHER_PERSONA = {"google": "grace", "github": "noname", "facebook": "phone"}
-# Personas whose email the provider marks verified (only those can be made admins).
-VERIFIED_EMAIL = {"github": "ada@example.com", "google": "ada.lovelace@gmail.com"}
-VERIFIED = next((p for p in VERIFIED_EMAIL if p in PROVIDER_CLASSES), None)
-needs_verified = pytest.mark.skipif(VERIFIED is None, reason="baked without GitHub and Google")
 
 FIREFOX_LINUX = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
 CHROME_WINDOWS = (
@@ -245,7 +242,7 @@ def test_logout_removes_the_session_from_the_list(app, mock, redis_db) -> None:
 
 def test_session_lists_are_per_user(app, mock) -> None:
     ada = sign_in(app.url, mock)
-    other = sign_in(app.url, mock, persona=OTHER_PERSONA[PROVIDER])
+    other = sign_in(app.url, mock, persona=FACTS[PROVIDER].other_persona)
     assert ada.me().json()["id"] != other.me().json()["id"]
     assert [s["id"] for s in list_sessions(ada)] == [current_id(ada)]
     assert [s["id"] for s in list_sessions(other)] == [current_id(other)]
@@ -320,7 +317,7 @@ def test_api_delete_ends_a_session(app, mock, redis_db) -> None:
 
 def test_another_users_session_cannot_be_ended(app, mock) -> None:
     me = sign_in(app.url, mock)
-    stranger = sign_in(app.url, mock, persona=OTHER_PERSONA[PROVIDER])
+    stranger = sign_in(app.url, mock, persona=FACTS[PROVIDER].other_persona)
     stranger_id = current_id(stranger)
     response = end_via_api(me, stranger_id)
     assert response.status_code == 404
@@ -461,8 +458,7 @@ def test_with_no_security_roles_sessions_survive_a_revoke(variant, mock, app_env
 
 @needs_verified
 def test_losing_admin_at_login_signs_out_the_other_sessions(variant, mock) -> None:
-    email = VERIFIED_EMAIL[VERIFIED]
-    running = variant(ADMIN_EMAILS=email)
+    running = variant(ADMIN_EMAILS=VERIFIED_EMAIL)
     first = sign_in(running.url, mock, provider=VERIFIED)
     second = sign_in(running.url, mock, provider=VERIFIED)
     assert "admin" in second.me().json()["roles"]
@@ -475,13 +471,14 @@ def test_losing_admin_at_login_signs_out_the_other_sessions(variant, mock) -> No
     assert [s["id"] for s in list_sessions(newest)] == [current_id(newest)]
 
 
-# Facebook's picture URL is a signed CDN address that changes at every sign-in (`ext`): there
-# the profile does change, and the other sessions rightly get the new one.
-STABLE_PROFILES = [p for p in PROVIDERS if p != "facebook"]
+# Where the profile changes at every sign-in (Facebook's picture URL is a signed CDN address
+# with a new `ext` each time), the other sessions rightly get the new one.
+STABLE_PROFILES = [p for p in PROVIDERS if not FACTS[p].profile_changes_each_sign_in]
 
 
-@pytest.mark.skipif(not STABLE_PROFILES, reason="Facebook's profile changes at every sign-in")
-@pytest.mark.parametrize("provider", STABLE_PROFILES or ["none"])
+@pytest.mark.parametrize(
+    "provider", cases_or_skip(STABLE_PROFILES, "every provider here changes the profile each time")
+)
 def test_signing_in_again_unchanged_leaves_the_other_sessions_alone(app, mock, redis_db, provider):
     """A re-sign-in that changes nothing of the user writes no other session: a rewrite reads
     and writes each one, and could undo what that session's own request is writing (another

@@ -3,23 +3,27 @@
 Real Redis, a real database, real HTTP to the mock providers; the vault is inspected with
 the app's own `TokenVault` and the test key (in an application context: it works through
 `db.session`) or with SQL on the `provider_tokens` table, and the mock's counters tell how
-often the app called it.
+often the app called it. What differs between providers comes from the facts each mock
+declares (mock_providers/facts.py); one provider's own token rules are tested in
+test_<provider>_tokens.py.
 """
 
 from __future__ import annotations
 
-import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
 import pytest
 import redis
 import requests
 import sqlalchemy as sa
 from conftest import (
+    FACTS,
+    PROVIDERS,
+    REFRESHABLE,
     TEST_TOKEN_KEY,
     Browser,
     RunningApp,
+    cases_or_skip,
     database_dump,
     everything_in_redis,
     gunicorn_command,
@@ -31,26 +35,10 @@ from cryptography.fernet import Fernet, InvalidToken
 
 from {{ cookiecutter.package_name }} import create_app
 from {{ cookiecutter.package_name }}.models import db
-from {{ cookiecutter.package_name }}.providers import PROVIDER_CLASSES
 from {{ cookiecutter.package_name }}.tokens import StoredToken, TokenVault
+from mock_providers.facts import AppGrant
 
-PACKAGE = create_app.__module__
-PROVIDERS = list(PROVIDER_CLASSES)
-# A second account at each provider (the mock's `user` switch).
-OTHER_PERSONA = {"google": "grace", "github": "private", "facebook": "phone"}
-# Providers whose tokens expire and come with a refresh token (GitHub in app mode).
-REFRESHABLE = [p for p in ("google", "github") if p in PROVIDER_CLASSES]
-# The mock endpoint each provider's revoke lands on.
-REVOKE_ENDPOINT = {"google": "revoke", "github": "revoke_grant", "facebook": "permissions"}
-# The mock endpoint the provider API call (`/api/providers/<p>/profile`) lands on.
-PROFILE_ENDPOINT = {"google": "userinfo", "github": "user", "facebook": "me"}
-FACEBOOK_LONG_LIVED = 5183944  # what Facebook (and the mock) give a long-lived token
-
-needs_google = pytest.mark.skipif("google" not in PROVIDER_CLASSES, reason="baked without Google")
-needs_github = pytest.mark.skipif("github" not in PROVIDER_CLASSES, reason="baked without GitHub")
-needs_facebook = pytest.mark.skipif(
-    "facebook" not in PROVIDER_CLASSES, reason="baked without Facebook"
-)
+NO_REFRESH = "no provider of this bake issues refresh tokens"
 
 
 @pytest.fixture(params=PROVIDERS)
@@ -58,7 +46,7 @@ def provider(request) -> str:
     return request.param
 
 
-@pytest.fixture(params=REFRESHABLE)
+@pytest.fixture(params=cases_or_skip(REFRESHABLE, NO_REFRESH))
 def refreshable(request) -> str:
     return request.param
 
@@ -159,17 +147,29 @@ def counts(mock, provider: str) -> dict[str, int]:
     return mock.control.requests()[provider]
 
 
+def token_calls(mock, provider: str) -> int:
+    """Requests to the provider's token endpoint: code exchanges and refreshes."""
+    return counts(mock, provider)[FACTS[provider].token_endpoint]
+
+
 def expiring(mock, provider: str) -> None:
-    """The next login gets an access token that expires within the refresh leeway."""
-    if provider == "github":
-        mock.control.switch("github", app_mode=True, expires_in=60)
-    else:
-        mock.control.switch(provider, expires_in=60)
+    """The next login gets a refresh token and an access token due for refresh at once."""
+    mock.control.switch(provider, **FACTS[provider].refresh.expiring)
 
 
 def long_lived(mock, provider: str) -> None:
     """Tokens issued from now on have hours of life left."""
-    mock.control.switch(provider, expires_in=28800 if provider == "github" else 3599)
+    mock.control.switch(provider, **FACTS[provider].refresh.long_lived)
+
+
+def grant_of(running: RunningApp, uid: str, provider: str) -> AppGrant:
+    """The person's grant at the provider, as the app holds it (for the mock's facts)."""
+    token = load(running, uid, provider)
+    assert token is not None
+    with running.app.app_context():
+        identities = running.app.extensions["users"].get(uid).to_api()["identities"]
+    subject = next(i["subject"] for i in identities if i["provider"] == provider)
+    return AppGrant(subject, token.access_token, token.refresh_token)
 
 
 def connection(page: str, provider: str) -> str:
@@ -201,16 +201,14 @@ def token_keys(client: redis.Redis) -> list[bytes]:
 
 
 def test_no_minted_secret_is_stored_in_clear(browser, app, mock, redis_db, database) -> None:
-    for name in REFRESHABLE:
-        expiring(mock, name)  # every API call below refreshes (and GitHub rotates)
-    if "facebook" in PROVIDERS:
-        mock.control.switch("facebook", short_lived=True)  # exchanged at login
+    for name in PROVIDERS:  # every refresh, rotation and exchange there is
+        mock.control.switch(name, **FACTS[name].most_tokens)
     uid = login_all(browser)
     for _ in range(3):
         for name in PROVIDERS:
             assert profile(browser, name).status_code == 200
     for name in REFRESHABLE:
-        assert counts(mock, name)["token"] == 4  # the login and three refreshes
+        assert token_calls(mock, name) == 4  # the login and three refreshes
     minted = mock.control.minted()
     for name in PROVIDERS:
         assert load(app, uid, name).access_token in minted  # tokens are kept...
@@ -265,7 +263,7 @@ def test_reencrypt_all_works_in_batches_and_can_run_again(app, mock, database) -
     """Batches of one and of two over two users' records, one of them unreadable."""
     first = login_all(Browser(app.url))
     for name in PROVIDERS:
-        mock.control.switch(name, user=OTHER_PERSONA[name])
+        mock.control.switch(name, user=FACTS[name].other_persona)
     second = login_all(Browser(app.url))
     assert first != second
     records = token_rows(database)
@@ -328,39 +326,11 @@ def test_undecryptable_record_asks_to_reconnect(browser, app, provider, database
 # --- refresh before an API call -----------------------------------------------------
 
 
-@needs_google
-def test_google_token_expiring_within_the_leeway_is_refreshed_once(browser, app, mock) -> None:
-    mock.control.switch("google", expires_in=60)
-    browser.login("google")
-    uid = user_id(browser)
-    before = load(app, uid, "google")
-    assert before.refresh_token and counts(mock, "google")["token"] == 1
-    response = profile(browser, "google")
-    assert response.status_code == 200, response.text
-    assert counts(mock, "google")["token"] == 2
-    after = load(app, uid, "google")
-    assert after.access_token != before.access_token
-    # Google's refresh response has no refresh_token: the old one is kept.
-    assert after.refresh_token == before.refresh_token
-    # ...and still works: the refreshed token also expires within the leeway.
-    assert profile(browser, "google").status_code == 200
-    assert counts(mock, "google")["token"] == 3
-
-
-@needs_google
-def test_google_token_with_life_left_is_not_refreshed(browser, app, mock) -> None:
-    browser.login("google")  # expires_in 3599
-    for _ in range(3):
-        assert profile(browser, "google").status_code == 200
-    assert counts(mock, "google")["token"] == 1
-    assert counts(mock, "google")["userinfo"] == 3
-
-
 def test_single_flight_refresh_across_gunicorn_workers(
     released_port, project_env, app_env, app_url, tmp_path, mock
 ) -> None:
     if not REFRESHABLE:
-        pytest.skip("baked without Google and GitHub: no refresh tokens")
+        pytest.skip(NO_REFRESH)
     name = REFRESHABLE[0]
     command = gunicorn_command(released_port, "--workers", "2", "--threads", "8")
     env = {**project_env, **app_env}
@@ -369,206 +339,29 @@ def test_single_flight_refresh_across_gunicorn_workers(
         expiring(mock, name)
         assert browser.login(name).status_code == 200
         long_lived(mock, name)  # the refreshed token is not due again
-        assert counts(mock, name)["token"] == 1
+        assert token_calls(mock, name) == 1
         with ThreadPoolExecutor(20) as pool:
             responses = list(pool.map(lambda _: profile(browser, name), range(20)))
     assert [r.status_code for r in responses] == [200] * 20, log_path.read_text()[-2000:]
-    assert counts(mock, name)["token"] == 2  # exactly one refresh
+    assert token_calls(mock, name) == 2  # exactly one refresh
     assert len({r.json()["profile"]["subject"] for r in responses}) == 1
-
-
-# --- refresh-token rotation and token lifetimes -----------------------------------------
-
-
-def github_refresh_at_mock(mock, refresh_token: str) -> dict[str, Any]:
-    env = mock.app_env()
-    response = requests.post(
-        f"{env['GITHUB_URL']}/login/oauth/access_token",
-        data={
-            "client_id": env["GITHUB_CLIENT_ID"],
-            "client_secret": env["GITHUB_CLIENT_SECRET"],
-            "grant_type": "refresh_token",
-            "refresh_token": refresh_token,
-        },
-        headers={"Accept": "application/json"},
-        timeout=10,
-    )
-    return response.json()
-
-
-def github_user_status(mock, access_token: str) -> int:
-    env = mock.app_env()
-    return requests.get(
-        f"{env['GITHUB_API_URL']}/user",
-        headers={"Authorization": f"Bearer {access_token}", "User-Agent": "tests"},
-        timeout=10,
-    ).status_code
-
-
-@needs_github
-def test_github_app_refresh_rotates_and_the_vault_keeps_the_new_token(browser, app, mock) -> None:
-    expiring(mock, "github")
-    browser.login("github")
-    uid = user_id(browser)
-    seen = {load(app, uid, "github").refresh_token}
-    for round_ in range(1, 4):
-        old = load(app, uid, "github")
-        assert profile(browser, "github").status_code == 200
-        assert counts(mock, "github")["token"] == 1 + round_
-        new = load(app, uid, "github")
-        assert new.refresh_token.startswith("ghr_") and new.refresh_token not in seen
-        assert new.access_token.startswith("ghu_") and new.access_token != old.access_token
-        seen.add(new.refresh_token)
-        # The old pair is dead at GitHub; the stored one works.
-        assert github_user_status(mock, old.access_token) == 401
-        assert github_user_status(mock, new.access_token) == 200
-    assert github_refresh_at_mock(mock, old.refresh_token)["error"] == "bad_refresh_token"
-
-
-@needs_github
-def test_github_oauth_app_token_never_expires(browser, app, mock, database) -> None:
-    browser.login("github")
-    uid = user_id(browser)
-    token = load(app, uid, "github")
-    assert token.access_token.startswith("gho_")
-    assert token.expires_at is None and token.refresh_token is None
-    # A year old: age alone must not matter (the vault stamps updated_at on every save).
-    aged = execute(
-        database,
-        "UPDATE provider_tokens SET updated_at = updated_at - :year"
-        " WHERE user_id = :uid AND provider = 'github'",
-        year=365 * 86400,
-        uid=uid,
-    )
-    assert aged == 1
-    assert load(app, uid, "github").updated_at < time.time() - 364 * 86400
-    for _ in range(3):
-        assert profile(browser, "github").status_code == 200
-    assert counts(mock, "github")["token"] == 1
-    assert load(app, uid, "github").access_token == token.access_token
-
-
-@needs_github
-def test_github_app_user_token_works_then_refreshes_when_expired(browser, app, mock) -> None:
-    mock.control.switch("github", app_mode=True)  # 8-hour tokens
-    browser.login("github")
-    uid = user_id(browser)
-    token = load(app, uid, "github")
-    assert token.access_token.startswith("ghu_") and token.refresh_token.startswith("ghr_")
-    assert abs(token.expires_at - (time.time() + 28800)) < 30
-    assert profile(browser, "github").status_code == 200
-    assert counts(mock, "github")["token"] == 1
-    token.expires_at = int(time.time()) - 10  # eight hours later
-    save(app, uid, "github", token)
-    assert profile(browser, "github").status_code == 200
-    assert counts(mock, "github")["token"] == 2
-    assert load(app, uid, "github").expires_at > time.time() + 28000
-
-
-# --- Facebook: long-lived tokens, no refresh --------------------------------------------
-
-
-@needs_facebook
-def test_facebook_short_lived_login_token_is_exchanged(browser, app, mock) -> None:
-    mock.control.switch("facebook", short_lived=True)
-    browser.login("facebook")
-    assert counts(mock, "facebook")["token"] == 2  # code exchange + fb_exchange_token
-    token = load(app, user_id(browser), "facebook")
-    issued = [s for s in mock.control.minted() if s.startswith("EAAR")]
-    assert len(issued) == 2 and token.access_token == issued[-1]  # the long-lived one
-    assert abs(token.expires_at - (time.time() + FACEBOOK_LONG_LIVED)) < 60
-    assert profile(browser, "facebook").status_code == 200
-
-
-@needs_facebook
-def test_facebook_long_lived_login_token_is_not_exchanged(browser, app, mock) -> None:
-    browser.login("facebook")
-    assert counts(mock, "facebook")["token"] == 1
-    token = load(app, user_id(browser), "facebook")
-    assert abs(token.expires_at - (time.time() + FACEBOOK_LONG_LIVED)) < 60
-
-
-@needs_facebook
-def test_facebook_expired_token_needs_reauth_without_calling_facebook(browser, app, mock) -> None:
-    mock.control.switch("facebook", expires_in=1)
-    browser.login("facebook")
-    token = load(app, user_id(browser), "facebook")
-    time.sleep(max(0.0, token.expires_at - time.time()) + 0.05)
-    before = counts(mock, "facebook")["me"]
-    assert_reauth_required(profile(browser, "facebook"), "facebook")
-    assert counts(mock, "facebook")["me"] == before  # known expired: no Graph call
-    assert_reconnect_shown(browser, "facebook")
-
-
-@needs_facebook
-def test_facebook_session_expired_at_facebook_needs_reauth(browser, mock) -> None:
-    browser.login("facebook")
-    mock.control.switch("facebook", me="expired")
-    assert_reauth_required(profile(browser, "facebook"), "facebook")
-    assert_reconnect_shown(browser, "facebook")
-
-
-# --- Google: when to ask for consent again ---------------------------------------------
-
-
-@needs_google
-def test_google_asks_for_consent_only_without_a_stored_refresh_token(browser, app) -> None:
-    def authorize_params() -> dict[str, str]:
-        response = browser.get("/login/google")
-        assert response.status_code == 302
-        return query(response.headers["Location"])
-
-    signed_out = authorize_params()
-    assert signed_out["access_type"] == "offline" and "prompt" not in signed_out
-
-    browser.login("google")  # the first consent gives a refresh token
-    uid = user_id(browser)
-    assert load(app, uid, "google").refresh_token
-    with_refresh = authorize_params()
-    assert with_refresh["access_type"] == "offline"
-    assert "consent" not in with_refresh.get("prompt", "")
-
-    without = [
-        None,  # record deleted
-        StoredToken(access_token="ya29.x", expires_at=int(time.time()) + 3000),
-        StoredToken(access_token="ya29.x", refresh_token="1//x", reauth_required=True),
-    ]
-    for record in without:
-        if record is None:
-            delete(app, uid, "google")
-        else:
-            save(app, uid, "google", record)
-        params = authorize_params()
-        assert params["access_type"] == "offline" and params["prompt"] == "consent"
-
-    browser.login("google")  # consenting again brings a refresh token back
-    token = load(app, uid, "google")
-    assert token.refresh_token and token.refresh_token != "1//x"
-    assert not token.reauth_required
 
 
 # --- a dead refresh token -------------------------------------------------------------
 
 
-def kill_refresh_token(mock, app: RunningApp, uid: str, provider: str) -> None:
-    if provider == "google":
-        mock.control.switch("google", refresh="invalid_grant")
-    else:  # someone else used the rotating refresh token first
-        stolen = load(app, uid, "github").refresh_token
-        assert "access_token" in github_refresh_at_mock(mock, stolen)
-
-
 def test_dead_refresh_token_marks_the_link_for_reconnect(browser, app, mock, refreshable) -> None:
+    refresh = FACTS[refreshable].refresh
     expiring(mock, refreshable)
     uid = login_all(browser)
-    kill_refresh_token(mock, app, uid, refreshable)
-    tokens_before = counts(mock, refreshable)["token"]
+    refresh.kill(mock.control, mock.app_env(), grant_of(app, uid, refreshable))
+    tokens_before = token_calls(mock, refreshable)
     response = profile(browser, refreshable)
     assert_reauth_required(response, refreshable)
-    assert counts(mock, refreshable)["token"] == tokens_before + 1
+    assert token_calls(mock, refreshable) == tokens_before + 1
     # Known dead: the next call does not spend another request at the provider.
     assert_reauth_required(profile(browser, refreshable), refreshable)
-    assert counts(mock, refreshable)["token"] == tokens_before + 1
+    assert token_calls(mock, refreshable) == tokens_before + 1
     assert_reconnect_shown(browser, refreshable)
     me = browser.me()
     assert me.status_code == 200 and me.json()["id"] == uid
@@ -578,13 +371,11 @@ def test_dead_refresh_token_marks_the_link_for_reconnect(browser, app, mock, ref
             assert_reconnect_shown(browser, other, shown=False)
             assert profile(browser, other).status_code == 200
 
-    # Reconnecting (a login while signed in) clears it.
-    if refreshable == "google":
-        mock.control.switch("google", refresh="ok")
+    # Reconnecting (a login while signed in) clears it, asking for what brings a new
+    # refresh token where the provider still remembers the consent (Google: a consent screen).
     long_lived(mock, refreshable)
-    login = browser.get(f"/login/{refreshable}")
-    if refreshable == "google":
-        assert query(login.headers["Location"])["prompt"] == "consent"
+    sent = query(browser.get(f"/login/{refreshable}").headers["Location"])
+    assert {name: sent.get(name) for name in refresh.reconsent} == refresh.reconsent
     assert browser.login(refreshable).status_code == 200
     assert user_id(browser) == uid
     assert profile(browser, refreshable).status_code == 200
@@ -597,38 +388,36 @@ def test_dead_refresh_token_marks_the_link_for_reconnect(browser, app, mock, ref
 def test_profile_returns_the_fresh_normalised_profile(browser, mock, provider) -> None:
     browser.login(provider)
     (identity,) = browser.me().json()["identities"]
-    before = counts(mock, provider)[PROFILE_ENDPOINT[provider]]
+    endpoint = FACTS[provider].profile_endpoint
+    before = counts(mock, provider)[endpoint]
     response = profile(browser, provider)
     assert response.status_code == 200, response.text
     assert response.headers["Cache-Control"] == "no-store"
     assert response.json() == {"provider": provider, "profile": identity}
-    assert counts(mock, provider)[PROFILE_ENDPOINT[provider]] == before + 1  # asked live
+    assert counts(mock, provider)[endpoint] == before + 1  # asked live
 
 
 RATE_LIMITS = [
-    pytest.param("github", {"rate_limit": "primary"}, (3500, 3600), marks=needs_github),
-    pytest.param("github", {"rate_limit": "secondary"}, (60, 60), marks=needs_github),
-    pytest.param("google", {"userinfo": "quota"}, (1, 3600), marks=needs_google),
-    pytest.param("facebook", {"usage_percent": 100}, (1, 3600), marks=needs_facebook),
+    pytest.param((name, limit), id=f"{name}-{limit.id}")
+    for name in PROVIDERS
+    for limit in FACTS[name].rate_limits
 ]
 
 
-@pytest.mark.parametrize(("name", "switches", "retry_range"), RATE_LIMITS)
-def test_rate_limit_is_503_with_retry_after(
-    browser, app, mock, name, switches, retry_range
-) -> None:
+@pytest.mark.parametrize("case", cases_or_skip(RATE_LIMITS, "no provider here has a rate limit"))
+def test_rate_limit_is_503_with_retry_after(browser, app, mock, case) -> None:
+    name, limit = case
     browser.login(name)
-    mock.control.switch(name, **switches)
+    mock.control.switch(name, **limit.switches)
     response = profile(browser, name)
     assert response.status_code in (429, 503), response.text
     assert response.json()["error"] == "provider_rate_limited"
-    low, high = retry_range
+    low, high = limit.retry_after
     assert low <= int(response.headers["Retry-After"]) <= high
     # A rate limit is not a dead grant: the link stays usable.
     assert not load(app, user_id(browser), name).reauth_required
     assert_reconnect_shown(browser, name, shown=False)
-    defaults = {"rate_limit": None, "userinfo": "ok", "usage_percent": None}
-    mock.control.switch(name, **{k: defaults[k] for k in switches})
+    mock.control.switch(name, **limit.undo)
     assert profile(browser, name).status_code == 200
 
 
@@ -660,26 +449,22 @@ def test_provider_timeout_is_a_504(variant, mock) -> None:
         assert not load(running, uid, name).reauth_required
 
 
-def revoke_grant_at_provider(mock, app: RunningApp, uid: str, provider: str) -> None:
-    """The user removes the app at the provider (or it revokes the grant on its own)."""
-    if provider == "google":
-        mock.control.switch("google", userinfo="unauthorized")
-    elif provider == "github":
-        env = mock.app_env()
-        response = requests.delete(
-            f"{env['GITHUB_API_URL']}/applications/{env['GITHUB_CLIENT_ID']}/grant",
-            auth=(env["GITHUB_CLIENT_ID"], env["GITHUB_CLIENT_SECRET"]),
-            json={"access_token": load(app, uid, "github").access_token},
-            timeout=10,
-        )
-        assert response.status_code == 204
-    else:
-        mock.control.switch("facebook", me="password_changed")
+# The person removes the app at the provider; or the provider drops the grant by itself
+# and refuses the token (where its mock has a switch for that).
+GRANT_LOSSES = [pytest.param(name, "removed", id=f"{name}-removed") for name in PROVIDERS] + [
+    pytest.param(name, "refused", id=f"{name}-refused")
+    for name in PROVIDERS
+    if FACTS[name].token_refused is not None
+]
 
 
-def test_revoked_grant_is_reauth_required(browser, app, mock, provider) -> None:
+@pytest.mark.parametrize(("provider", "loss"), GRANT_LOSSES)
+def test_revoked_grant_is_reauth_required(browser, app, mock, provider, loss) -> None:
     uid = login_all(browser)
-    revoke_grant_at_provider(mock, app, uid, provider)
+    if loss == "removed":
+        FACTS[provider].remove_app(mock.control, mock.app_env(), grant_of(app, uid, provider))
+    else:
+        mock.control.switch(provider, **FACTS[provider].token_refused)
     assert_reauth_required(profile(browser, provider), provider)
     assert_reconnect_shown(browser, provider)
     me = browser.me()
@@ -714,24 +499,26 @@ def test_revoke_on_logout_revokes_every_grant(variant, mock, database) -> None:
     running = variant(REVOKE_ON_LOGOUT="true")
     browser = Browser(running.url)
     uid = login_all(browser)
-    github_token = load(running, uid, "github") if "github" in PROVIDERS else None
+    env = mock.app_env()
+    tokens = {name: load(running, uid, name).access_token for name in PROVIDERS}
+    assert all(FACTS[name].token_works(env, token) for name, token in tokens.items())
     logout(browser)
     for name in PROVIDERS:
-        assert counts(mock, name)[REVOKE_ENDPOINT[name]] == 1
+        assert counts(mock, name)[FACTS[name].revoke_endpoint] == 1
         assert load(running, uid, name) is None
     assert not token_rows(database)
     # Only the grants go: the links stay, and signing in again connects them anew.
     linked = rows(database, "SELECT provider FROM identities WHERE user_id = :uid", uid=uid)
     assert sorted(r[0] for r in linked) == sorted(PROVIDERS)
-    if github_token:
-        assert github_user_status(mock, github_token.access_token) == 401
+    for name, token in tokens.items():  # dead at the provider, not just forgotten here
+        assert not FACTS[name].token_works(env, token), name
 
 
 def test_logout_revokes_nothing_by_default(browser, app, mock) -> None:
     uid = login_all(browser)
     logout(browser)
     for name in PROVIDERS:
-        assert counts(mock, name)[REVOKE_ENDPOINT[name]] == 0
+        assert counts(mock, name)[FACTS[name].revoke_endpoint] == 0
         assert load(app, uid, name) is not None
 
 
