@@ -7,10 +7,11 @@ import re
 import socket
 import subprocess
 import sys
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from baking import text_files
+from baking import bake, text_files
 
 # What any unrendered Jinja leftover starts with. The closing "}}" and "%}" alone are not
 # checked: Python has them legitimately ({**{k: v}}, f"{ratio:.0%}").
@@ -69,7 +70,12 @@ def test_project_and_package_names_are_applied(combination) -> None:
 @pytest.mark.parametrize("command", [["check"], ["format", "--check"]], ids=["check", "format"])
 def test_ruff_is_clean(combination, command: list[str]) -> None:
     _, project = combination
-    result = subprocess.run(
+    result = ruff(project, *command)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def ruff(project: Path, *command: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
         [sys.executable, "-m", "ruff", *command, "--no-cache", "."],
         cwd=project,
         capture_output=True,
@@ -77,7 +83,15 @@ def test_ruff_is_clean(combination, command: list[str]) -> None:
         check=False,
         timeout=120,
     )
-    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_ruff_is_clean_whatever_the_package_sorts_after(tmp_path: Path) -> None:
+    """Import order must not depend on the name: `zebra_login` sorts after `mock_providers`,
+    the combinations' `app_*` before it (the baked isort settings name both)."""
+    project = bake(tmp_path, project_name="zebra-login")
+    for command in (["check"], ["format", "--check"]):
+        result = ruff(project, *command)
+        assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_mypy_is_clean(combination) -> None:

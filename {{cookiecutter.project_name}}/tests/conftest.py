@@ -36,12 +36,13 @@ import sqlalchemy as sa
 from flask import Flask
 from werkzeug.serving import BaseWSGIServer, make_server
 
-import bench.postgresql
-import mock_providers
 from {{ cookiecutter.package_name }} import create_app
 from {{ cookiecutter.package_name }}.database import upgrade_database
 from {{ cookiecutter.package_name }}.models import db as app_db
 from {{ cookiecutter.package_name }}.providers import PROVIDER_CLASSES
+
+import bench.postgresql
+import mock_providers
 from mock_providers import MockSettings
 from mock_providers.facts import facts
 

@@ -45,6 +45,7 @@ from {{ cookiecutter.package_name }}.database import (
 )
 from {{ cookiecutter.package_name }}.models import db
 from {{ cookiecutter.package_name }}.providers import PROVIDER_CLASSES
+
 from mock_providers.demo import app_command
 
 PACKAGE = "{{ cookiecutter.package_name }}"

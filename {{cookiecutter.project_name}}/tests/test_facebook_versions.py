@@ -14,7 +14,6 @@ import pytest
 import requests
 from conftest import TODAY
 
-import mock_providers.facebook as mock_facebook
 from {{ cookiecutter.package_name }}.providers.facebook import (
     DEFAULT_GRAPH_VERSION,
     GRAPH_VERSIONS,
@@ -23,6 +22,8 @@ from {{ cookiecutter.package_name }}.providers.facebook import (
     graph_version_finding,
     two_years_after,
 )
+
+import mock_providers.facebook as mock_facebook
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 

@@ -19,6 +19,7 @@ from conftest import PROJECT_ROOT, Browser, free_port, gunicorn_command, run_ser
 from probe_app import PROBE_PATH
 
 from {{ cookiecutter.package_name }}.providers import PROVIDER_CLASSES
+
 from mock_providers.demo import app_command
 
 PACKAGE = "{{ cookiecutter.package_name }}"

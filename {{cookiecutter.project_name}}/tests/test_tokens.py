@@ -36,6 +36,7 @@ from cryptography.fernet import Fernet, InvalidToken
 from {{ cookiecutter.package_name }} import create_app
 from {{ cookiecutter.package_name }}.models import db
 from {{ cookiecutter.package_name }}.tokens import StoredToken, TokenVault
+
 from mock_providers.facts import AppGrant
 
 NO_REFRESH = "no provider of this bake issues refresh tokens"
