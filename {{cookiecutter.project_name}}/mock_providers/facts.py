@@ -26,6 +26,7 @@ from .control import MockControl
 # The app's environment as `RunningMock.app_env()` gives it: where the provider is, and the
 # client credentials registered with it.
 Env = Mapping[str, str]
+SAME_AS_DOCUMENT = ""  # `MockFacts.issuer` of a provider whose issuer is its own URL
 Switches = Mapping[str, Any]
 TIMEOUT = 10
 
@@ -96,7 +97,10 @@ class MockFacts:
     # discovery document's path, since the variable names the document itself).
     api_variable: str
     api_path: str = ""
-    issuer: str | None = None  # an OpenID Connect provider's `iss`; None: no ID token
+    # An OpenID Connect provider's issuer, as its discovery document states it: a fixed URL
+    # (Google's), or SAME_AS_DOCUMENT when it is where the document is (a document at
+    # `X/.well-known/openid-configuration` says `X`: GitLab's, Keycloak's). None: no ID token.
+    issuer: str | None = None
     refresh: RefreshFacts | None  # None: no refresh tokens (long-lived access tokens)
     # Switches under which a sign-in and each API call mint every kind of secret this
     # provider has (refreshed, rotated or exchanged tokens), for leak checks.

@@ -28,7 +28,7 @@ PACKAGE = "{{ cookiecutter.package_name }}"
 PROVIDERS = list(PROVIDER_CLASSES)
 PKCE_PROVIDERS = [name for name, cls in PROVIDER_CLASSES.items() if cls.uses_pkce]
 # Providers whose mock signs ID tokens (OpenID Connect), dated by its clock.
-ID_TOKENS = [name for name in PROVIDERS if FACTS[name].issuer]
+ID_TOKENS = [name for name in PROVIDERS if FACTS[name].issuer is not None]
 JSON = {"Accept": "application/json"}
 REQUEST_ID = re.compile(r"^[0-9a-f]{16}$")
 
