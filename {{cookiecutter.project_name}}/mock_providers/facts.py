@@ -207,3 +207,21 @@ def revoked_at_endpoint(
         expect(call("POST", revoke, data=form), 200)
 
     return remove
+
+
+def refresh_refused(
+    name: str, variable: str, prefix: str, path: str = ""
+) -> Callable[[MockControl, Env, AppGrant], None]:
+    """`RefreshFacts.kill` of an OpenID provider with the `refresh` switch: its token endpoint
+    refuses the refresh token once and for good (a grant revoked there); the consent stays."""
+
+    def kill(control: MockControl, env: Env, grant: AppGrant) -> None:
+        control.switch(name, refresh="invalid_grant")
+        try:
+            url = oidc_endpoint(env, variable, "token_endpoint", path)
+            refused = refresh_at(url, env, prefix, grant.refresh_token)
+        finally:
+            control.switch(name, refresh="ok")
+        expect(refused, 400)
+
+    return kill

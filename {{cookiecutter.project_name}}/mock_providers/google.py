@@ -18,15 +18,11 @@ from werkzeug.wrappers import Response
 
 from .core import URLSAFE, append_query, base_url, json_response
 from .facts import (
-    AppGrant,
-    Env,
     MockControl,
     MockFacts,
     RateLimit,
     RefreshFacts,
-    expect,
-    oidc_endpoint,
-    refresh_at,
+    refresh_refused,
     revoked_at_endpoint,
     userinfo_takes,
 )
@@ -299,18 +295,6 @@ def fact_unverified_email(control: MockControl) -> str:
     return PERSONAS["ada"]["email"]
 
 
-def fact_kill_refresh_token(control: MockControl, env: Env, grant: AppGrant) -> None:
-    """Google refuses the refresh token (a grant revoked by Google), once and for good; the
-    consent stays, so only a consent screen brings a new one."""
-    control.switch(NAME, refresh="invalid_grant")
-    try:
-        url = oidc_endpoint(env, FACT_DISCOVERY, "token_endpoint")
-        refused = refresh_at(url, env, "GOOGLE", grant.refresh_token)
-    finally:
-        control.switch(NAME, refresh="ok")
-    expect(refused, 400)
-
-
 FACTS = MockFacts(
     name=NAME,
     other_persona="grace",
@@ -326,7 +310,7 @@ FACTS = MockFacts(
     refresh=RefreshFacts(
         expiring={"expires_in": 60},
         long_lived={"expires_in": 3599},
-        kill=fact_kill_refresh_token,
+        kill=refresh_refused(NAME, FACT_DISCOVERY, "GOOGLE"),
         reconsent={"access_type": "offline", "prompt": "consent"},
     ),
     most_tokens={"expires_in": 60},

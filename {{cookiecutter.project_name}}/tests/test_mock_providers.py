@@ -25,6 +25,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 import requests
+from conftest import FACTS
 from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
@@ -56,7 +57,11 @@ def clean(fake: RunningMock) -> None:
 
 def query_of(response: requests.Response) -> dict[str, str]:
     assert response.status_code == 302, response.text
-    return dict(parse_qsl(urlsplit(response.headers["Location"]).query, keep_blank_values=True))
+    return query_of_url(response.headers["Location"])
+
+
+def query_of_url(url: str) -> dict[str, str]:
+    return dict(parse_qsl(urlsplit(url).query, keep_blank_values=True))
 
 
 def pkce_pair() -> tuple[str, str]:
@@ -1166,73 +1171,45 @@ class TestToolkit:
 # --- consent page and minted secrets ----------------------------------------------------------
 
 
-CONSENT = dict(
-    google=(
-        "/google/o/oauth2/v2/auth",
-        dict(
-            client_id=SETTINGS.google_client_id,
-            redirect_uri=f"{APP}/auth/google/callback",
-            response_type="code",
-            scope="openid email profile",
-            state="st4te",
-        ),
-        "grace",
-    ),
-    github=(
-        "/github/login/oauth/authorize",
-        dict(
-            client_id=SETTINGS.github_client_id,
-            redirect_uri=f"{APP}/auth/github/callback",
-            scope="read:user user:email",
-            state="st4te",
-        ),
-        "private",
-    ),
-    facebook=(
-        "/facebook/www/v24.0/dialog/oauth",
-        dict(
-            client_id=SETTINGS.facebook_client_id,
-            redirect_uri=f"{APP}/auth/facebook/callback",
-            scope="email,public_profile",
-            state="st4te",
-        ),
-        "phone",
+GITHUB_AUTHORIZE = (
+    "/github/login/oauth/authorize",
+    dict(
+        client_id=SETTINGS.github_client_id,
+        redirect_uri=f"{APP}/auth/github/callback",
+        scope="read:user user:email",
+        state="st4te",
     ),
 )
-TITLES = dict(google="Google", github="GitHub", facebook="Facebook")
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)
-def test_consent_page(fake: RunningMock, provider: str) -> None:
-    path, params, persona = CONSENT[provider]
-    fake.control.switch(provider, interactive=True)
-    url = fake.url + path
-    page = requests.get(url, params=params, timeout=5)
+def test_consent_page(browser, mock: RunningMock, provider: str) -> None:
+    """The interactive consent page, for the very request the app sends."""
+    url = browser.get(f"/login/{provider}").headers["Location"]
+    persona = FACTS[provider].other_persona
+    mock.control.switch(provider, interactive=True)
+    page = requests.get(url, timeout=5)
     assert page.status_code == 200 and page.headers["Content-Type"].startswith("text/html")
     html = page.text
-    assert f"Sign in with {TITLES[provider]} (mock)" in html
-    assert params["client_id"] in html and "mock" in html.lower()
+    title = mock_providers.load_providers()[provider].TITLE
+    assert f"Sign in with {title} (mock)" in html
+    assert query_of_url(url)["client_id"] in html and "mock" in html.lower()
     assert '<button id="approve" name="decision" value="approve">Approve</button>' in html
     assert '<button id="deny" name="decision" value="deny">Deny</button>' in html
     assert f'value="{persona}"' in html and 'type="radio"' in html
     approved = requests.post(
-        url,
-        params=params,
-        data=dict(decision="approve", user=persona),
-        allow_redirects=False,
-        timeout=5,
+        url, data=dict(decision="approve", user=persona), allow_redirects=False, timeout=5
     )
     query = query_of(approved)
-    assert query["state"] == "st4te" and query["code"] in fake.control.minted()
-    denied = requests.post(
-        url, params=params, data=dict(decision="deny"), allow_redirects=False, timeout=5
-    )
+    assert query["state"] == query_of_url(url)["state"]
+    assert query["code"] in mock.control.minted()
+    denied = requests.post(url, data=dict(decision="deny"), allow_redirects=False, timeout=5)
     assert query_of(denied)["error"] == "access_denied"
 
 
 @needs("github")
 def test_consent_persona_choice_reaches_the_token(fake: RunningMock) -> None:
-    path, params, _ = CONSENT["github"]
+    path, params = GITHUB_AUTHORIZE
     fake.control.switch("github", interactive=True)
     approved = requests.post(
         fake.url + path,
