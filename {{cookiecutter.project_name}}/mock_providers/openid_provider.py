@@ -9,6 +9,7 @@ quirks only declares (the README's "Adding a provider").
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import KW_ONLY, dataclass, field
 from typing import Any, ClassVar
 
@@ -187,6 +188,11 @@ class OpenIDProvider(OAuthServer):
         return jwks_response(ring, int(self.switch("certs_max_age")))
 
     def userinfo_view(self, **path: str) -> Response:
+        return self.user_api(lambda record: json_response(self.userinfo_claims(record)))
+
+    def user_api(self, answer: Callable[[AccessToken], Response]) -> Response:
+        """A call with the person's access token (userinfo, or a provider's own user API such
+        as GitLab's /api/v4/user): the `delay` and `userinfo` switches, then `answer`."""
         pause(self.name)
         mode = self.switch("userinfo")
         if mode == "quota":
@@ -194,4 +200,4 @@ class OpenIDProvider(OAuthServer):
         record = self.live_access(bearer_token() or request.args.get("access_token", ""))
         if mode == "unauthorized" or record is None:
             return self.invalid_token_response()
-        return json_response(self.userinfo_claims(record))
+        return answer(record)
