@@ -4,7 +4,9 @@ Quirks kept: the issuer is the instance's URL; the ID token lives 120 s, has no 
 the person, only sub, sub_legacy, email, email_verified and groups_direct, so the profile is
 /api/v4/user (an integer `id`; `confirmed_at` null while the email is unconfirmed), which
 needs the read_user scope; access tokens live 7200 s; each refresh retires the refresh token
-used (then refused: invalid_grant); a rate limit is Rack::Attack's plain-text 429.
+used (then refused: invalid_grant); a rate limit is Rack::Attack's plain-text 429. Sources:
+https://docs.gitlab.com/ + integration/openid_connect_provider/, integration/oauth_provider/,
+api/oauth2/, api/users/, administration/settings/user_and_ip_rate_limits/.
 """
 
 from __future__ import annotations
