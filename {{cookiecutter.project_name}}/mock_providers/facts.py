@@ -225,3 +225,16 @@ def refresh_refused(
         expect(refused, 400)
 
     return kill
+
+
+def spent_elsewhere(
+    variable: str, prefix: str, path: str = ""
+) -> Callable[[MockControl, Env, AppGrant], None]:
+    """`refresh.kill` where refresh tokens rotate: someone else spent the stored one first
+    (at the discovered token endpoint), so the app holds a retired one."""
+
+    def kill(control: MockControl, env: Env, grant: AppGrant) -> None:
+        url = oidc_endpoint(env, variable, "token_endpoint", path)
+        expect(refresh_at(url, env, prefix, grant.refresh_token), 200)
+
+    return kill

@@ -9,6 +9,7 @@ quirks only declares (the README's "Adding a provider").
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import KW_ONLY, dataclass, field
 from typing import Any, ClassVar
 
@@ -18,6 +19,7 @@ from werkzeug.wrappers import Response
 from .core import bearer_token, json_response, pause, state
 from .id_tokens import ID_TOKEN_CHOICES, id_token_switches, jwks_response, mint_id_token
 from .oauth import AccessToken, AuthRequest, OAuthServer
+from .pages import persona_avatar, persona_with
 
 ROUTES: dict[str, str | tuple[str, ...]] = dict(
     discovery="/.well-known/openid-configuration",
@@ -143,6 +145,14 @@ class OpenIDProvider(OAuthServer):
     def userinfo_claims(self, record: AccessToken) -> dict[str, Any]:
         return self.id_claims(record.user, record.scopes)
 
+    def avatar_url(self, persona: dict[str, Any]) -> str:
+        """The persona's picture, where a declared `avatar` route (a path with <sub>) serves
+        it: initials, so pictures work offline."""
+        return self.url("avatar").replace("<sub>", persona["sub"])
+
+    def avatar_view(self, sub: str) -> Response:
+        return persona_avatar(persona_with(self.personas, "sub", sub), sub)
+
     def quota_response(self) -> Response:
         """The `userinfo="quota"` answer: RFC 6585's 429."""
         body = dict(error="rate_limited", error_description="Too many requests.")
@@ -187,6 +197,14 @@ class OpenIDProvider(OAuthServer):
         return jwks_response(ring, int(self.switch("certs_max_age")))
 
     def userinfo_view(self, **path: str) -> Response:
+        return self.user_api(lambda record: json_response(self.userinfo_claims(record)))
+
+    def user_api(
+        self, answer: Callable[[AccessToken], Response], scopes: tuple[str, ...] = ()
+    ) -> Response:
+        """A call with the person's access token (userinfo, or a provider's own user API such
+        as GitLab's /api/v4/user): the `delay` and `userinfo` switches, the token, one of
+        `scopes` if any are named (RFC 6750 3.1: else 403 insufficient_scope), `answer`."""
         pause(self.name)
         mode = self.switch("userinfo")
         if mode == "quota":
@@ -194,4 +212,9 @@ class OpenIDProvider(OAuthServer):
         record = self.live_access(bearer_token() or request.args.get("access_token", ""))
         if mode == "unauthorized" or record is None:
             return self.invalid_token_response()
-        return json_response(self.userinfo_claims(record))
+        if scopes and not set(scopes) & set(record.scopes):
+            text = "The request requires higher privileges than provided by the access token."
+            body = dict(error="insufficient_scope", error_description=text, scope=" ".join(scopes))
+            challenge = f'Bearer error="insufficient_scope", scope="{body["scope"]}"'
+            return json_response(body, 403, headers={"WWW-Authenticate": challenge})
+        return answer(record)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, TypeVar
 from urllib.parse import parse_qsl, quote_plus
@@ -81,6 +82,8 @@ class OAuth2Provider(Provider):
     # How the app authenticates at the token endpoint: Facebook refuses Basic auth, and
     # GitHub documents the secret as a parameter.
     token_auth_method: ClassVar[str] = "client_secret_post"  # noqa: S105 - a method name
+    # The header with the Unix time a rate limit ends, for a 429 without Retry-After.
+    reset_header: ClassVar[str] = ""
 
     # --- Authlib registration ---------------------------------------------------------
 
@@ -291,6 +294,9 @@ class OAuth2Provider(Provider):
         return response.status_code == 429
 
     def retry_after(self, response: requests.Response) -> int:
+        reset = response.headers.get(self.reset_header, "") if self.reset_header else ""
+        if "Retry-After" not in response.headers and reset.isdigit():
+            return max(1, int(reset) - int(time.time()))
         try:
             return max(1, int(response.headers.get("Retry-After", "60")))
         except ValueError:

@@ -11,6 +11,7 @@ authenticates as the discovery document allows, Basic first; revocation the same
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any, ClassVar
 
 import requests
@@ -67,8 +68,10 @@ class OIDCProvider(OAuth2Provider):
     """An OpenID Provider: the identity comes from the ID token, the profile from userinfo."""
 
     scope = "openid email profile"
-    # The variable holding the discovery document's URL (one of `url_settings`).
+    # The variable holding the discovery document's URL (one of `url_settings`), or the
+    # issuer's when `discovery_path` is DISCOVERY_PATH (GitLab: the instance's URL).
     discovery_setting: ClassVar[str]
+    discovery_path: ClassVar[str] = ""
     id_token_algorithms: ClassVar[tuple[str, ...]] = ("RS256",)
     # Other spellings of its issuer that the provider puts in ID tokens (Google has two).
     issuer_spellings: ClassVar[tuple[str, ...]] = ()
@@ -81,11 +84,18 @@ class OIDCProvider(OAuth2Provider):
         "name": ("name",),
         "avatar_url": ("picture",),
     }
+    # Identity fields the ID token lacks, read at sign-in from `fetch_profile` (userinfo, or
+    # the provider's own API), whose subject must be the ID token's (OIDC Core 5.3.2).
+    profile_fields: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def discovery_url(cls, config: ProviderConfig) -> str:
+        return config.extra[cls.discovery_setting] + cls.discovery_path
 
     def registration(self) -> dict[str, Any]:
         return {
             **super().registration(),
-            "server_metadata_url": self.config.extra[self.discovery_setting],
+            "server_metadata_url": self.discovery_url(self.config),
             "client_cls": OIDCClient,
         }
 
@@ -126,7 +136,17 @@ class OIDCProvider(OAuth2Provider):
             message = f"The {self.title} identity token names other audiences."
             raise LoginRefused(400, "invalid_id_token", message)
         self.check_claims(claims)
-        return self.identity_from_claims(claims)
+        identity = self.identity_from_claims(claims)
+        return self.with_profile(client, token, identity) if self.profile_fields else identity
+
+    def with_profile(
+        self, client: FlaskOAuth2App, token: dict[str, Any], identity: Identity
+    ) -> Identity:
+        """The ID token's identity with the `profile_fields` of the same account's profile."""
+        profile = self.fetch_profile(client, token)
+        if profile.subject != identity.subject:
+            raise InvalidProfile("the profile is of another account than the ID token")
+        return replace(identity, **{name: getattr(profile, name) for name in self.profile_fields})
 
     def check_claims(self, claims: Mapping[str, Any]) -> None:
         """The provider's own rule on a validated ID token (Google's hosted domain)."""
@@ -168,7 +188,7 @@ class OIDCProvider(OAuth2Provider):
 
     @classmethod
     def probe_url(cls, config: ProviderConfig) -> str:
-        return config.extra[cls.discovery_setting]
+        return cls.discovery_url(config)
 
     @classmethod
     def probe_checks(cls, config: ProviderConfig, response: Response, fetch: Fetch) -> list[Check]:
