@@ -19,6 +19,7 @@ from test_login import assert_failed_cleanly, assert_stored_login
 from test_tokens import counts, load, profile, user_id
 
 from {{ cookiecutter.package_name }}.providers import PROVIDER_CLASSES, ProviderConfig
+
 from mock_providers.facts import refresh_at
 
 ADA, GRACE = "9182736", "4451623"
