@@ -10,14 +10,9 @@ from pathlib import Path
 from cookiecutter.main import cookiecutter
 
 TEMPLATE = Path(__file__).resolve().parent.parent
-PROVIDERS = ("google", "github", "facebook")
+PROVIDERS = ("google", "github", "facebook", "gitlab")
 # combination name -> enabled providers; project app-<name>, package app_<name>
-COMBINATIONS = {
-    "all": PROVIDERS,
-    "google": ("google",),
-    "github": ("github",),
-    "facebook": ("facebook",),
-}
+COMBINATIONS = {"all": PROVIDERS, **{name: (name,) for name in PROVIDERS}}
 # The variables of each provider (interface.md), with their defaults where they have one.
 PROVIDER_VARIABLES = {
     "google": {
@@ -39,6 +34,11 @@ PROVIDER_VARIABLES = {
         "FACEBOOK_GRAPH_URL": "https://graph.facebook.com",
         "FACEBOOK_GRAPH_VERSION": "v26.0",
     },
+    "gitlab": {
+        "GITLAB_CLIENT_ID": "",
+        "GITLAB_CLIENT_SECRET": "",
+        "GITLAB_URL": "https://gitlab.com",
+    },
 }
 CORE_VARIABLES = {
     "APP_ENV": "development",
@@ -56,6 +56,7 @@ CONSOLES = {
     "google": "https://console.cloud.google.com/apis/credentials",
     "github": "https://github.com/settings/developers",
     "facebook": "https://developers.facebook.com/apps",
+    "gitlab": "https://gitlab.com/-/user_settings/applications",
 }
 
 

@@ -43,7 +43,7 @@ def test_the_prompts_state_the_name_rule_before_it_is_checked(tmp_path: Path) ->
     """cookiecutter asks every question before a hook runs: the first prompt says the rule
     (and why it is checked only at the end), the error repeats it with an example."""
     config = isolated_config(tmp_path / "config")
-    answers = "My App\n" + "\n" * 8  # a wrong name, then every default
+    answers = "My App\n" + "\n" * 20  # a wrong name, then every default
     result = subprocess.run(
         [sys.executable, "-m", "cookiecutter", str(TEMPLATE), "--config-file", str(config)]
         + ["-o", str(tmp_path / "out")],
@@ -107,7 +107,7 @@ def test_no_provider_at_all_is_refused(tmp_path: Path) -> None:
     assert result.returncode != 0
     assert our_errors(result.stderr) == [
         "ERROR: no sign-in provider selected: set at least one of use_google, use_github, "
-        "use_facebook to yes."
+        "use_facebook, use_gitlab, use_microsoft to yes."
     ]
     assert not out.exists() or list(out.iterdir()) == []
 
