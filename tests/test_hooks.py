@@ -250,3 +250,26 @@ def test_disabled_providers_leave_nothing_behind(combination) -> None:
     for provider in enabled:
         for variable in PROVIDER_VARIABLES[provider]:
             assert variable in env, variable
+
+
+def test_the_readmes_bake_command_works_as_written(tmp_path: Path) -> None:
+    """The template README's "Bake your own project" commands, in a clone of it, by a shell."""
+    readme = (TEMPLATE / "README.md").read_text()
+    section = readme.split("## Bake your own project\n", 1)[1].split("\n## ", 1)[0]
+    block = re.search(r"```sh\n(.*?)```", section, flags=re.DOTALL).group(1)
+    bake_line, cd_line = (line.split("#")[0].strip() for line in block.splitlines()[1:3])
+    assert bake_line.startswith("cookiecutter . ") and cd_line.startswith("cd "), block
+    home = tmp_path / "home"
+    config = isolated_config(tmp_path / "config")
+    command = f"{sys.executable} -m {bake_line} --no-input --config-file {config} && {cd_line}"
+    result = subprocess.run(
+        ["sh", "-c", f"{command} && test -f pyproject.toml && test -f .env && pwd"],
+        cwd=TEMPLATE,
+        env={"HOME": str(home), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.strip().splitlines()[-1] == str(home / "projects" / "flask-social-login")
