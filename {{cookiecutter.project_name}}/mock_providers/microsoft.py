@@ -53,9 +53,9 @@ PERSONA_LABELS = {
     "ada": "Ada Lovelace, ada@example.com (work or school account, tenant contoso)",
     "grace": "Grace Hopper, grace.hopper@outlook.com (personal Microsoft account)",
 }
-SWITCHES: dict[str, Any] = dict(openid_switches(expires_in=3599), azp=None, tid=None)
-del SWITCHES["email_verified"]  # Microsoft sends no such claim
-CHOICES: dict[str, tuple[Any, ...]] = dict(OPENID_CHOICES)
+# Microsoft sends no `email_verified`: a value here adds one that the app must not believe.
+SWITCHES: dict[str, Any] = dict(openid_switches(), email_verified=None, azp=None, tid=None)
+CHOICES: dict[str, tuple[Any, ...]] = dict(OPENID_CHOICES, email_verified=(None, True, "true"))
 AUTH_METHODS = "client_secret_post private_key_jwt client_secret_basic"  # as discovery lists
 CLAIMS = "sub iss aud exp iat nonce name preferred_username oid tid ver email"
 GRAPH_PHOTO = "https://graph.microsoft.com/v1.0/me/photo/$value"  # needs a token to load
@@ -136,6 +136,8 @@ class Microsoft(OpenIDProvider):
             claims["preferred_username"] = persona["email"]
         if "email" in scopes:
             claims["email"] = persona["email"]
+        if self.switch("email_verified") is not None:
+            claims["email_verified"] = self.switch("email_verified")
         return claims
 
     def userinfo_claims(self, record: AccessToken) -> dict[str, Any]:
@@ -235,7 +237,7 @@ FACTS = MockFacts(
     api_variable=VARIABLE,
     issuer=f"{LOGIN}/{TEMPLATE}/v2.0",  # common's, as its discovery document says
     refresh=RefreshFacts(
-        expiring={"expires_in": 60}, long_lived={"expires_in": 3599}, kill=fact_kill_refresh_token
+        expiring={"expires_in": 60}, long_lived={"expires_in": 3600}, kill=fact_kill_refresh_token
     ),
     most_tokens={"expires_in": 60},
     token_works=userinfo_takes(VARIABLE, "/common/v2.0/.well-known/openid-configuration"),
