@@ -15,21 +15,11 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from flask import Flask, request
+from flask import request
 from werkzeug.wrappers import Response
 
+from . import facts
 from .core import b64url, bearer_token, json_response, state
-from .facts import (
-    AppGrant,
-    Env,
-    MockControl,
-    MockFacts,
-    RateLimit,
-    RefreshFacts,
-    call,
-    expect,
-    userinfo_takes,
-)
 from .oauth import AccessToken, AuthRequest, OAuthErrors
 from .openid_provider import OPENID_CHOICES, OpenIDProvider, openid_switches
 from .pages import error_page
@@ -59,7 +49,8 @@ CHOICES: dict[str, tuple[Any, ...]] = dict(OPENID_CHOICES, email_verified=(None,
 AUTH_METHODS = "client_secret_post private_key_jwt client_secret_basic"  # as discovery lists
 CLAIMS = "sub iss aud exp iat nonce name preferred_username oid tid ver email"
 GRAPH_PHOTO = "https://graph.microsoft.com/v1.0/me/photo/$value"  # needs a token to load
-RETRY_AFTER = 5  # seconds, as Graph's throttling answers say (learn.microsoft.com/graph/throttling)
+# Graph throttles with 429 and a Retry-After (learn.microsoft.com/graph/throttling): 5 s here.
+RETRY_AFTER = 5
 ERRORS = OAuthErrors(
     {  # https://learn.microsoft.com/entra/identity-platform/reference-error-codes
         "client": ("invalid_client", 401, "AADSTS7000215: Invalid client secret provided."),
@@ -196,8 +187,7 @@ PROVIDER = Microsoft(
 )
 
 
-def register(app: Flask) -> list[str]:
-    return PROVIDER.register(app)
+register = PROVIDER.register
 
 
 def app_env(base: str, settings: MockSettings) -> dict[str, str]:
@@ -213,18 +203,23 @@ def app_env(base: str, settings: MockSettings) -> dict[str, str]:
 VARIABLE = "MICROSOFT_LOGIN_URL"
 
 
-def fact_kill_refresh_token(control: MockControl, env: Env, grant: AppGrant) -> None:
+def fact_kill_refresh_token(
+    control: facts.MockControl, env: facts.Env, grant: facts.AppGrant
+) -> None:
     """The person signs out everywhere (Graph's revokeSignInSessions): the refresh token dies
     while the consent stays, so the next sign-in brings a new one."""
     url = f"{env[VARIABLE]}/graph/v1.0/me/revokeSignInSessions"
-    expect(call("POST", url, headers={"Authorization": f"Bearer {grant.access_token}"}), 200)
+    token = {"Authorization": f"Bearer {grant.access_token}"}
+    facts.expect(facts.call("POST", url, headers=token), 200)
 
 
-def fact_remove_app(control: MockControl, env: Env, grant: AppGrant) -> None:
-    expect(call("POST", f"{env[VARIABLE]}/consent/Manage", data={"sub": grant.subject}), 204)
+def fact_remove_app(control: facts.MockControl, env: facts.Env, grant: facts.AppGrant) -> None:
+    """The person removes the app on their account page (as `apps_view` serves it)."""
+    removed = facts.call("POST", f"{env[VARIABLE]}/consent/Manage", data={"sub": grant.subject})
+    facts.expect(removed, 204)
 
 
-FACTS = MockFacts(
+FACTS = facts.MockFacts(
     name=NAME,
     other_persona="grace",
     email=PERSONAS["ada"]["email"],
@@ -236,15 +231,15 @@ FACTS = MockFacts(
     login_calls=1,
     api_variable=VARIABLE,
     issuer=f"{LOGIN}/{TEMPLATE}/v2.0",  # common's, as its discovery document says
-    refresh=RefreshFacts(
+    refresh=facts.RefreshFacts(
         expiring={"expires_in": 60}, long_lived={"expires_in": 3600}, kill=fact_kill_refresh_token
     ),
     most_tokens={"expires_in": 60},
-    token_works=userinfo_takes(VARIABLE, "/common/v2.0/.well-known/openid-configuration"),
+    token_works=facts.userinfo_takes(VARIABLE, "/common/v2.0/.well-known/openid-configuration"),
     remove_app=fact_remove_app,
     token_refused={"userinfo": "unauthorized"},
     rate_limits=(
-        RateLimit(
+        facts.RateLimit(
             "throttled", {"userinfo": "quota"}, {"userinfo": "ok"}, (RETRY_AFTER, RETRY_AFTER)
         ),
     ),

@@ -33,17 +33,20 @@ class MicrosoftProvider(OIDCProvider):
     console_url = (
         "https://entra.microsoft.com/#view/Microsoft_AAD_RegisteredApps/ApplicationsListBlade"
     )
-    # Work and school accounts remove an app in My Apps, personal ones at account.live.com:
-    # the tenant decides (`common` lets both in; most who manage consents are at work).
+    # Where the person removes the app: My Apps for work and school accounts (also `common`'s),
+    # account.live.com for personal ones (see __init__).
     user_apps_url = "https://myapps.microsoft.com"
     discovery_setting = "MICROSOFT_LOGIN_URL"
     url_settings = {discovery_setting: "https://login.microsoftonline.com"}
     option_settings = {"MICROSOFT_TENANT": "common"}
-    # Refresh tokens only with offline_access (https://learn.microsoft.com/entra/identity-platform/scopes-oidc).
+    # Refresh tokens come only with offline_access, and userinfo needs nothing more
+    # (https://learn.microsoft.com/entra/identity-platform/scopes-oidc, .../userinfo).
     scope = "openid profile email offline_access"
-    # The subject is `sub`, what OIDC defines: immutable, and pairwise (one per app: apps
-    # cannot track a person across them); `oid` would be shared by the tenant's apps. The
-    # email is "not guaranteed to be correct" (claims reference above): never verified.
+    # The subject is `sub`, what OIDC defines (and userinfo returns): immutable and pairwise,
+    # one per app, so apps cannot track a person across them; `oid` is the same for all the
+    # tenant's apps, which this app needs not be. The email "isn't guaranteed to be correct"
+    # (claims reference above; .../migrate-off-email-claim-authorization): never verified.
+    # userinfo's picture is a Graph URL that needs a token: no avatar.
     claims = {**OIDCProvider.claims, "email_verified": (), "avatar_url": ()}
 
     def __init__(self, config: ProviderConfig, *args: Any) -> None:
@@ -100,9 +103,8 @@ class MicrosoftProvider(OIDCProvider):
     def unwrap_oauth_error(self, exc: OAuthError) -> tuple[str, str]:
         """`error` is generic (invalid_grant); the AADSTS code in the description says more."""
         code, description = super().unwrap_oauth_error(exc)
-        return (
-            "redirect_uri_mismatch" if REDIRECT_MISMATCH.search(description) else code
-        ), description
+        mismatch = REDIRECT_MISMATCH.search(description)
+        return ("redirect_uri_mismatch" if mismatch else code), description
 
 
 ADAPTER = MicrosoftProvider
