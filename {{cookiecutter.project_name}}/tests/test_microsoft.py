@@ -367,3 +367,10 @@ def test_removing_the_app_on_the_persons_page_ends_the_grant(browser, app, mock)
     assert not token_works(mock, grant.access_token)
     response = profile(browser, "microsoft")
     assert response.status_code == 401 and response.json()["error"] == "reauth_required"
+
+
+def test_the_mock_token_endpoint_can_be_slow(mock) -> None:
+    mock.control.switch("microsoft", delay=0.6)
+    with pytest.raises(requests.Timeout):
+        url = f"{mock.url}/microsoft/common/oauth2/v2.0/token"
+        requests.post(url, data={"code": "x"}, timeout=0.2)

@@ -57,8 +57,9 @@ class MicrosoftProvider(OIDCProvider):
 
     @classmethod
     def validate(cls, client_id: str, extra: Mapping[str, str]) -> list[str]:
-        ok = re.fullmatch(r"[\w.-]+", extra["MICROSOFT_TENANT"])
-        return [] if ok else ["MICROSOFT_TENANT must be common, organizations, consumers or an id"]
+        if re.fullmatch(r"[\w.-]+", extra["MICROSOFT_TENANT"]):
+            return []  # it goes into every URL
+        return ["MICROSOFT_TENANT must be common, organizations, consumers, a tenant id or domain"]
 
     @classmethod
     def discovery_url(cls, config: ProviderConfig) -> str:
