@@ -129,6 +129,7 @@ class Grants:
     burn_code_on_error: bool = True  # a refused redemption spends the code all the same
     verifier_without_challenge: str = "ignore"  # "refuse": a stray code_verifier is an error
     rotate_refresh: bool = False  # refresh retires the token used (and its access tokens)
+    keep_used_refresh: bool = False  # rotation leaves the token used valid (Microsoft's)
     reuse_detection: bool = False  # a retired refresh token used again ends its whole family
 
     @property
@@ -272,7 +273,7 @@ class Grants:
                 raise Problem("refresh.client")
             if record.expires_at is not None and record.expires_at < time.time():
                 raise Problem("refresh.expired")
-            if self.rotate_refresh:
+            if self.rotate_refresh and not self.keep_used_refresh:
                 self.kill_refresh(value)
                 retired[value] = record.family
         return record

@@ -90,6 +90,7 @@ class OIDCProvider(OAuth2Provider):
 
     @classmethod
     def discovery_url(cls, config: ProviderConfig) -> str:
+        """Where the discovery document is (a provider may build it from several settings)."""
         return config.extra[cls.discovery_setting] + cls.discovery_path
 
     def registration(self) -> dict[str, Any]:
@@ -106,12 +107,17 @@ class OIDCProvider(OAuth2Provider):
         issuer = str(metadata.get("issuer") or "")  # none: no ID token can match it
         return list(self.issuer_spellings) if issuer in self.issuer_spellings else [issuer]
 
+    def issuer_claim(self, metadata: Mapping[str, Any]) -> dict[str, Any]:
+        """Authlib's claims option for `iss`: one of `id_token_issuers`, or a `validate`
+        callable (claims, iss) -> bool where the issuer depends on the token (a tenant)."""
+        return {"essential": True, "values": self.id_token_issuers(metadata)}
+
     def exchange_code(self, client: FlaskOAuth2App) -> dict[str, Any]:
         metadata = client.load_server_metadata()
         # Authlib would accept any algorithm the discovery document lists (even `none`).
         metadata["id_token_signing_alg_values_supported"] = list(self.id_token_algorithms)
         options = {
-            "iss": {"essential": True, "values": self.id_token_issuers(metadata)},
+            "iss": self.issuer_claim(metadata),
             # Authlib's default only checks azp; the audience must be us.
             "aud": {"essential": True, "value": self.config.client_id},
             "sub": {"essential": True},
@@ -191,6 +197,13 @@ class OIDCProvider(OAuth2Provider):
         return cls.discovery_url(config)
 
     @classmethod
+    def issuer_expected(cls, config: ProviderConfig, issuer: Any) -> bool:
+        """Discovery 4.3: the document's issuer is the URL it was fetched from (or a spelling
+        the provider documents)."""
+        url = cls.discovery_url(config)
+        return issuer == url.removesuffix(DISCOVERY_PATH) or issuer in cls.issuer_spellings
+
+    @classmethod
     def probe_checks(cls, config: ProviderConfig, response: Response, fetch: Fetch) -> list[Check]:
         """The discovery document: it loads, names the issuer we expect, and its keys load."""
         url = cls.probe_url(config)
@@ -203,7 +216,7 @@ class OIDCProvider(OAuth2Provider):
             problem = f"the discovery document at {url} did not load (HTTP {status})"
             return [Check("fail", problem, f"Check {cls.discovery_setting}.")]
         issuer = metadata.get("issuer")
-        if issuer != url.removesuffix(DISCOVERY_PATH) and issuer not in cls.issuer_spellings:
+        if not cls.issuer_expected(config, issuer):
             problem = f"the discovery document's issuer {issuer!r} does not match {url}"
             hint = f"ID tokens from it would be refused: check {cls.discovery_setting}."
             return [Check("fail", problem, hint)]
