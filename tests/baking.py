@@ -10,7 +10,7 @@ from pathlib import Path
 from cookiecutter.main import cookiecutter
 
 TEMPLATE = Path(__file__).resolve().parent.parent
-PROVIDERS = ("google", "github", "facebook", "gitlab")
+PROVIDERS = ("google", "github", "facebook", "gitlab", "microsoft")
 # combination name -> enabled providers; project app-<name>, package app_<name>
 COMBINATIONS = {"all": PROVIDERS, **{name: (name,) for name in PROVIDERS}}
 # The variables of each provider (interface.md), with their defaults where they have one.
@@ -39,6 +39,12 @@ PROVIDER_VARIABLES = {
         "GITLAB_CLIENT_SECRET": "",
         "GITLAB_URL": "https://gitlab.com",
     },
+    "microsoft": {
+        "MICROSOFT_CLIENT_ID": "",
+        "MICROSOFT_CLIENT_SECRET": "",
+        "MICROSOFT_TENANT": "common",
+        "MICROSOFT_LOGIN_URL": "https://login.microsoftonline.com",
+    },
 }
 CORE_VARIABLES = {
     "APP_ENV": "development",
@@ -57,6 +63,7 @@ CONSOLES = {
     "github": "https://github.com/settings/developers",
     "facebook": "https://developers.facebook.com/apps",
     "gitlab": "https://gitlab.com/-/user_settings/applications",
+    "microsoft": "https://entra.microsoft.com/#view/Microsoft_AAD_RegisteredApps/ApplicationsListBlade",
 }
 
 

@@ -88,7 +88,9 @@ class MockFacts:
     authorize_endpoint: str = "authorize"  # where the browser is sent to sign in
     token_endpoint: str = "token"  # the code exchange, and refreshes
     profile_endpoint: str  # what `/api/providers/<name>/profile` calls
-    revoke_endpoint: str  # where the app's revocation of the grant lands
+    # Where the app's revocation of the grant lands; None: no app can revoke one there
+    # (Microsoft), so the app names the provider in `?unrevoked=` for the person to remove it.
+    revoke_endpoint: str | None
     # The most requests one sign-in makes here (token and profile reads), once the app has
     # cached what it caches (discovery, keys).
     login_calls: int

@@ -226,8 +226,7 @@ FACTS = facts.MockFacts(
     email_verified=False,
     unverified_email=lambda control: str(PERSONAS["ada"]["email"]),  # it always is
     profile_endpoint="userinfo",
-    # No revocation endpoint: only the person's own page removes the app (the app never can).
-    revoke_endpoint="apps",
+    revoke_endpoint=None,  # no revocation endpoint: only the person's own page removes the app
     login_calls=1,
     api_variable=VARIABLE,
     issuer=f"{LOGIN}/{TEMPLATE}/v2.0",  # common's, as its discovery document says

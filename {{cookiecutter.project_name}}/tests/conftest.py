@@ -307,6 +307,19 @@ PROVIDERS = list(PROVIDER_CLASSES)
 FACTS = facts()
 # Providers whose mock issues refresh tokens (under its `refresh.expiring` switches).
 REFRESHABLE = [name for name in PROVIDERS if FACTS[name].refresh]
+# Providers where the app cannot revoke a grant (no revocation endpoint): it tells the person.
+UNREVOCABLE = [name for name in PROVIDERS if FACTS[name].revoke_endpoint is None]
+
+
+def revocations(mock, provider: str) -> int:
+    """Revocations of a grant the provider received from the app (0 where none can be)."""
+    endpoint = FACTS[provider].revoke_endpoint
+    return mock.control.requests()[provider][endpoint] if endpoint else 0
+
+
+def unrevoked(location: str) -> set[str]:
+    """The providers a redirect's `?unrevoked=` names: where the person must remove the app."""
+    return set(filter(None, query(location).get("unrevoked", "").split(",")))
 
 
 def cases_or_skip(cases: Iterable[object], reason: str) -> list:

@@ -14,6 +14,7 @@ from test_tokens import counts, grant_of, load, profile, user_id
 
 from {{ cookiecutter.package_name }}.providers import PROVIDER_CLASSES, ProviderConfig
 from {{ cookiecutter.package_name }}.settings import SettingsError, load_settings
+
 from mock_providers.facts import oidc_metadata, refresh_at
 from mock_providers.microsoft import CONSUMERS, CONTOSO, PERSONAS, pairwise
 

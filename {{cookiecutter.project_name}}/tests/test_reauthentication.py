@@ -19,7 +19,7 @@ from urllib.parse import urljoin, urlsplit
 import pytest
 import requests
 import sqlalchemy as sa
-from conftest import FACTS, PROVIDERS, Browser, query, rows
+from conftest import FACTS, PROVIDERS, Browser, query, revocations, rows
 from test_api_tokens import create_token, sign_in
 
 from {{ cookiecutter.package_name }}.providers import PROVIDER_CLASSES
@@ -130,7 +130,7 @@ def test_a_stale_stolen_cookie_cannot_disconnect_delete_or_mint_admin(
 
     # Disconnect the owner's provider (to lock them out): refused, nothing revoked.
     def revokes(provider: str) -> int:
-        return mock.control.requests()[provider][FACTS[provider].revoke_endpoint]
+        return revocations(mock, provider)
 
     before = {p: revokes(p) for p in (home, other)}
     for provider in (home, other):
