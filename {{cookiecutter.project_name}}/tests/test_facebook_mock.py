@@ -14,7 +14,7 @@ from urllib.parse import parse_qsl
 
 import pytest
 import requests
-from test_mock_providers import APP, SETTINGS, pkce_pair, query_of
+from test_mock_providers import APP, SETTINGS, authorize_at, code_exchange, pkce_pair, query_of
 
 from mock_providers import RunningMock
 
@@ -22,16 +22,8 @@ CLIENT_ID, CLIENT_SECRET = SETTINGS.credentials("facebook")
 
 
 def facebook_dialog(fake: RunningMock, **params: str) -> requests.Response:
-    query = dict(
-        client_id=CLIENT_ID,
-        redirect_uri=f"{APP}/auth/facebook/callback",
-        scope="email,public_profile",
-        state="st4te",
-        response_type="code",
-    )
-    query.update(params)
-    url = f"{fake.url}/facebook/www/v24.0/dialog/oauth"
-    return requests.get(url, params=query, allow_redirects=False, timeout=5)
+    request = {"scope": "email,public_profile", "response_type": "code", **params}
+    return authorize_at(f"{fake.url}/facebook/www/v24.0/dialog/oauth", "facebook", **request)
 
 
 def facebook_code(fake: RunningMock, **params: str) -> str:
@@ -41,13 +33,7 @@ def facebook_code(fake: RunningMock, **params: str) -> str:
 def facebook_token(
     fake: RunningMock, code: str, method: str = "POST", **fields: str | None
 ) -> requests.Response:
-    data = dict(
-        code=code,
-        redirect_uri=f"{APP}/auth/facebook/callback",
-        client_id=CLIENT_ID,
-        client_secret=CLIENT_SECRET,
-    )
-    data.update(fields)
+    data = code_exchange("facebook", code, **fields)
     url = f"{fake.url}/facebook/graph/v24.0/oauth/access_token"
     if method == "GET":
         return requests.get(url, params=data, timeout=5)

@@ -12,7 +12,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 import requests
-from test_mock_providers import APP, SETTINGS, pkce_pair, query_of
+from test_mock_providers import APP, SETTINGS, authorize_at, code_exchange, pkce_pair, query_of
 
 from mock_providers import RunningMock
 
@@ -22,15 +22,8 @@ CLIENT_ID, CLIENT_SECRET = SETTINGS.credentials("github")
 def github_authorize(
     fake: RunningMock, prefix: str = "/github", **params: str
 ) -> requests.Response:
-    query = dict(
-        client_id=CLIENT_ID,
-        redirect_uri=f"{APP}/auth/github/callback",
-        scope="read:user user:email",
-        state="st4te",
-    )
-    query.update(params)
     url = f"{fake.url}{prefix}/login/oauth/authorize"
-    return requests.get(url, params=query, allow_redirects=False, timeout=5)
+    return authorize_at(url, "github", **{"scope": "read:user user:email", **params})
 
 
 def github_code(fake: RunningMock, **params: str) -> str:
@@ -40,13 +33,7 @@ def github_code(fake: RunningMock, **params: str) -> str:
 def github_token(
     fake: RunningMock, code: str, json_reply: bool = True, prefix: str = "/github", **fields
 ) -> dict[str, str]:
-    data = dict(
-        code=code,
-        redirect_uri=f"{APP}/auth/github/callback",
-        client_id=CLIENT_ID,
-        client_secret=CLIENT_SECRET,
-    )
-    data.update(fields)
+    data = code_exchange("github", code, **fields)
     headers = dict(Accept="application/json") if json_reply else {}
     url = f"{fake.url}{prefix}/login/oauth/access_token"
     response = requests.post(url, data=data, headers=headers, timeout=5)

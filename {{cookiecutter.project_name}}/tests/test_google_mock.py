@@ -16,7 +16,7 @@ import requests
 from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
-from test_mock_providers import APP, SETTINGS, pkce_pair, query_of
+from test_mock_providers import APP, SETTINGS, authorize_at, code_exchange, pkce_pair, query_of
 
 from mock_providers import RunningMock
 
@@ -24,22 +24,9 @@ CLIENT_ID, CLIENT_SECRET = SETTINGS.credentials("google")
 
 
 def google_authorize(fake: RunningMock, method: str = "GET", **params: str) -> requests.Response:
-    query = dict(
-        client_id=CLIENT_ID,
-        redirect_uri=f"{APP}/auth/google/callback",
-        response_type="code",
-        scope="openid email profile",
-        state="st4te",
-        nonce="n0nce",
-    )
-    query.update(params)
-    return requests.request(
-        method,
-        f"{fake.url}/google/o/oauth2/v2/auth",
-        params=query,
-        allow_redirects=False,
-        timeout=5,
-    )
+    request = {"response_type": "code", "scope": "openid email profile", "nonce": "n0nce"}
+    url = f"{fake.url}/google/o/oauth2/v2/auth"
+    return authorize_at(url, "google", method, **{**request, **params})
 
 
 def google_code(fake: RunningMock, **params: str) -> str:
@@ -47,14 +34,7 @@ def google_code(fake: RunningMock, **params: str) -> str:
 
 
 def google_token(fake: RunningMock, code: str, **fields: str | None) -> requests.Response:
-    data = dict(
-        grant_type="authorization_code",
-        code=code,
-        redirect_uri=f"{APP}/auth/google/callback",
-        client_id=CLIENT_ID,
-        client_secret=CLIENT_SECRET,
-    )
-    data.update(fields)
+    data = code_exchange("google", code, **{"grant_type": "authorization_code", **fields})
     return requests.post(f"{fake.url}/google/token", data=data, timeout=5)
 
 

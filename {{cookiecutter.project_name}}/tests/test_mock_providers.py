@@ -48,6 +48,22 @@ def query_of_url(url: str) -> dict[str, str]:
     return dict(parse_qsl(urlsplit(url).query, keep_blank_values=True))
 
 
+def authorize_at(url: str, provider: str, method: str = "GET", **params: str) -> requests.Response:
+    """The app's authorization request to `provider` (state `st4te`), with `params` added or
+    replaced, sent to `url`; the answer, not followed."""
+    app = dict(client_id=SETTINGS.client_id(provider), redirect_uri=SETTINGS.callback(provider))
+    query = {**app, "state": "st4te", **params}
+    return requests.request(method, url, params=query, allow_redirects=False, timeout=5)
+
+
+def code_exchange(provider: str, code: str, **fields: str | None) -> dict[str, str | None]:
+    """The app's token request for `code` at `provider` (credentials in the body), with
+    `fields` added or replaced (None: left out)."""
+    client_id, client_secret = SETTINGS.credentials(provider)
+    app = dict(client_id=client_id, client_secret=client_secret)
+    return {"code": code, "redirect_uri": SETTINGS.callback(provider), **app, **fields}
+
+
 def pkce_pair() -> tuple[str, str]:
     verifier = base64.urlsafe_b64encode(os.urandom(32)).rstrip(b"=").decode()
     digest = hashlib.sha256(verifier.encode()).digest()
@@ -198,17 +214,9 @@ SAMPLE_CLIENT = ("mock-sample-client-id", "mock-sample-client-secret")
 
 
 def sample_authorize(mock: RunningMock, **params: str) -> dict[str, str]:
-    query = dict(
-        client_id=SAMPLE_CLIENT[0],
-        redirect_uri=f"{APP}/auth/sample/callback",
-        response_type="code",
-        scope="openid email profile offline_access",
-        state="st4te",
-        nonce="n0nce",
-    )
-    query.update(params)
-    url = f"{mock.url}/sample/authorize"
-    return query_of(requests.get(url, params=query, allow_redirects=False, timeout=5))
+    scope = "openid email profile offline_access"
+    request = dict(response_type="code", scope=scope, nonce="n0nce", **params)
+    return query_of(authorize_at(f"{mock.url}/sample/authorize", "sample", **request))
 
 
 def sample_token(mock: RunningMock, auth: Any = SAMPLE_CLIENT, **data: str) -> requests.Response:
