@@ -104,7 +104,7 @@ SHOTS := {{cookiecutter.project_name}}/docs/screenshots
 screenshots: check-system $(DEPS_STAMP)
 	rm -rf '$(SHOTS_DIR)'
 	$(COOKIECUTTER) . --no-input -f -o '$(SHOTS_DIR)' >/dev/null
-	cd '$(SHOTS_DIR)/$(PROJECT)' && UPDATE_SCREENSHOTS=1 '$(CURDIR)/$(PY)' -m pytest -q -p no:cacheprovider tests/test_browser.py -k screenshots
+	cd '$(SHOTS_DIR)/$(PROJECT)' && UPDATE_SCREENSHOTS=1 '$(CURDIR)/$(PY)' -m pytest -q -p no:cacheprovider tests/test_github_screenshots.py -k screenshots
 	mkdir -p '$(SHOTS)' && cp '$(SHOTS_DIR)/$(PROJECT)'/docs/screenshots/* '$(SHOTS)/'
 
 BENCH_DIR := $(BUILD)/bench

@@ -77,8 +77,8 @@ def remove_disabled_providers() -> None:
         if not enabled:
             for path in provider_files(name):
                 path.unlink(missing_ok=True)
-    # The README's pictures show the sign-in page with these three (tests/test_browser.py
-    # takes them with just these three configured, whatever else is baked).
+    # The README's pictures show the sign-in page with these three (taken by
+    # tests/test_github_screenshots.py with just these three configured, whatever else is baked).
     if not all(ENABLED[name] for name in SCREENSHOT_PROVIDERS):
         shutil.rmtree(PROJECT / "docs" / "screenshots", ignore_errors=True)
         if (PROJECT / "docs").is_dir() and not any((PROJECT / "docs").iterdir()):

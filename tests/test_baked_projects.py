@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import socket
@@ -11,7 +12,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from baking import bake, text_files
+from baking import COMBINATIONS, TEMPLATE, bake, text_files
 
 # What any unrendered Jinja leftover starts with. The closing "}}" and "%}" alone are not
 # checked: Python has them legitimately ({**{k: v}}, f"{ratio:.0%}").
@@ -66,6 +67,48 @@ def test_project_and_package_names_are_applied(combination) -> None:
     assert (project / "src" / f"app_{name}" / "__init__.py").is_file()
     assert f'name = "app-{name}"' in (project / "pyproject.toml").read_text()
     assert not list(project.rglob("*flask_social_login*"))
+
+
+# Every provider the template offers: its `use_<name>` questions.
+OFFERED = tuple(
+    key.removeprefix("use_")
+    for key in json.loads((TEMPLATE / "cookiecutter.json").read_text())
+    if key.startswith("use_")
+)
+# Text that names GitHub without being the provider: GitHub Actions and their .github/
+# folder (whose files are not searched either).
+NOT_THE_PROVIDER = re.compile(r"\.github/|GitHub Actions")
+
+
+def mentions(names: tuple[str, ...] | list[str]) -> re.Pattern[str]:
+    """A provider's name in any case, not inside a longer word's tail: Facebook, github.py,
+    app_google, GOOGLE_CLIENT_ID (its variables), `use_gitlab`, MicrosoftProvider."""
+    return re.compile(rf"(?<![a-z])(?:{'|'.join(names)})", re.IGNORECASE)
+
+
+def test_a_disabled_provider_leaves_no_text_behind(combination) -> None:
+    """No file of a bake names a provider it was baked without, in code, comments or docs.
+
+    No exceptions: the project's description defaults to the chosen providers, `.env` holds
+    what `.env.example` does, and the post-generation hook removes each left-out provider's
+    own files.
+    """
+    name, project = combination
+    left_out = [provider for provider in OFFERED if provider not in COMBINATIONS[name]]
+    found, seen = [], set()
+    for path, text in text_files(project):
+        relative = path.relative_to(project)
+        if relative.parts[0] == ".github":
+            continue
+        for number, line in enumerate(text.splitlines(), 1):
+            line = NOT_THE_PROVIDER.sub("", line)
+            seen.update(match.lower() for match in mentions(OFFERED).findall(line))
+            if mentions(left_out).search(line):
+                found.append(f"{relative}:{number}: {line.strip()[:140]}")
+    assert not found, f"app-{name} names providers it has not ({', '.join(left_out)}):\n" + (
+        "\n".join(found)
+    )
+    assert seen == set(COMBINATIONS[name]), seen  # the search finds the ones it has
 
 
 @pytest.mark.parametrize("command", [["check"], ["format", "--check"]], ids=["check", "format"])

@@ -55,6 +55,7 @@ from bench.run import (
     free_port,
     login,
     postgresql_server,
+    preferred_provider,
     start_gunicorn,
     start_redis,
     terminate_on_sigterm,
@@ -314,7 +315,7 @@ def start_app(
 ) -> Running:
     mock_providers = importlib.import_module("mock_providers")
     importlib.import_module(f"{PACKAGE}.database").upgrade_database(database_url)
-    provider = preferred_provider()
+    provider = baked_preferred_provider()
     seed_users(database_url, size.users, provider)
     port = free_port()
     mock = mock_providers.start(mock_providers.MockSettings(app_url=f"http://127.0.0.1:{port}"))
@@ -336,9 +337,9 @@ def start_app(
     )
 
 
-def preferred_provider() -> str:
+def baked_preferred_provider() -> str:
     enabled = list(importlib.import_module(f"{PACKAGE}.providers").PROVIDER_CLASSES)
-    return "github" if "github" in enabled else enabled[0]
+    return preferred_provider(enabled)
 
 
 def sign_in_admin(
@@ -440,7 +441,7 @@ def routes(app: Running, size: Size, tmp: Path) -> list[Route]:
 def timed_sign_in(app: Running) -> requests.Response:
     """A sign-in as the admin's browser does it; the app's answers only are what is timed
     (the measure covers the mock's part too, the same at both sizes)."""
-    provider = preferred_provider()
+    provider = baked_preferred_provider()
     client = AppClient(app.url, APP_COOKIE)
     client.cookie = app.admin.cookie  # signed in: /login/<provider> renews the sign-in
     browser = requests.Session()

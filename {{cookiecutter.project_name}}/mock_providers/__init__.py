@@ -1,4 +1,4 @@
-"""Local fake Google, GitHub and Facebook sign-in providers, quirks included.
+"""Local fake sign-in providers, quirks included: one module each, for the enabled ones.
 
 The app never imports this package: tests and `make demo` start it and point the app at it
 with environment variables (`RunningMock.app_env()`). Each provider is one module with the

@@ -15,7 +15,9 @@ class MockControl:
         self.timeout = timeout
         self.session = requests.Session()
 
-    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+    def call(self, method: str, path: str, **kwargs: Any) -> Any:
+        """A control endpoint, `/_mock/<path>`: one below, or a provider module's own (e.g.
+        one that makes the mock call the app); its JSON answer, or ValueError."""
         response = self.session.request(
             method, f"{self.base_url}/_mock/{path}", timeout=self.timeout, **kwargs
         )
@@ -27,33 +29,24 @@ class MockControl:
 
     def reset(self) -> None:
         """All switches to defaults; every code, token, consent and counter forgotten."""
-        self._call("POST", "reset")
+        self.call("POST", "reset")
 
     def switch(self, provider: str, **values: Any) -> dict[str, Any]:
         """Merge `values` into a provider's switches; returns them all. Typos raise ValueError."""
-        return self._call("POST", f"switches/{provider}", json=values)
+        return self.call("POST", f"switches/{provider}", json=values)
 
     def switches(self) -> dict[str, dict[str, Any]]:
-        return self._call("GET", "switches")
+        return self.call("GET", "switches")
 
     def requests(self) -> dict[str, dict[str, int]]:
-        """Request counts per provider and endpoint, e.g. `["google"]["token"]`."""
-        return self._call("GET", "requests")
+        """Request counts per provider and endpoint, e.g. `[name]["token"]`."""
+        return self.call("GET", "requests")
 
     def minted(self) -> list[str]:
         """Every code and token the mock handed out, to assert none leaks from the app."""
-        return self._call("GET", "minted")
+        return self.call("GET", "minted")
 
     def rotate_keys(self, provider: str) -> str:
         """Publish a new signing key of an OpenID provider (the old one leaves its JWKS);
         returns its kid."""
-        return self._call("POST", f"{provider}/rotate-keys")["kid"]
-
-    def rotate_google_keys(self) -> str:
-        return self.rotate_keys("google")
-
-    def facebook_callback(self, kind: str, **options: Any) -> dict[str, Any]:
-        """Have the mock Facebook POST a signed `deauthorize` or `data_deletion` callback to
-        the app; returns the app's answer as {"status": int, "body": ..., "signed_request": str}.
-        Options: user or user_id, algorithm, tamper, age (seconds), signed_request (resend)."""
-        return self._call("POST", f"facebook/callbacks/{kind}", json=options)
+        return self.call("POST", f"{provider}/rotate-keys")["kid"]

@@ -32,7 +32,7 @@ COMMON_SWITCHES: dict[str, Any] = {
     "token_http_status": None,
     "delay": 0.0,
     "interactive": None,
-    # Seconds this provider's clock is off: its Date header (and Google's iat) follow it.
+    # Seconds this provider's clock is off: its Date header (and ID tokens' iat) follow it.
     "clock_skew": 0,
 }
 
@@ -197,7 +197,7 @@ def b64url(data: bytes) -> str:
 
 
 def same_origin_path_under(url: str, registered: str) -> bool:
-    """GitHub's rule: same scheme, host and port, and a path equal to or below the callback's."""
+    """A looser redirect rule: same scheme, host and port, a path at or below the callback's."""
     try:
         given, expected = urlsplit(url), urlsplit(registered)
         given_port, expected_port = given.port, expected.port

@@ -62,6 +62,8 @@ from .settings import MockSettings
 
 NAME = "facebook"
 TITLE = "Facebook"
+# The app's credentials here (MockSettings.credentials), shaped like real ones.
+CLIENT = ("1234567890123456", "0123456789abcdef0123456789abcdef")
 DEFAULT_VERSION = "v26.0"
 LONG_LIVED = 5183944
 SHORT_LIVED = 5400
@@ -288,6 +290,12 @@ def callback(kind: str) -> Response:
     if kind not in CALLBACK_PATHS:
         return json_response(dict(error=f"kind must be one of {list(CALLBACK_PATHS)}"), 404)
     return json_response(send_callback(state(), kind, request.get_json(silent=True) or {}))
+
+
+def callback_to_app(control: MockControl, kind: str, **options: Any) -> dict[str, Any]:
+    """From a test: have the mock send the app a callback (options: `send_callback`'s), over
+    the control API; the app's answer as {"status": int, "body": ..., "signed_request": str}."""
+    return control.call("POST", f"facebook/callbacks/{kind}", json=options)
 
 
 def register(app: Flask) -> list[str]:

@@ -63,7 +63,7 @@ class RefreshFacts:
     # else), while the person's consent stays: the app's next refresh is refused.
     kill: Callable[[MockControl, Env, AppGrant], None]
     # Authorization parameters a sign-in must carry to get a new refresh token while the
-    # provider still remembers the consent (Google gives one only on a consent screen).
+    # provider still remembers the consent (some give one only on a consent screen).
     reconsent: Mapping[str, str] = field(default_factory=dict)
 
 
@@ -82,7 +82,7 @@ class MockFacts:
     # verified by the provider (an unverified one never makes an admin).
     email: str | None
     email_verified: bool
-    # Make the default persona's email one the app must treat as unverified (Facebook's
+    # Make the default persona's email one the app must treat as unverified (some providers'
     # always is); returns that address, as the app will show it.
     unverified_email: Callable[[MockControl], str]
     authorize_endpoint: str = "authorize"  # where the browser is sent to sign in
@@ -95,13 +95,13 @@ class MockFacts:
     # cached what it caches (discovery, keys).
     login_calls: int
     # The app variable naming the host that serves its API calls, its revocation and the
-    # doctor's probe; `api_path` is what to append to a bare host put there (Google: the
+    # doctor's probe; `api_path` is what to append to a bare host put there (for one, the
     # discovery document's path, since the variable names the document itself).
     api_variable: str
     api_path: str = ""
     # An OpenID Connect provider's issuer, as its discovery document states it: a fixed URL
-    # (Google's), or SAME_AS_DOCUMENT when it is where the document is (a document at
-    # `X/.well-known/openid-configuration` says `X`: GitLab's, Keycloak's). None: no ID token.
+    # (a constant), or SAME_AS_DOCUMENT when it is where the document is (a document at
+    # `X/.well-known/openid-configuration` says `X`, as Keycloak's does). None: no ID token.
     issuer: str | None = None
     refresh: RefreshFacts | None  # None: no refresh tokens (long-lived access tokens)
     # Switches under which a sign-in and each API call mint every kind of secret this
@@ -115,7 +115,7 @@ class MockFacts:
     # does for a grant it dropped by itself; None: `remove_app` is the only way.
     token_refused: Switches | None
     rate_limits: tuple[RateLimit, ...]
-    # A sign-in that changes nothing still changes the profile (Facebook signs the picture
+    # A sign-in that changes nothing still changes the profile (some sign the picture
     # URL anew each time), so the other sessions rightly get it.
     profile_changes_each_sign_in: bool = False
     # Settings `flask auth doctor` must fail (credentials that cannot be this provider's,

@@ -49,6 +49,8 @@ from .settings import MockSettings
 
 NAME = "github"
 TITLE = "GitHub"
+# The app's credentials here (MockSettings.credentials), shaped like real ones.
+CLIENT = ("Ov23liMockGitHub0001", "mockgithubclientsecret00000000000000000001")
 APP_TOKEN_LIFETIME = 28800
 REFRESH_TOKEN_LIFETIME = 15811200
 RATE_LIMIT = 5000

@@ -33,6 +33,8 @@ from .settings import MockSettings
 
 NAME = "google"
 TITLE = "Google"
+# The app's credentials here (MockSettings.credentials), shaped like real ones.
+CLIENT = ("mock-google-client-id.apps.googleusercontent.com", "mock-google-client-secret")
 ISSUER = "https://accounts.google.com"
 EMAIL_SCOPE = "https://www.googleapis.com/auth/userinfo.email"
 PROFILE_SCOPE = "https://www.googleapis.com/auth/userinfo.profile"

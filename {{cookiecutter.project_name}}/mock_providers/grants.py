@@ -63,10 +63,10 @@ class AccessToken:
     user: str
     client_id: str
     scopes: list[str]
-    expires_at: float | None  # None: never expires (GitHub's OAuth-App tokens)
+    expires_at: float | None  # None: never expires (some providers' access tokens)
     refresh_token: str | None = None
     issued_at: float = field(default_factory=time.time)
-    revoked: bool = False  # refused, yet told apart from an unknown token (Facebook)
+    revoked: bool = False  # refused, yet told apart from an unknown token (some providers)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def alive(self) -> bool:

@@ -103,7 +103,7 @@ def mint_id_token(
 
 
 def jwks_response(ring: KeyRing, max_age: int) -> Response:
-    """The JWKS, cacheable for `max_age` seconds (the header Google sends)."""
+    """The JWKS, cacheable for `max_age` seconds (the header real providers send)."""
     return json_response(
         ring.jwks(),
         headers={

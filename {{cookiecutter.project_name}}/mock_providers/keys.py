@@ -23,7 +23,7 @@ UNPUBLISHED = -1  # the index of a key that is never in any JWKS
 
 
 def rsa_key(issuer: str, index: int) -> RSAKey:
-    """The process-wide key number `index` of `issuer` (a random kid, like Google's)."""
+    """The process-wide key number `index` of `issuer` (a random kid, like real ones)."""
     with _cache_lock:
         if (issuer, index) not in _cache:
             _cache[(issuer, index)] = RSAKey.generate_key(

@@ -5,8 +5,8 @@ else RFC 6749 and 7009 leave to a provider: how clients authenticate, where para
 come from, which grants the token endpoint knows, how revocation behaves, the error style
 (oauth_errors.py) and where the endpoints are. A mock mounts the standard endpoints
 (`blueprint()`) and overrides the hooks where its provider differs, or calls the operations
-from views of its own where the provider is too far from the RFCs (GitHub's REST
-revocation, Facebook's Graph API).
+from views of its own where the provider is too far from the RFCs (a REST revocation, a
+Graph API).
 """
 
 from __future__ import annotations

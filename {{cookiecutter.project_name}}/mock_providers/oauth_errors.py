@@ -1,8 +1,8 @@
 """How a refused token or revocation request is answered: one reason, each provider's words.
 
 The toolkit raises `Problem("code.used")` and the like; a provider's `ErrorStyle` turns that
-into its own answer (Google's RFC 6749 JSON, GitHub's HTTP 200 error body, Facebook's nested
-Graph error), so the rules are written once and the quirks stay declarations.
+into its own answer (RFC 6749 JSON reworded, an error body sent with HTTP 200, a nested
+error object), so the rules are written once and the quirks stay declarations.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 `OpenIDProvider(name, personas=..., routes=...)` serves discovery, authorize, token (with an
 ID token), userinfo, revocation and the JWKS, signs with keys of its own (`keys.KeyRing`
 per provider) and has the ID-token switches. A provider with quirks subclasses it and
-overrides the hooks of `OAuthServer` and the few below (see google.py); a provider without
+overrides the hooks of `OAuthServer` and the few below (README.md); a provider without
 quirks only declares (the README's "Adding a provider").
 """
 

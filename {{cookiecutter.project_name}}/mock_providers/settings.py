@@ -17,25 +17,19 @@ class MockSettings:
     interactive: bool = False
     # The mock's own base URL; `start()` fills it in once the port is known.
     public_url: str = ""
-    # Credentials shaped like the real ones (the app checks the shapes).
-    google_client_id: str = "mock-google-client-id.apps.googleusercontent.com"
-    google_client_secret: str = "mock-google-client-secret"
-    github_client_id: str = "Ov23liMockGitHub0001"
-    github_client_secret: str = "mockgithubclientsecret00000000000000000001"
-    facebook_client_id: str = "1234567890123456"
-    facebook_client_secret: str = "0123456789abcdef0123456789abcdef"
-    # Any other provider: name -> (client id, client secret); without an entry it gets
-    # `mock-<name>-client-id` / `mock-<name>-client-secret`, so a new mock needs no field.
+    # name -> (client id, client secret). Without an entry a provider gets the credentials its
+    # module declares as CLIENT (shaped like the real ones: the app checks the shapes), else
+    # `mock-<name>-client-id` / `mock-<name>-client-secret`, so a new mock needs no edit here.
     clients: dict[str, tuple[str, str]] = field(default_factory=dict)
 
     def credentials(self, provider: str) -> tuple[str, str]:
         """The (client id, client secret) the app uses with `provider`."""
-        client_id = getattr(self, f"{provider}_client_id", None)
-        secret = getattr(self, f"{provider}_client_secret", None)
-        if client_id is not None and secret is not None:
-            return str(client_id), str(secret)
-        default = (f"mock-{provider}-client-id", f"mock-{provider}-client-secret")
-        return self.clients.get(provider, default)
+        from . import load_providers  # the registry lives in the package, which imports us
+
+        if provider in self.clients:
+            return self.clients[provider]
+        declared = getattr(load_providers().get(provider), "CLIENT", None)
+        return declared or (f"mock-{provider}-client-id", f"mock-{provider}-client-secret")
 
     def client_id(self, provider: str) -> str:
         return self.credentials(provider)[0]

@@ -27,6 +27,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from subprocess import PIPE
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, urljoin, urlsplit
 
 import pytest
@@ -45,6 +46,9 @@ import bench.postgresql
 import mock_providers
 from mock_providers import MockSettings
 from mock_providers.facts import facts
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser as PlaywrightBrowser
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # A strong key for tests only; production-mode tests use it too.
@@ -299,6 +303,21 @@ def mock(mock_server: mock_providers.RunningMock) -> mock_providers.RunningMock:
     return mock_server
 
 
+@pytest.fixture(scope="module")
+def lone_mock() -> Iterator[mock_providers.RunningMock]:
+    """The mock providers alone, for the tests of the mocks themselves: the app they know is
+    at MockSettings' default URL, where nothing listens (the tests read the redirects)."""
+    with mock_providers.start(MockSettings()) as running:
+        yield running
+
+
+@pytest.fixture()
+def fake(lone_mock: mock_providers.RunningMock) -> mock_providers.RunningMock:
+    """`lone_mock`, reset."""
+    lone_mock.control.reset()
+    return lone_mock
+
+
 # --- what the tests know of each provider -------------------------------------------
 
 PROVIDERS = list(PROVIDER_CLASSES)
@@ -376,7 +395,9 @@ def base_env(
         # Limits no other test reaches; test_rate_limits.py lowers them where it means to.
         "LOGIN_RATE_LIMIT": "10000 per minute",
         "API_TOKEN_RATE_LIMIT": "10000 per minute",
+{%- if cookiecutter.use_facebook %}
         "FACEBOOK_CALLBACK_RATE_LIMIT": "10000 per minute",
+{%- endif %}
         **mock_server.app_env(),
     }
 
@@ -418,7 +439,7 @@ def released_port(
 
 @pytest.fixture()
 def variant(released_port: int, app_url: str, app_env: dict[str, str]):
-    """Serve the app with other settings, e.g. `variant(GOOGLE_HOSTED_DOMAIN="example.com")`.
+    """Serve the app with other settings, e.g. `variant(OAUTH_HTTP_TIMEOUT="0.5")`.
 
     A value of None removes the variable. Only one variant runs at a time.
     """
@@ -540,6 +561,36 @@ def project_env() -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(PROJECT_ROOT / "src"), str(PROJECT_ROOT)])
     return env
+
+
+# --- a real browser --------------------------------------------------------------------
+
+CHROMIUM = os.environ.get("CHROMIUM_PATH") or shutil.which("chromium") or "/usr/bin/chromium"
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[PlaywrightBrowser]:
+    """A headless Chromium: Debian's, driven by Playwright (`executable_path`), so no browser
+    download is needed; `make test` checks that it exists and says how to install it."""
+    from playwright.sync_api import sync_playwright  # only the browser tests need it
+
+    if not os.path.exists(CHROMIUM):
+        pytest.fail("Chromium is not installed: run `sudo apt-get install -y chromium`")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
+        )
+        yield browser
+        browser.close()
 
 
 # --- flask auth doctor ----------------------------------------------------------------

@@ -277,7 +277,7 @@ def test_operator_deletes_a_user_from_the_command_line(
     other_device = sign_in(app.url, mock)
     token = new_api_token(browser)
     runner = create_app(app_env).test_cli_runner()
-    # The CLI takes a provider-verified email (Facebook never verifies one) or the user id.
+    # The CLI takes a provider-verified email (some providers verify none) or the user id.
     who = me["email"] if me["email_verified"] else me["id"]
 
     kept = runner.invoke(args=["users", "delete", who], input="n\n")

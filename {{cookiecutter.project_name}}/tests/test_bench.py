@@ -71,8 +71,8 @@ def test_a_short_benchmark_reports_every_section_and_meets_the_exact_targets(pro
         assert re.search(own_count, out, re.M), out
         assert "[met] postgresql: no PostgreSQL transaction on a session read" in out, out
     assert re.search(r"Capacity, from the .* row: one Redis core serves about [\d,]+", out)
-    # Each provider's login: the token call and the profile reads it needs (GitHub: the user
-    # and whether its email is verified), nothing per login that a cache could have saved
+    # Each provider's login: the token call and the profile reads it needs (the user, and
+    # whether its email is verified, say), nothing per login that a cache could have saved
     # (discovery and keys only on a worker's first login).
     for provider in PROVIDERS:
         second = re.search(rf"^  sqlite\s+{provider}\s+second (\d+) calls \(([^)]*)\)", out, re.M)

@@ -158,16 +158,16 @@ def seed_user(connection: sa.Connection, user_id: str, provider: str, subject: s
 def test_an_identity_belongs_to_one_user_by_constraint(backend: str) -> None:
     upgrade_database(backend)
     with connect(backend) as connection:
-        seed_user(connection, "u1", "github", "583231")
+        seed_user(connection, "u1", "example", "583231")
         connection.commit()
         with pytest.raises(sa.exc.IntegrityError):
-            seed_user(connection, "u2", "github", "583231")  # same identity, another user
+            seed_user(connection, "u2", "example", "583231")  # same identity, another user
         connection.rollback()
-        with pytest.raises(sa.exc.IntegrityError):  # a second GitHub account on one user
+        with pytest.raises(sa.exc.IntegrityError):  # a second account at one provider
             connection.execute(
                 sa.text(
                     "INSERT INTO identities (user_id, provider, subject, email_verified, "
-                    "created_at, last_login_at) VALUES ('u1', 'github', '999', false, 0, 0)"
+                    "created_at, last_login_at) VALUES ('u1', 'example', '999', false, 0, 0)"
                 )
             )
         connection.rollback()
@@ -178,13 +178,13 @@ def test_deleting_a_user_removes_everything_of_theirs(backend: str) -> None:
     upgrade_database(backend)
     with connect(backend) as connection:
         for user_id in ("gone", "kept"):
-            seed_user(connection, user_id, "github", f"subject-{user_id}")
+            seed_user(connection, user_id, "example", f"subject-{user_id}")
             params = {"id": user_id, "hash": user_id * 8}
             connection.execute(
                 sa.text(
                     "INSERT INTO provider_tokens (user_id, provider, access_token_encrypted, "
                     "token_type, reauth_required, updated_at) "
-                    "VALUES (:id, 'github', :blob, 'bearer', false, 0)"
+                    "VALUES (:id, 'example', :blob, 'bearer', false, 0)"
                 ),
                 {**params, "blob": b"ciphertext"},
             )

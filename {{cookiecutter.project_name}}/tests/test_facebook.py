@@ -82,7 +82,7 @@ def test_authorization_request(browser, mock, app) -> None:
     assert location.startswith(mock.url)
     params = query(location)
     assert params["scope"] == "email,public_profile"  # comma-separated
-    assert params["client_id"] == mock.settings.facebook_client_id
+    assert params["client_id"] == mock.settings.client_id("facebook")
     assert params["redirect_uri"] == f"{app.url}/auth/facebook/callback"
     assert params["response_type"] == "code"
     # No PKCE: Facebook drops a challenge sent without `openid` and then refuses the
@@ -250,11 +250,11 @@ def graph(mock) -> str:
 
 def app_token(mock) -> str:
     """Facebook's app access token: `{app-id}|{app-secret}`."""
-    return f"{mock.settings.facebook_client_id}|{mock.settings.facebook_client_secret}"
+    return f"{mock.settings.client_id('facebook')}|{mock.settings.client_secret('facebook')}"
 
 
 def proof(mock, token: str) -> str:
-    secret = mock.settings.facebook_client_secret.encode()
+    secret = mock.settings.client_secret("facebook").encode()
     return hmac.new(secret, token.encode(), hashlib.sha256).hexdigest()
 
 

@@ -1,6 +1,6 @@
 """Facebook's deauthorize and data-deletion callbacks: a `signed_request` POSTed by Facebook.
 
-The mock Facebook sends them as Facebook does (`mock.control.facebook_callback`); others are
+The mock Facebook sends them as Facebook does (`callback_to_app`); others are
 built here by hand with hmac. Only a request signed with the App Secret is obeyed; anything
 else is a 400, never a 500. Real Redis, a real database, real HTTP.
 """
@@ -33,6 +33,9 @@ from {{ cookiecutter.package_name }}.auth.facebook_callbacks import (
     MAX_FUTURE,
 )
 from {{ cookiecutter.package_name }}.providers import PROVIDER_CLASSES
+from {{ cookiecutter.package_name }}.settings import SettingsError, load_settings
+
+from mock_providers.facebook import callback_to_app
 
 PACKAGE = create_app.__module__
 OTHERS = [p for p in PROVIDER_CLASSES if p != "facebook"]
@@ -109,7 +112,7 @@ def deletion_request(db: sa.Engine, code: str) -> sa.Row | None:
 def test_mock_facebook_callbacks_signed_wrongly_are_400(app, mock, kind) -> None:
     sign_in(app.url)
     for options in ({"tamper": True}, {"algorithm": "HS512"}, {"algorithm": "none"}):
-        answer = mock.control.facebook_callback(kind, **options)
+        answer = callback_to_app(mock.control, kind, **options)
         assert answer["status"] == 400, (options, answer)
         assert answer["body"]["error"] == "invalid_signed_request"
 
@@ -155,7 +158,7 @@ def test_garbage_is_400_never_500(app, app_env, kind) -> None:
 def test_unknown_user_is_200_with_nothing_to_delete(app, mock, database, app_env, kind) -> None:
     browser = sign_in(app.url)
     me = browser.me().json()
-    by_mock = mock.control.facebook_callback(kind, user_id=UNKNOWN_ID)
+    by_mock = callback_to_app(mock.control, kind, user_id=UNKNOWN_ID)
     assert by_mock["status"] == 200, by_mock
     by_hand = post(
         app.url,
@@ -199,7 +202,7 @@ def test_deauthorize_drops_the_link_and_its_tokens_but_keeps_the_user(
     if after.status_code == 200:
         assert [i["provider"] for i in after.json()["identities"]] == OTHERS[:1]
     # A repeat (Facebook retries) finds nobody: still 200.
-    assert mock.control.facebook_callback("deauthorize")["status"] == 200
+    assert callback_to_app(mock.control, "deauthorize")["status"] == 200
 
 
 # --- data deletion ------------------------------------------------------------------
@@ -220,7 +223,7 @@ def test_data_deletion_of_a_facebook_only_user_deletes_the_account(
     bearer = {"Authorization": f"Bearer {token}"}
     assert requests.get(f"{app.url}/api/me", headers=bearer, timeout=10).status_code == 200
 
-    answer = mock.control.facebook_callback("data_deletion", user="ada")
+    answer = callback_to_app(mock.control, "data_deletion", user="ada")
     assert answer["status"] == 200, answer
     body = answer["body"]
     assert set(body) == {"url", "confirmation_code"}
@@ -276,7 +279,7 @@ def test_data_deletion_keeps_an_account_that_signs_in_another_way(
 
 
 def test_data_deletion_status_page(app, mock, redis_db, database) -> None:
-    answer = mock.control.facebook_callback("data_deletion", user_id=UNKNOWN_ID)
+    answer = callback_to_app(mock.control, "data_deletion", user_id=UNKNOWN_ID)
     assert answer["status"] == 200
     url = answer["body"]["url"]
     code = answer["body"]["confirmation_code"]
@@ -298,7 +301,7 @@ def test_data_deletion_status_page(app, mock, redis_db, database) -> None:
     query = "UPDATE data_deletion_requests SET requested_at = :at WHERE confirmation_code = :c"
     assert execute(database, query, at=long_ago, c=code) == 1
     assert requests.get(url, timeout=10).status_code == 404
-    newer = mock.control.facebook_callback("data_deletion", user_id=OTHER_UNKNOWN_ID)["body"]
+    newer = callback_to_app(mock.control, "data_deletion", user_id=OTHER_UNKNOWN_ID)["body"]
     assert deletion_request(database, code) is None
     assert deletion_request(database, newer["confirmation_code"]) is not None
 
@@ -318,13 +321,13 @@ def test_a_repeated_deauthorize_does_nothing_twice(app, mock, database) -> None:
     """A retry of the same signed_request, after the person linked Facebook again, must not
     unlink them again."""
     sign_in(app.url)
-    first = mock.control.facebook_callback("deauthorize")
+    first = callback_to_app(mock.control, "deauthorize")
     assert first["status"] == 200, first
     assert facebook_subjects(database) == []
     again = sign_in(app.url)  # the person comes back and signs in with Facebook
     assert facebook_subjects(database) == [ADA_ID]
 
-    repeat = mock.control.facebook_callback("deauthorize", signed_request=first["signed_request"])
+    repeat = callback_to_app(mock.control, "deauthorize", signed_request=first["signed_request"])
     assert repeat["status"] == 200 and repeat["body"] == first["body"], repeat
     assert facebook_subjects(database) == [ADA_ID]
     assert again.me().status_code == 200
@@ -335,14 +338,14 @@ def test_a_repeated_data_deletion_gives_the_same_code_and_deletes_nothing_new(
     app, mock, database
 ) -> None:
     sign_in(app.url)
-    first = mock.control.facebook_callback("data_deletion")
+    first = callback_to_app(mock.control, "data_deletion")
     assert first["status"] == 200, first
     code = first["body"]["confirmation_code"]
     assert deletion_request(database, code).found
     returning = sign_in(app.url)  # a new account, made after the deletion
     me = returning.me().json()
 
-    repeat = mock.control.facebook_callback("data_deletion", signed_request=first["signed_request"])
+    repeat = callback_to_app(mock.control, "data_deletion", signed_request=first["signed_request"])
     assert repeat["status"] == 200, repeat
     assert repeat["body"] == first["body"]  # the same confirmation code and status URL
     assert deletion_rows(database) == [code]  # one record, still saying the data was found
@@ -355,9 +358,9 @@ def test_a_repeated_data_deletion_gives_the_same_code_and_deletes_nothing_new(
 
 def test_concurrent_copies_of_one_data_deletion_make_one_record(app, mock, database) -> None:
     sign_in(app.url)
-    first = mock.control.facebook_callback("data_deletion", user_id=UNKNOWN_ID)
+    first = callback_to_app(mock.control, "data_deletion", user_id=UNKNOWN_ID)
     database_codes = deletion_rows(database)
-    other = signed_request(payload(OTHER_UNKNOWN_ID), mock.settings.facebook_client_secret)
+    other = signed_request(payload(OTHER_UNKNOWN_ID), mock.settings.client_secret("facebook"))
 
     def send(_: int) -> requests.Response:
         return post(app.url, "data_deletion", {"signed_request": other})
@@ -377,7 +380,7 @@ def test_concurrent_copies_of_one_data_deletion_make_one_record(app, mock, datab
 )
 def test_issued_at_must_be_recent(app, mock, database, kind, age, accepted) -> None:
     sign_in(app.url)
-    answer = mock.control.facebook_callback(kind, age=age)
+    answer = callback_to_app(mock.control, kind, age=age)
     if not accepted:
         assert answer["status"] == 400, answer
         assert answer["body"]["error"] == "invalid_signed_request"
@@ -393,15 +396,15 @@ def test_issued_at_must_be_recent(app, mock, database, kind, age, accepted) -> N
 def test_a_repeat_stays_answered_after_the_window(app, mock, database) -> None:
     """A request handled in time keeps its answer when it comes again, however late."""
     sign_in(app.url)
-    first = {kind: mock.control.facebook_callback(kind, age=MAX_AGE - 3) for kind in KINDS}
+    first = {kind: callback_to_app(mock.control, kind, age=MAX_AGE - 3) for kind in KINDS}
     assert {kind: answer["status"] for kind, answer in first.items()} == dict.fromkeys(KINDS, 200)
     time.sleep(3.5)  # now the same requests are older than MAX_AGE
     for kind, answer in first.items():
-        late = mock.control.facebook_callback(kind, signed_request=answer["signed_request"])
+        late = callback_to_app(mock.control, kind, signed_request=answer["signed_request"])
         assert late["status"] == 200 and late["body"] == answer["body"], late
     # A never-seen request that old is still refused. (Another user: for Ada, the mock would
     # sign the very same bytes again, a repeat.)
-    stale = mock.control.facebook_callback("data_deletion", user_id=UNKNOWN_ID, age=MAX_AGE + 1)
+    stale = callback_to_app(mock.control, "data_deletion", user_id=UNKNOWN_ID, age=MAX_AGE + 1)
     assert stale["status"] == 400, stale
 
 
@@ -445,6 +448,15 @@ def test_doctor_lists_both_callback_urls(
 
 
 # --- a limit per IP, generous (moved here from test_rate_limits.py) ----------------------
+
+
+def test_the_limit_is_the_documented_one_and_a_bad_one_is_named(app_env) -> None:
+    defaults = {k: v for k, v in app_env.items() if k != "FACEBOOK_CALLBACK_RATE_LIMIT"}
+    assert load_settings(defaults).facebook_callback_rate_limit == "300 per minute"
+    with pytest.raises(SettingsError) as raised:
+        create_app({**app_env, "FACEBOOK_CALLBACK_RATE_LIMIT": "-1/minute"})
+    (problem,) = raised.value.problems
+    assert problem.startswith("FACEBOOK_CALLBACK_RATE_LIMIT") and "'-1/minute'" in problem
 
 
 def test_callbacks_are_limited_per_ip(variant, app_env, redis_db) -> None:

@@ -74,7 +74,7 @@ def test_mock_dead_user_tokens_cannot_revoke(mock, failure, subcode) -> None:
 
 def test_mock_accepts_the_app_token_and_refuses_a_wrong_one(mock) -> None:
     token = mock_user_token(mock)
-    wrong = f"{mock.settings.facebook_client_id}|{'0' * 32}"
+    wrong = f"{mock.settings.client_id('facebook')}|{'0' * 32}"
     refused = delete_with(mock, wrong)
     assert refused.status_code == 400
     assert refused.json()["error"]["code"] == 190

@@ -97,7 +97,7 @@ def test_every_outbound_call_has_a_connect_and_a_read_timeout(variant, kind) -> 
     urls = {
         variable: hole.url for cls in PROVIDER_CLASSES.values() for variable in cls.url_settings
     }
-    for facts in FACTS.values():  # e.g. Google's names its discovery document
+    for facts in FACTS.values():  # e.g. a variable that names a discovery document
         if facts.api_variable in urls:
             urls[facts.api_variable] += facts.api_path
     try:

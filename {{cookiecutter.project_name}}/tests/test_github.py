@@ -51,7 +51,7 @@ def test_authorization_request(browser, mock, app) -> None:
     location = browser.get("/login/github").headers["Location"]
     assert location.startswith(f"{mock.url}/github/login/oauth/authorize?")
     params = query(location)
-    assert params["client_id"] == mock.settings.github_client_id
+    assert params["client_id"] == mock.settings.client_id("github")
     assert params["redirect_uri"] == f"{app.url}/auth/github/callback"
     assert set(params["scope"].split()) == {"read:user", "user:email"}
     assert params["code_challenge_method"] == "S256" and len(params["code_challenge"]) == 43
@@ -149,13 +149,13 @@ def test_form_encoded_token_responses_are_understood(mock, app_url) -> None:
     callback = f"{app_url}/auth/github/callback"
     authorize = requests.get(
         f"{mock.url}/github/login/oauth/authorize",
-        params={"client_id": settings.github_client_id, "redirect_uri": callback, "state": "s"},
+        params={"client_id": settings.client_id("github"), "redirect_uri": callback, "state": "s"},
         allow_redirects=False,
         timeout=10,
     )
     form = {
-        "client_id": settings.github_client_id,
-        "client_secret": settings.github_client_secret,
+        "client_id": settings.client_id("github"),
+        "client_secret": settings.client_secret("github"),
         "code": query(authorize.headers["Location"])["code"],
         "redirect_uri": callback,
     }

@@ -59,7 +59,7 @@ def test_authorization_request(browser, mock, app) -> None:
     params = query(location)
     assert params["scope"] == "openid email profile"
     assert params["response_type"] == "code"
-    assert params["client_id"] == mock.settings.google_client_id
+    assert params["client_id"] == mock.settings.client_id("google")
     assert params["redirect_uri"] == f"{app.url}/auth/google/callback"
     assert len(params["nonce"]) >= 16
     assert params["code_challenge_method"] == "S256" and len(params["code_challenge"]) == 43
@@ -204,7 +204,7 @@ def test_key_rotation_refetches_the_jwks(variant, mock) -> None:
     app = variant()
     assert Browser(app.url).login("google").status_code == 200
     assert counts(mock)["certs"] == 1
-    mock.control.rotate_google_keys()
+    mock.control.rotate_keys("google")
     for expected_certs in (2, 2):  # one re-fetch for the new kid, then cached again
         browser = Browser(app.url)
         assert browser.login("google").status_code == 200

@@ -43,7 +43,7 @@ def test_a_withdrawn_key_stops_being_trusted_after_max_age(variant, mock) -> Non
     mock.control.switch("google", certs_max_age=1)
     app = variant()
     assert Browser(app.url).login("google").status_code == 200  # caches the current key
-    mock.control.rotate_google_keys()  # Google withdraws that key...
+    mock.control.rotate_keys("google")  # Google withdraws that key...
     mock.control.switch("google", kid="withdrawn")  # ...which still signs (say it leaked)
     time.sleep(1.2)  # past the max-age of the set that still had it: no restart
     browser = Browser(app.url)

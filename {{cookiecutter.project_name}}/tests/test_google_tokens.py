@@ -1,13 +1,18 @@
-"""Google's tokens: refreshed only when due, never rotated, and a refresh token only from a
-consent screen (moved here from test_tokens.py, which holds what every provider shares)."""
+"""Google's tokens: refreshed only when due, never rotated, a refresh token only from a
+consent screen (moved here from test_tokens.py, which holds what every provider shares), and
+its one refusal of a revocation that means done (from test_provider_bases.py)."""
 
 from __future__ import annotations
 
 import time
 
+import pytest
 from conftest import query
+from test_provider_bases import adapter_and_client, served_issuer, stored
 from test_tokens import counts, delete, load, profile, save, user_id
 
+from {{ cookiecutter.package_name }}.providers import PROVIDER_CLASSES
+from {{ cookiecutter.package_name }}.providers.errors import RevocationIncomplete
 from {{ cookiecutter.package_name }}.tokens import StoredToken
 
 # --- refresh before an API call -----------------------------------------------------
@@ -75,3 +80,21 @@ def test_google_asks_for_consent_only_without_a_stored_refresh_token(browser, ap
     token = load(app, uid, "google")
     assert token.refresh_token and token.refresh_token != "1//x"
     assert not token.reauth_required
+
+
+# --- revocation --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "done"), [({"error": "invalid_token"}, True), ({"error": "invalid_request"}, False)]
+)
+def test_google_counts_its_400_invalid_token_as_revoked(body, done) -> None:
+    """Google documents 400 invalid_token as "already revoked"; a real issuer over HTTP."""
+    with served_issuer() as issuer:
+        issuer.revoke_answer = (400, body)
+        provider, client = adapter_and_client(issuer, PROVIDER_CLASSES["google"])
+        if done:
+            provider.revoke(client, stored(), "subject")
+        else:
+            with pytest.raises(RevocationIncomplete):
+                provider.revoke(client, stored(), "subject")

@@ -371,7 +371,7 @@ def test_admin_pages_are_403_for_others(variant, mock) -> None:
 
 @pytest.mark.parametrize("provider", PROVIDERS)
 def test_admin_emails_ignores_an_unverified_email(variant, mock, provider) -> None:
-    email = FACTS[provider].unverified_email(mock.control)  # Facebook's always is
+    email = FACTS[provider].unverified_email(mock.control)  # some providers' always are
     app = variant(ADMIN_EMAILS=email)
     browser = sign_in(app.url, mock, provider=provider)
     me = browser.me().json()
@@ -450,7 +450,7 @@ def test_cli_grant_survives_the_next_login_and_revoke_removes_it(
     user_id = browser.me().json()["id"]
     assert browser.get("/admin").status_code == 403
     assert role_grants(database) == []
-    # A provider-verified email, in any case; Facebook verifies none: then the user id.
+    # A provider-verified email, in any case; some providers verify none: then the user id.
     verified = browser.me().json()["email_verified"]
     who = FACTS[PROVIDER].email if verified else user_id
     result = cli(app_env, "roles", "grant", who.upper() if verified else who, "admin")
@@ -505,7 +505,7 @@ def test_cli_with_an_unknown_email_fails_with_a_message(app, app_env) -> None:
     ),
 )
 def test_cli_acts_only_on_a_provider_verified_email(app, mock, app_env, database, pair) -> None:
-    # e.g. Facebook never verifies an email: its "ada" shows ada@example.com, as GitHub's does.
+    # e.g. a provider that never verifies an email shows the same address as another does.
     unverified_at, verified_at = pair
     email = FACTS[unverified_at].email
     doubtful = sign_in(app.url, mock, provider=unverified_at)

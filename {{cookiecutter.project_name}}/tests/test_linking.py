@@ -30,7 +30,7 @@ from test_tokens import grant_of
 from {{ cookiecutter.package_name }}.tokens import StoredToken, TokenVault
 
 needs_two = pytest.mark.skipif(len(PROVIDERS) < 2, reason="baked with a single provider")
-# Two providers whose (default) person shows the same email: e.g. GitHub's and Facebook's ada.
+# Two providers whose (default) person shows the same email (two mocks' ada, say).
 SAME_EMAIL = [
     (first, second)
     for first, second in itertools.combinations(PROVIDERS, 2)

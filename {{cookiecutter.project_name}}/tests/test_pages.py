@@ -56,7 +56,7 @@ def test_the_admin_scope_is_offered_only_to_admins(app, mock, app_env) -> None:
 
 def test_a_revocation_left_to_the_person_names_where_to_do_it(app, browser: Browser) -> None:
     provider = PROVIDERS[0]
-    adapter = app.app.extensions["providers"][provider]  # GitHub's page depends on GITHUB_URL
+    adapter = app.app.extensions["providers"][provider]  # the page may depend on a URL setting
     page = browser.get("/", params={"unrevoked": f"{provider},nonsense,{provider}"}).text
     notices = re.findall(r'<p class="notice warn unrevoked" data-provider="([^"]+)"', page)
     assert notices == [provider]  # unknown names are ignored, each provider said once

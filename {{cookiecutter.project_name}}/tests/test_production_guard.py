@@ -29,7 +29,7 @@ DEVELOPMENT_PATHS = [
     "/_mock/switches",
     "/_mock/requests",
     "/_mock/minted",
-    "/_mock/facebook/callbacks/deauthorize",
+    "/_mock/example/rotate-keys",
     "/debug",
     "/console",
     "/__debug__/",

@@ -1,7 +1,7 @@
 """Rate limits: sign-in starts and callbacks per client IP, API-token creation per user;
 429 with Retry-After and a hint; counters in the app's Redis under its key prefix; Redis
-failing during a check lets the request through, with a warning. (Facebook's callbacks,
-limited per IP: test_facebook_callbacks.py.)
+failing during a check lets the request through, with a warning. (A provider's own
+callbacks are tested with the provider, in test_<provider>_*.py.)
 
 The app is behind one trusted proxy here (TRUSTED_PROXY_COUNT=1), so each request says
 which client IP it comes from in X-Forwarded-For, as a proxy would.
@@ -189,7 +189,6 @@ def test_the_defaults_are_the_documented_ones(app_env) -> None:
     assert settings.ratelimit_enabled is True
     assert settings.login_rate_limit == "30 per minute"
     assert settings.api_token_rate_limit == "10 per minute"
-    assert settings.facebook_callback_rate_limit == "300 per minute"
 
 
 # --- switched off, misconfigured ---------------------------------------------------
@@ -216,7 +215,6 @@ def test_ratelimit_enabled_false_turns_every_limit_off(variant, mock, redis_db) 
         ("LOGIN_RATE_LIMIT", "lots"),
         ("LOGIN_RATE_LIMIT", "30 per fortnight"),
         ("API_TOKEN_RATE_LIMIT", "0 per minute"),
-        ("FACEBOOK_CALLBACK_RATE_LIMIT", "-1/minute"),
         ("RATELIMIT_ENABLED", "maybe"),
     ],
 )

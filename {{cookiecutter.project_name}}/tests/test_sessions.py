@@ -419,7 +419,7 @@ def test_an_ended_session_is_dead_on_every_instance(app, mock, app_env) -> None:
 def test_revoking_a_security_role_signs_out_every_session(app, mock, app_env) -> None:
     browsers = [sign_in(app.url, mock) for _ in range(2)]
     me = browsers[0].me().json()
-    # A provider-verified email (Facebook verifies none: then the user id).
+    # A provider-verified email (some providers verify none: then the user id).
     who = me["email"] if me["email_verified"] else me["id"]
     assert who
     granted = cli(app_env, "roles", "grant", who, "admin")
@@ -471,8 +471,8 @@ def test_losing_admin_at_login_signs_out_the_other_sessions(variant, mock) -> No
     assert [s["id"] for s in list_sessions(newest)] == [current_id(newest)]
 
 
-# Where the profile changes at every sign-in (Facebook's picture URL is a signed CDN address
-# with a new `ext` each time), the other sessions rightly get the new one.
+# Where the profile changes at every sign-in (a picture URL that is a signed CDN address, new
+# each time), the other sessions rightly get the new one.
 STABLE_PROFILES = [p for p in PROVIDERS if not FACTS[p].profile_changes_each_sign_in]
 
 

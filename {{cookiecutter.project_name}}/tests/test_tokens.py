@@ -376,7 +376,7 @@ def test_dead_refresh_token_marks_the_link_for_reconnect(browser, app, mock, ref
             assert profile(browser, other).status_code == 200
 
     # Reconnecting (a login while signed in) clears it, asking for what brings a new
-    # refresh token where the provider still remembers the consent (Google: a consent screen).
+    # refresh token where the provider still remembers the consent (a consent screen, say).
     long_lived(mock, refreshable)
     sent = query(browser.get(f"/login/{refreshable}").headers["Location"])
     assert {name: sent.get(name) for name in refresh.reconsent} == refresh.reconsent
@@ -533,7 +533,7 @@ def test_logout_revokes_nothing_by_default(browser, app, mock) -> None:
 
 
 def test_a_login_without_refresh_token_keeps_a_refused_one_refused() -> None:
-    """Google sends no refresh token on an ordinary sign-in: the one it refused stays dead."""
+    """A provider may send no refresh token on an ordinary sign-in: one it refused stays dead."""
     dead = StoredToken(access_token="old", refresh_token="1//dead", reauth_required=True)
     kept = StoredToken.from_response({"access_token": "new", "expires_in": 3599}, dead)
     assert kept.access_token == "new" and kept.refresh_token == "1//dead"
@@ -542,7 +542,7 @@ def test_a_login_without_refresh_token_keeps_a_refused_one_refused() -> None:
     assert renewed.refresh_token == "1//new" and renewed.has_usable_refresh_token
     alive = StoredToken(access_token="old", refresh_token="1//alive")
     assert StoredToken.from_response({"access_token": "new"}, alive).has_usable_refresh_token
-    # Without refresh tokens (Facebook, GitHub OAuth apps) the new access token heals the link.
+    # Without refresh tokens (long-lived access tokens) the new access token heals the link.
     expired = StoredToken(access_token="old", reauth_required=True)
     healed = StoredToken.from_response({"access_token": "new"}, expired)
     assert not healed.reauth_required and healed.refresh_token is None

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 import pytest
 import requests
 import sqlalchemy as sa
-from conftest import Browser, RunningApp
+from conftest import PROVIDERS, Browser, RunningApp
 from test_api_tokens import cli, sign_in
 
 from {{ cookiecutter.package_name }}.models import User, UserIdentity, db, search_key
@@ -56,15 +56,15 @@ def seed_users(engine: sa.Engine, people: list[tuple[str | None, str | None, int
 
 
 def seed_identities(engine: sa.Engine, ids: list[str]) -> None:
-    """A verified GitHub identity for each (`Person<n>@Example.org`), then fresh statistics:
-    a planner that believes the table empty would rightly scan it."""
+    """A verified identity at the first provider for each (`Person<n>@Example.org`), then
+    fresh statistics: a planner that believes the table empty would rightly scan it."""
     with engine.begin() as connection:
         connection.execute(
             UserIdentity.__table__.insert(),
             [
                 {
                     "user_id": user_id,
-                    "provider": "github",
+                    "provider": PROVIDERS[0],
                     "subject": str(n),
                     "email": f"Person{n}@Example.org",
                     "email_verified": True,

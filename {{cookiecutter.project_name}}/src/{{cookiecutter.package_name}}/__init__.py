@@ -87,7 +87,10 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
     init_request_logging(app)
     init_security_headers(app, settings)
     app.jinja_env.globals.update(
-        app_name=APP_NAME, csrf_token=csrf_token, provider_title=provider_title
+        app_name=APP_NAME,
+        csrf_token=csrf_token,
+        provider_title=provider_title,
+        provider_scripts=provider_scripts(app),
     )
     app.jinja_env.filters["datetime"] = format_timestamp
 
@@ -130,6 +133,12 @@ def format_timestamp(timestamp: int | float) -> str:
 def provider_title(name: str) -> str:
     cls = PROVIDER_CLASSES.get(name)
     return cls.title if cls else name
+
+
+def provider_scripts(app: Flask) -> list[str]:
+    """The static scripts the enabled providers need on every page (`page_scripts`)."""
+    providers = app.extensions["providers"].values()
+    return list(dict.fromkeys(script for p in providers for script in p.page_scripts))
 
 
 def configure_app(app: Flask, settings: Settings) -> None:

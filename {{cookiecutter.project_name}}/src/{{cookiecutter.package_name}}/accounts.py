@@ -144,7 +144,7 @@ def delete_account(user: UserView, by: str) -> list[Unrevoked]:
 
 
 def drop_identity(user: UserView, provider: str) -> None:
-    """Forget one provider's link and tokens (Facebook's deauthorize callback)."""
+    """Forget one provider's link and tokens (a provider's deauthorize callback)."""
     token_service().vault.delete(user.id, provider)
     user = user_store().remove_identity(user, provider)
     audit_log().record("provider_unlinked", user.id, provider=provider, by=provider)

@@ -39,7 +39,7 @@ _PATTERNS = [
     (re.compile(r"(?i)(code_verifier:\s*)\S+"), r"\1[redacted]"),
     (re.compile(r"(?i)\b(bearer|basic|oauth)\s+[A-Za-z0-9._~+/=-]{8,}"), r"\1 [redacted]"),
     (re.compile(r"(?i)((?:__host-)?session=)[^;\s]+"), r"\1[redacted]"),
-    # Token formats recognisable on their own: GitHub, Google, Facebook, our API tokens.
+    # Token formats recognisable on their own: the providers' token prefixes, our API tokens.
     (re.compile(r"\b(gh[oupsr]_|ya29\.|1//|EAA|4/0A)[A-Za-z0-9._~+/=-]{8,}"), r"\1[redacted]"),
     (re.compile(r"\b([a-z0-9_]+_pat_)[A-Za-z0-9_-]{16,}"), r"\1[redacted]"),
     # Credentials in a URL: redis://:password@host, postgresql://user:password@host.

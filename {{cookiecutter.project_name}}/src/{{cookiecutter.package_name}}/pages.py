@@ -177,7 +177,7 @@ def disconnect(provider: str) -> ResponseReturnValue:
 
 @bp.app_context_processor
 def unrevoked_notice() -> dict[str, list[Provider]]:
-    """`?unrevoked=github,…` (after sign-out, disconnect or deletion): where to remove the app."""
+    """`?unrevoked=<name>,…` (after sign-out, disconnect or deletion): where to remove the app."""
     names = request.args.get("unrevoked", "").split(",")[:10]
     providers = current_app.extensions["providers"]
     return {"unrevoked": [providers[name] for name in dict.fromkeys(names) if name in providers]}

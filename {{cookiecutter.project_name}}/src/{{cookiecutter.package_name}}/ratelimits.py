@@ -2,15 +2,17 @@
 
 - `GET /login/<provider>`: `LOGIN_RATE_LIMIT` (30 per minute) per client IP;
 - `GET /auth/<provider>/callback`: the same limit, its own counter, per client IP;
+{%- if cookiecutter.use_facebook %}
 - Facebook's deauthorize and data-deletion `POST`s: `FACEBOOK_CALLBACK_RATE_LIMIT`
-  (300 per minute) per client IP;
+  (300 per minute) per client IP, generous: they come from Facebook's servers, many users
+  behind few addresses;
+{%- endif %}
 - `POST /api/tokens`: `API_TOKEN_RATE_LIMIT` (10 per minute) per signed-in user.
 
 Each login start stores about 1 KB of pending state in Redis for 15 minutes: unlimited, one
-client could fill Redis. Facebook's callbacks come from Facebook's servers, many users behind
-few addresses, hence the generous limit. The client IP is `request.remote_addr`, which
-ProxyFix has already taken from `X-Forwarded-For` when `TRUSTED_PROXY_COUNT` says so; an
-IPv6 client counts by its /64, since one host usually holds a whole /64.
+client could fill Redis. The client IP is `request.remote_addr`, which ProxyFix has already
+taken from `X-Forwarded-For` when `TRUSTED_PROXY_COUNT` says so; an IPv6 client counts by
+its /64, since one host usually holds a whole /64.
 
 Counters live in the app's own Redis client, whatever the form of `REDIS_URL` (plain, TLS,
 unix socket, Sentinel, Cluster) or the development emulation, under `REDIS_KEY_PREFIX` +
@@ -109,17 +111,21 @@ SIGN_IN = Rule(
     "Too many sign-in attempts from your network.",
     "Wait {seconds} seconds, then sign in again.",
 )
+{%- if cookiecutter.use_facebook %}
 FACEBOOK = Rule(
     "facebook_callback_rate_limit",
     client_ip,
     "Too many callbacks from this address.",
     "Retry after {seconds} seconds.",
 )
+{%- endif %}
 RULES: dict[str, Rule] = {
     "auth.login": SIGN_IN,
     "auth.callback": SIGN_IN,
+{%- if cookiecutter.use_facebook %}
     "facebook_callbacks.deauthorize": FACEBOOK,
     "facebook_callbacks.data_deletion": FACEBOOK,
+{%- endif %}
     "api.create_token": Rule(
         "api_token_rate_limit",
         user_or_ip,
@@ -151,7 +157,7 @@ def init_rate_limits(app: Flask, settings: Settings, client: redis.Redis | Redis
     _init_without_app_wide_hooks(limiter, app)
     for endpoint, rule in RULES.items():
         view = app.view_functions.get(endpoint)
-        if view is not None:  # e.g. Facebook's callbacks exist only when Facebook is enabled
+        if view is not None:  # a provider's own routes exist only while it is configured
             limit = limiter.limit(getattr(settings, rule.setting), key_func=rule.key)
             app.view_functions[endpoint] = limit(view)  # type: ignore[assignment]
     app.extensions["rate_limiter"] = limiter

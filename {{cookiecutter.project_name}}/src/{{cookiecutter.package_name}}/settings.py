@@ -84,7 +84,9 @@ class Settings:
     ratelimit_enabled: bool
     login_rate_limit: str
     api_token_rate_limit: str
+{%- if cookiecutter.use_facebook %}
     facebook_callback_rate_limit: str
+{%- endif %}
     # Caps on what one person holds: sessions (a sign-in beyond the cap ends their least
     # recently seen one) and live API tokens (one more is refused with a 409).
     max_sessions_per_user: int
@@ -404,9 +406,11 @@ def load_settings(env: Mapping[str, str] | None = None, *, strict: bool = True) 
         ratelimit_enabled=_bool(env, "RATELIMIT_ENABLED", problems, default=True),
         login_rate_limit=_rate_limit(env, "LOGIN_RATE_LIMIT", "30 per minute", problems),
         api_token_rate_limit=_rate_limit(env, "API_TOKEN_RATE_LIMIT", "10 per minute", problems),
+{%- if cookiecutter.use_facebook %}
         facebook_callback_rate_limit=_rate_limit(
             env, "FACEBOOK_CALLBACK_RATE_LIMIT", "300 per minute", problems
         ),
+{%- endif %}
         redis_key_prefix=env.get("REDIS_KEY_PREFIX", "{{ cookiecutter.package_name }}:"),
         max_sessions_per_user=_at_least_one(env, "MAX_SESSIONS_PER_USER", 50, problems),
         max_api_tokens_per_user=_at_least_one(env, "MAX_API_TOKENS_PER_USER", 50, problems),

@@ -88,10 +88,10 @@ def login(provider: str) -> Response:
         has_refresh_token = bool(stored and stored.has_usable_refresh_token)
     params = {
         **adapter.authorize_params(has_refresh_token),
-        **adapter.login_options(request.args),  # e.g. Facebook's ?rerequest=1
+        **adapter.login_options(request.args),  # e.g. asking again for a declined email
     }
     try:
-        with provider_failures(adapter):  # e.g. Google's discovery document unreachable
+        with provider_failures(adapter):  # e.g. a discovery document unreachable
             return oauth_client(provider).authorize_redirect(_redirect_uri(provider), **params)
     except AppError as error:
         error.retry_url = request.full_path
@@ -198,7 +198,7 @@ def _wants_refresh_consent(adapter: Provider, stored: StoredToken) -> bool:
     """A sign-in left no usable refresh token, and asking knowing that would bring one.
 
     Only a provider whose authorization request changes when it is told there is no refresh
-    token (Google: prompt=consent, the only way to get a new one) is asked again.
+    token (with prompt=consent, say: for some the only way to get a new one) is asked again.
     """
     if stored.has_usable_refresh_token or not token_service().vault.enabled:
         return False

@@ -1,7 +1,7 @@
 """The provider registry: one line per provider module, in the order of the sign-in buttons.
 
-To add a provider, write a module with a subclass of `OIDCProvider` (oidc.py, see google.py)
-or `OAuth2Provider` (oauth2.py, see github.py), name it `ADAPTER` at the module's end, and
+To add a provider, write a module with a subclass of `OIDCProvider` (oidc.py) or
+`OAuth2Provider` (oauth2.py), name it `ADAPTER` at the module's end, and
 add the module's name here. This package imports nothing else of the app
 (tests/test_structure.py): the app reads these classes.
 """

@@ -36,8 +36,8 @@ Fetch = Callable[[str], Response]
 def clean_subject(value: Any) -> str:
     """The account id as text; InvalidProfile for anything that cannot key an account.
 
-    Providers send ids as integers (GitHub) or strings (Google, Facebook). A missing, null,
-    empty or oddly typed id must never become a shared subject such as "None".
+    Providers send ids as integers or as strings. A missing, null, empty or oddly typed id
+    must never become a shared subject such as "None".
     """
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
@@ -172,6 +172,12 @@ class Provider:
     # True when `revoke` needs a live access token: the caller refreshes an expiring one
     # first, under the refresh lock (accounts.revoke_grant).
     revoke_needs_live_token: ClassVar[bool] = False
+    # The /login/<name> query that asks the person again for an email they declined (the
+    # account page then offers "Share your email"); empty: the provider asks anyway, or never.
+    email_rerequest: ClassVar[dict[str, str]] = {}
+    # Scripts in static/ that every page loads while this provider is enabled: for what its
+    # redirects leave in the browser (the Content-Security-Policy allows no inline script).
+    page_scripts: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: ProviderConfig, timeout: float, adapter: HTTPAdapter | None):
         self.config = config

@@ -196,6 +196,8 @@ class FacebookProvider(OAuth2Provider):
     # code can still be redeemed by whoever uses it first (a code is single-use and only
     # works with our redirect_uri and App Secret); closing that needs the OIDC flow.
     uses_pkce = False
+    email_rerequest = {"rerequest": "1"}  # see login_options
+    page_scripts = ("facebook_fragment.js",)  # drops the "#_=_" it appends to its redirect
 
     @classmethod
     def validate(cls, client_id: str, extra: Mapping[str, str]) -> list[str]:

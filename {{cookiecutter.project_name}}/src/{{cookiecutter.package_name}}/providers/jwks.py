@@ -29,9 +29,8 @@ JWKS_REFETCH_INTERVAL = 30
 def max_age(headers: Mapping[str, str]) -> float:
     """Seconds a certs response stays fresh: max-age minus Age (RFC 9111 4.2.1, 4.2.3).
 
-    Google: cache the keys "using the cache directives of the HTTP response"
-    (https://developers.google.com/identity/openid-connect/openid-connect#validatinganidtoken);
-    it sends `Cache-Control: public, max-age=N, must-revalidate, no-transform`.
+    OpenID providers say to cache their keys as the HTTP response's cache directives allow,
+    and send e.g. `Cache-Control: public, max-age=N, must-revalidate, no-transform`.
     """
     directives: dict[str, str] = {}
     for part in headers.get("Cache-Control", "").split(","):

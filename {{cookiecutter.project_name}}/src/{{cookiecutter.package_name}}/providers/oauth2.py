@@ -1,7 +1,7 @@
 """The plain OAuth 2.0 adapter: the sequence of a login, refresh and revocation, once.
 
 A provider module sets the declarations of `Provider` (base.py) and overrides the hooks
-where its provider differs (GitHub and Facebook here; oidc.py for OpenID Connect). Failures
+where its provider differs (oidc.py does so for OpenID Connect). Failures
 leave as providers/errors.py's exceptions, or as what Authlib and requests raised: the app
 turns both into pages (provider_errors.py).
 """
@@ -38,7 +38,7 @@ USED_CODE = "The sign-in code expired or was already used. Start again."
 
 
 def json_token_fix(response: requests.Response) -> requests.Response:
-    """Turn a form-encoded token response (GitHub's default, Facebook's legacy) into JSON.
+    """Turn a form-encoded token response (some providers' default or legacy) into JSON.
 
     Authlib only understands JSON; without this a form body is a bare ValueError.
     """
@@ -79,8 +79,8 @@ def oauth_error_code(response: requests.Response) -> str:
 class OAuth2Provider(Provider):
     """Authorization code flow with a user API: subclasses add endpoints and the profile."""
 
-    # How the app authenticates at the token endpoint: Facebook refuses Basic auth, and
-    # GitHub documents the secret as a parameter.
+    # How the app authenticates at the token endpoint: in the body, as plain OAuth 2
+    # providers document it (some refuse Basic auth); a provider may declare another.
     token_auth_method: ClassVar[str] = "client_secret_post"  # noqa: S105 - a method name
     # The header with the Unix time a rate limit ends, for a 429 without Retry-After.
     reset_header: ClassVar[str] = ""
@@ -122,7 +122,7 @@ class OAuth2Provider(Provider):
         return {}
 
     def login_options(self, args: Mapping[str, str]) -> dict[str, Any]:
-        return {}  # a provider ignores what it does not offer (Facebook: `?rerequest=1`)
+        return {}  # a provider ignores what it does not offer (see `email_rerequest`)
 
     # --- the callback -----------------------------------------------------------------
 
@@ -133,7 +133,7 @@ class OAuth2Provider(Provider):
         self.check_callback(args)
         token = self.exchange_code(client)
         # Without refresh token and expiry, Authlib cannot refresh behind our back
-        # (a GitHub App token lives 8 h but a mock's may live seconds).
+        # (a provider's token may live hours but a mock's may live seconds).
         api_token = {k: v for k, v in token.items() if k not in NOT_FOR_API_CALLS}
         identity = self.fetch_identity(client, api_token)
         return identity, self.login_token(client, token)
@@ -188,7 +188,7 @@ class OAuth2Provider(Provider):
         return self.fetch_identity(client, token)
 
     def login_token(self, client: FlaskOAuth2App, token: dict[str, Any]) -> dict[str, Any]:
-        """The token to keep after a login (Facebook swaps it for a long-lived one)."""
+        """The token to keep after a login (a provider may swap it for a long-lived one)."""
         return token
 
     # --- tokens after login -----------------------------------------------------------
@@ -242,14 +242,14 @@ class OAuth2Provider(Provider):
         return self.token_auth_method
 
     def already_revoked(self, response: requests.Response) -> bool:
-        """A refusal that still means the grant is gone (Google: 400 invalid_token)."""
+        """A refusal that still means the grant is gone (e.g. a documented 400 invalid_token)."""
         return False
 
     # --- errors -----------------------------------------------------------------------
 
     def unwrap_oauth_error(self, exc: OAuthError) -> tuple[str, str]:
         error = exc.error
-        if isinstance(error, dict):  # Facebook nests its error object
+        if isinstance(error, dict):  # some providers nest their error object
             return safe_code(error.get("code", "error")), str(error.get("message", ""))
         return safe_code(error), str(exc.description or "")
 

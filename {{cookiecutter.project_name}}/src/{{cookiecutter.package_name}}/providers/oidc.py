@@ -73,7 +73,7 @@ class OIDCProvider(OAuth2Provider):
     discovery_setting: ClassVar[str]
     discovery_path: ClassVar[str] = ""
     id_token_algorithms: ClassVar[tuple[str, ...]] = ("RS256",)
-    # Other spellings of its issuer that the provider puts in ID tokens (Google has two).
+    # Other spellings of its issuer that the provider puts in ID tokens (some have two).
     issuer_spellings: ClassVar[tuple[str, ...]] = ()
     # Identity field -> the claims that may hold it, the first present wins; () = never given.
     claims: ClassVar[dict[str, tuple[str, ...]]] = {
@@ -155,7 +155,7 @@ class OIDCProvider(OAuth2Provider):
         return replace(identity, **{name: getattr(profile, name) for name in self.profile_fields})
 
     def check_claims(self, claims: Mapping[str, Any]) -> None:
-        """The provider's own rule on a validated ID token (Google's hosted domain)."""
+        """The provider's own rule on a validated ID token (a hosted domain, say)."""
 
     def fetch_profile(self, client: FlaskOAuth2App, token: dict[str, Any]) -> Identity:
         endpoint = client.load_server_metadata()["userinfo_endpoint"]

@@ -103,7 +103,7 @@ class TokenService:
             raise ReauthRequired(provider.name, exc.code) from exc
         refreshed = StoredToken.from_response(response, token)
         # One statement replaces access and refresh token together, committed before the
-        # lock is released: a rotated refresh token (GitHub Apps) is never half-saved.
+        # lock is released: a rotated refresh token is never half-saved.
         self.vault.save(user_id, provider.name, refreshed)
         db.session.commit()
         log.info("token refreshed provider=%s user=%s", provider.name, user_id)

@@ -47,9 +47,9 @@ class StoredToken:
         """Build from an OAuth token response; keep the old refresh token when none came.
 
         A kept refresh token keeps its health: one the provider already refused stays
-        refused (Google answers invalid_grant for good), so a sign-in that brought no new
-        one must not make it look alive. A link without refresh token (Facebook, GitHub
-        OAuth apps) is healed by the new access token itself.
+        refused (an invalid_grant is for good), so a sign-in that brought no new one must
+        not make it look alive. A link without refresh token (a provider whose access tokens
+        are long-lived) is healed by the new access token itself.
         """
         expires_at = token.get("expires_at")
         if expires_at is None and token.get("expires_in") not in (None, ""):
