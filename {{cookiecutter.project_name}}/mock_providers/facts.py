@@ -89,7 +89,7 @@ class MockFacts:
     token_endpoint: str = "token"  # the code exchange, and refreshes
     profile_endpoint: str  # what `/api/providers/<name>/profile` calls
     # Where the app's revocation of the grant lands; None: no app can revoke one there
-    # (Microsoft), so the app names the provider in `?unrevoked=` for the person to remove it.
+    # (no revocation endpoint), so the app names the provider in `?unrevoked=` for the person.
     revoke_endpoint: str | None
     # The most requests one sign-in makes here (token and profile reads), once the app has
     # cached what it caches (discovery, keys).

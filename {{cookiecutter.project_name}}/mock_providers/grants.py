@@ -129,7 +129,7 @@ class Grants:
     burn_code_on_error: bool = True  # a refused redemption spends the code all the same
     verifier_without_challenge: str = "ignore"  # "refuse": a stray code_verifier is an error
     rotate_refresh: bool = False  # refresh retires the token used (and its access tokens)
-    keep_used_refresh: bool = False  # rotation leaves the token used valid (Microsoft's)
+    keep_used_refresh: bool = False  # rotation leaves the token used valid
     reuse_detection: bool = False  # a retired refresh token used again ends its whole family
 
     @property

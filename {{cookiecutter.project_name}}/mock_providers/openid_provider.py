@@ -202,8 +202,8 @@ class OpenIDProvider(OAuthServer):
     def user_api(
         self, answer: Callable[[AccessToken], Response], scopes: tuple[str, ...] = ()
     ) -> Response:
-        """A call with the person's access token (userinfo, or a provider's own user API such
-        as GitLab's /api/v4/user): the `delay` and `userinfo` switches, the token, one of
+        """A call with the person's access token (userinfo, or a provider's own user API): the
+        `delay` and `userinfo` switches, the token, one of
         `scopes` if any are named (RFC 6750 3.1: else 403 insufficient_scope), `answer`."""
         pause(self.name)
         mode = self.switch("userinfo")

@@ -69,7 +69,7 @@ class OIDCProvider(OAuth2Provider):
 
     scope = "openid email profile"
     # The variable holding the discovery document's URL (one of `url_settings`), or the
-    # issuer's when `discovery_path` is DISCOVERY_PATH (GitLab: the instance's URL).
+    # issuer's when `discovery_path` is DISCOVERY_PATH (an issuer that is the instance's URL).
     discovery_setting: ClassVar[str]
     discovery_path: ClassVar[str] = ""
     id_token_algorithms: ClassVar[tuple[str, ...]] = ("RS256",)
