@@ -480,9 +480,9 @@ STABLE_PROFILES = [p for p in PROVIDERS if not FACTS[p].profile_changes_each_sig
     "provider", cases_or_skip(STABLE_PROFILES, "every provider here changes the profile each time")
 )
 def test_signing_in_again_unchanged_leaves_the_other_sessions_alone(app, mock, redis_db, provider):
-    """A re-sign-in that changes nothing of the user writes no other session: a rewrite reads
-    and writes each one, and could undo what that session's own request is writing (another
-    tab's pending sign-in: its state and PKCE verifier)."""
+    """A re-sign-in that changes nothing of the user writes no other session: a rewrite
+    reads and writes each one (test_session_rewrite.py: never undoing what that session's own
+    request writes meanwhile), work for nothing when nothing changed."""
     first, _ = sign_in_with_key(redis_db, app.url, mock, provider=provider)
     _, other = sign_in_with_key(redis_db, app.url, mock, provider=provider)
     before = redis_db.get(other)

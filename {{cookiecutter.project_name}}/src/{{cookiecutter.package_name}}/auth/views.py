@@ -177,8 +177,8 @@ def callback(provider: str) -> Response:
     copy_changed = previous is None or previous.to_session() != user.to_session()
     if (event != "login_succeeded" or roles_changed) and copy_changed:
         # Every live session's copy: identities, profile, roles. Only when it changed: a
-        # rewrite reads and writes each session, and could overwrite what another tab's
-        # request writes into its own session at that moment (a sign-in's state, say).
+        # rewrite reads and writes each session (compare-and-set, so another tab's request
+        # writing its own session meanwhile is not undone), two round trips for nothing.
         refresh_sessions(user)
     if event == "provider_linked":
         # The same session goes on: a link is no sign-in and must not renew `login_at`.
