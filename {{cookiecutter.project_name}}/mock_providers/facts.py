@@ -179,6 +179,17 @@ def bearer_works(url: str, access_token: str, **headers: str) -> bool:
 # --- facts any OpenID Connect provider can use as they are ------------------------------
 
 
+def unverified_by_switch(name: str, email: str) -> Callable[[MockControl], str]:
+    """`unverified_email` of a provider with the `email_verified` switch: False says the
+    default persona's `email` is unverified."""
+
+    def unverify(control: MockControl) -> str:
+        control.switch(name, email_verified=False)
+        return email
+
+    return unverify
+
+
 def oidc_endpoint(env: Env, variable: str, name: str, path: str = "") -> str:
     """An endpoint of the discovery document at `env[variable] + path`, e.g. "token_endpoint"."""
     return oidc_metadata(env[variable] + path)[name]
