@@ -99,7 +99,6 @@ PROVIDER = GitLab(
 register = PROVIDER.register
 app_env = PROVIDER.app_env
 
-
 SPENT = facts.spent_elsewhere("GITLAB_URL", "GITLAB", DISCOVERY)  # someone used it first
 FACTS = facts.MockFacts(
     name=NAME,
@@ -112,13 +111,9 @@ FACTS = facts.MockFacts(
     login_calls=2,  # the token, then /api/v4/user
     api_variable="GITLAB_URL",
     issuer=facts.SAME_AS_DOCUMENT,  # GITLAB_URL: gitlab.com, or the mock's URL + /gitlab
-    refresh=facts.RefreshFacts(
-        expiring={"expires_in": 60}, long_lived={"expires_in": 7200}, kill=SPENT
-    ),
-    most_tokens={"expires_in": 60},
+    refresh=facts.expires_in_refresh(7200, kill=SPENT),
     token_works=lambda env, token: facts.bearer_works(env["GITLAB_URL"] + "/api/v4/user", token),
     remove_app=facts.revoked_at_endpoint("GITLAB_URL", "GITLAB", DISCOVERY),  # as "Revoke" does
-    token_refused={"userinfo": "unauthorized"},
     rate_limits=(QUOTA,),  # Retry-After 30; test_gitlab.py: without it, RateLimit-Reset
     malformed_settings={"GITLAB_CLIENT_ID": "gloas-" + "0" * 64},  # the secret, pasted there
     malformed_findings=("GITLAB_CLIENT_ID",),
