@@ -105,15 +105,17 @@ class MockFacts:
     issuer: str | None = None
     refresh: RefreshFacts | None  # None: no refresh tokens (long-lived access tokens)
     # Switches under which a sign-in and each API call mint every kind of secret this
-    # provider has (refreshed, rotated or exchanged tokens), for leak checks.
-    most_tokens: Switches
+    # provider has (refreshed, rotated or exchanged tokens), for leak checks. By default an
+    # OpenID provider's `expires_in` switch at 60 s: every API call refreshes.
+    most_tokens: Switches = field(default_factory=lambda: {"expires_in": 60})
     # Whether the provider still takes this access token (a live token of a live grant).
     token_works: Callable[[Env, str], bool]
     # The person removes the app in the provider's settings: the grant and its tokens die.
     remove_app: Callable[[MockControl, Env, AppGrant], None]
     # Switches after which the profile endpoint refuses the access token as the provider
-    # does for a grant it dropped by itself; None: `remove_app` is the only way.
-    token_refused: Switches | None
+    # does for a grant it dropped by itself; None: `remove_app` is the only way. By default
+    # an OpenID provider's `userinfo` switch.
+    token_refused: Switches | None = field(default_factory=lambda: {"userinfo": "unauthorized"})
     rate_limits: tuple[RateLimit, ...]
     # A sign-in that changes nothing still changes the profile (some sign the picture
     # URL anew each time), so the other sessions rightly get it.
@@ -177,6 +179,25 @@ def bearer_works(url: str, access_token: str, **headers: str) -> bool:
 
 
 # --- facts any OpenID Connect provider can use as they are ------------------------------
+
+
+def expires_in_refresh(
+    long_lived: int, kill: Callable[[MockControl, Env, AppGrant], None]
+) -> RefreshFacts:
+    """`refresh` of a provider with the `expires_in` switch: 60 s (inside the app's leeway),
+    or `long_lived` seconds."""
+    return RefreshFacts({"expires_in": 60}, {"expires_in": long_lived}, kill)
+
+
+def unverified_by_switch(name: str, email: str) -> Callable[[MockControl], str]:
+    """`unverified_email` of a provider with the `email_verified` switch: False says the
+    default persona's `email` is unverified."""
+
+    def unverify(control: MockControl) -> str:
+        control.switch(name, email_verified=False)
+        return email
+
+    return unverify
 
 
 def oidc_endpoint(env: Env, variable: str, name: str, path: str = "") -> str:

@@ -15,7 +15,6 @@ import hashlib
 import time
 from typing import Any
 
-from flask import Flask
 from werkzeug.http import http_date
 from werkzeug.wrappers import Response
 
@@ -23,7 +22,6 @@ from . import facts
 from .core import json_response
 from .oauth import AccessToken, Secret
 from .openid_provider import OPENID_CHOICES, OpenIDProvider, openid_switches
-from .settings import MockSettings
 
 NAME, TITLE, DISCOVERY = "gitlab", "GitLab", "/.well-known/openid-configuration"
 PERSONAS: dict[str, dict[str, Any]] = {
@@ -51,8 +49,7 @@ class GitLab(OpenIDProvider):
     """Where GitLab is not the book (see the module's docstring)."""
 
     def id_claims(self, user: str, scopes: list[str]) -> dict[str, Any]:
-        """As GitLab's doorkeeper_openid_connect.rb: with the `email` scope the primary email,
-        else the public one, if any."""
+        """doorkeeper_openid_connect.rb: the primary email with `email`, else the public one."""
         p = PERSONAS[user]
         legacy = hashlib.sha256(f"{p['sub']}-secret-key-base".encode()).hexdigest()
         claims: dict[str, Any] = dict(sub=p["sub"], sub_legacy=legacy, groups_direct=p["groups"])
@@ -71,9 +68,8 @@ class GitLab(OpenIDProvider):
         reset = int(time.time()) + 30
         headers = {f"RateLimit-{name}": value for name, value in THROTTLE.items()}
         headers.update({"RateLimit-Reset": str(reset), "RateLimit-ResetTime": http_date(reset)})
-        if self.switch("retry_after"):
-            headers["Retry-After"] = "30"
-        return Response("Retry later\n", 429, headers=headers, mimetype="text/plain")
+        retry = {"Retry-After": "30"} if self.switch("retry_after") else {}
+        return Response("Retry later\n", 429, headers=headers | retry, mimetype="text/plain")
 
     def user_view(self, **path: str) -> Response:
         """GET /api/v4/user, as lib/api/entities/user_public.rb shows the person themself."""
@@ -83,9 +79,8 @@ class GitLab(OpenIDProvider):
         p = PERSONAS[record.user]
         confirmed = None if self.switch("email_verified") is False else "2015-12-10T09:00:00Z"
         user = {k: p[k] for k in ("username", "name", "email", "public_email")}
-        other = self.switch("user_id")
-        user.update(id=int(p["sub"]) if other is None else other, state="active")
-        user.update(web_url=f"{self.base()}/{p['username']}")
+        user["id"] = int(p["sub"]) if self.switch("user_id") is None else self.switch("user_id")
+        user.update(state="active", web_url=f"{self.base()}/{p['username']}")
         return json_response(dict(user, avatar_url=self.avatar_url(p), confirmed_at=confirmed))
 
 
@@ -98,45 +93,27 @@ PROVIDER = GitLab(
     refresh=HEX64,
     refresh_with="always",
     rotate_refresh=True,
+    url_variable="GITLAB_URL",
     discovery=dict(scopes_supported=["api", "read_api", "read_user", "openid", "profile", "email"]),
 )
+register = PROVIDER.register
+app_env = PROVIDER.app_env
 
-
-def register(app: Flask) -> list[str]:
-    return PROVIDER.register(app)
-
-
-def app_env(base: str, settings: MockSettings) -> dict[str, str]:
-    client_id, secret = settings.credentials(NAME)
-    url = f"{base}/{NAME}"
-    return dict(GITLAB_CLIENT_ID=client_id, GITLAB_CLIENT_SECRET=secret, GITLAB_URL=url)
-
-
-def fact_unverified_email(control: facts.MockControl) -> str:
-    control.switch(NAME, email_verified=False)  # in the ID token; confirmed_at is null
-    return PERSONAS["ada"]["email"]
-
-
+SPENT = facts.spent_elsewhere("GITLAB_URL", "GITLAB", DISCOVERY)  # someone used it first
 FACTS = facts.MockFacts(
     name=NAME,
     other_persona="grace",
     email=PERSONAS["ada"]["email"],
     email_verified=True,
-    unverified_email=fact_unverified_email,
+    unverified_email=facts.unverified_by_switch(NAME, PERSONAS["ada"]["email"]),
     profile_endpoint="user",
     revoke_endpoint="revoke",
     login_calls=2,  # the token, then /api/v4/user
     api_variable="GITLAB_URL",
     issuer=facts.SAME_AS_DOCUMENT,  # GITLAB_URL: gitlab.com, or the mock's URL + /gitlab
-    refresh=facts.RefreshFacts(
-        expiring={"expires_in": 60},
-        long_lived={"expires_in": 7200},
-        kill=facts.spent_elsewhere("GITLAB_URL", "GITLAB", DISCOVERY),
-    ),
-    most_tokens={"expires_in": 60},
+    refresh=facts.expires_in_refresh(7200, kill=SPENT),
     token_works=lambda env, token: facts.bearer_works(env["GITLAB_URL"] + "/api/v4/user", token),
     remove_app=facts.revoked_at_endpoint("GITLAB_URL", "GITLAB", DISCOVERY),  # as "Revoke" does
-    token_refused={"userinfo": "unauthorized"},
     rate_limits=(QUOTA,),  # Retry-After 30; test_gitlab.py: without it, RateLimit-Reset
     malformed_settings={"GITLAB_CLIENT_ID": "gloas-" + "0" * 64},  # the secret, pasted there
     malformed_findings=("GITLAB_CLIENT_ID",),

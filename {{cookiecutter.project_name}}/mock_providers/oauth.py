@@ -24,6 +24,7 @@ from .core import append_query, base_url, basic_credentials, json_response, no_s
 from .grants import AccessToken, AuthRequest, Code, Grants, RefreshToken, Secret
 from .oauth_errors import ErrorStyle, OAuthErrors, Problem
 from .pages import decide, error_page
+from .settings import MockSettings
 
 Grant = Callable[[str, dict[str, str]], Response]
 
@@ -72,6 +73,7 @@ class OAuthServer(Grants):
     routes: Mapping[str, str | tuple[str, ...]] = field(default_factory=dict)
     prefix: str = ""  # default "/<name>"
     errors: ErrorStyle = field(default_factory=OAuthErrors)
+    url_variable: str = ""  # the app's variable naming `base()` in `app_env`, if any
 
     METHODS: ClassVar[dict[str, list[str]]] = dict(
         authorize=["GET", "POST"], token=["POST"], revoke=["POST"]
@@ -102,6 +104,12 @@ class OAuthServer(Grants):
     def url(self, endpoint: str) -> str:
         path = self.routes[endpoint]
         return self.base() + (path if isinstance(path, str) else path[0])
+
+    def app_env(self, base: str, settings: MockSettings) -> dict[str, str]:
+        """A module's `app_env`: the app's credentials, and `url_variable` set to where this
+        provider is (`base`, the mock's URL, then `prefix`)."""
+        urls = {self.url_variable: base + self.prefix} if self.url_variable else {}
+        return settings.app_env(self.name, **urls)
 
     # --- mounting --------------------------------------------------------------------------
 

@@ -31,6 +31,13 @@ class MockSettings:
         declared = getattr(load_providers().get(provider), "CLIENT", None)
         return declared or (f"mock-{provider}-client-id", f"mock-{provider}-client-secret")
 
+    def app_env(self, provider: str, **urls: str) -> dict[str, str]:
+        """The app's <PROVIDER>_CLIENT_ID and <PROVIDER>_CLIENT_SECRET for `provider`, and
+        the variables in `urls` (where the app finds the provider)."""
+        client_id, secret = self.credentials(provider)
+        prefix = provider.upper()
+        return {f"{prefix}_CLIENT_ID": client_id, f"{prefix}_CLIENT_SECRET": secret, **urls}
+
     def client_id(self, provider: str) -> str:
         return self.credentials(provider)[0]
 
