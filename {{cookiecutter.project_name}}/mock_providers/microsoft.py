@@ -21,7 +21,6 @@ from . import facts
 from .core import bearer_token, json_response
 from .oauth import AccessToken, AuthRequest, OAuthErrors
 from .openid_provider import OPENID_CHOICES, openid_switches, pairwise_subject
-from .pages import error_page
 from .settings import MockSettings
 from .tenants import TEMPLATE, TenantProvider
 
@@ -56,8 +55,8 @@ ROUTES.update({name: f"/<tenant>/oauth2/v2.0/{name}" for name in ("authorize", "
 ROUTES.update(certs="/<tenant>/discovery/v2.0/keys", userinfo="/graph/oidc/userinfo")
 ROUTES.update(revoke_sessions=REVOKE_SESSIONS, apps="/consent/Manage")
 SORRY = "Sorry, but we're having trouble signing you in."  # the heading of its error pages
-REFUSALS = dict(
-    tenant=("invalid_tenant", "AADSTS90002: Tenant '{tenant}' not found."),
+PAGES = dict(  # its error pages, as ERROR_PAGES (oauth.py) and ACCOUNT_PAGE (tenants.py)
+    redirect=(SORRY, "AADSTS50011: The redirect URI '{redirect_uri}' does not match."),
     account=(SORRY, "AADSTS50020: {user}'s account does not exist in tenant '{tenant}'."),
 )
 ERRORS = OAuthErrors(
@@ -89,12 +88,6 @@ class Microsoft(TenantProvider):
         """`organizations` is every tenant's but the personal accounts'."""
         personal = tenant == "organizations" and account_tenant == CONSUMERS
         return super().admits(tenant, account_tenant) and not personal
-
-    def refuse_authorization(self, req: AuthRequest) -> Response | None:
-        if req.client_id == self.client_id and req.redirect_uri != self.registered_redirect:
-            message = f"AADSTS50011: The redirect URI '{req.redirect_uri}' does not match."
-            return error_page(NAME, SORRY, message, 400)
-        return super().refuse_authorization(req)
 
     def offline(self, req: AuthRequest, consent_shown: bool) -> bool:
         return "offline_access" in req.scopes  # at every sign-in, not only on a consent screen
@@ -141,7 +134,8 @@ PROVIDER = Microsoft(
     pairwise_from="oid",
     issuer=f"{LOGIN}/<tenant>/v2.0",
     tenants=TENANTS,
-    refusals=REFUSALS,
+    unknown_tenant=("invalid_tenant", "AADSTS90002: Tenant '{tenant}' not found."),
+    error_pages=PAGES,
     client_auth=("client_secret_basic", "client_secret_post"),
     keep_used_refresh=True,
     rotate_refresh=True,

@@ -3,7 +3,7 @@
 `TenantProvider(name, issuer=".../<tenant>/...", tenants=...)`: the `<tenant>` of a route is
 the tenant asked for; `tenants` maps each one served to the tenant its issuer names, or to
 TEMPLATE where accounts of any tenant sign in (the issuer then holds TEMPLATE, which each ID
-token fills with its own `tenant_claim`). `refusals` words the answers outside the tenant.
+token fills with its own `tenant_claim`). `admits` says who signs in where.
 """
 
 from __future__ import annotations
@@ -20,19 +20,19 @@ from .openid_provider import OpenIDProvider
 from .pages import error_page
 
 TEMPLATE = "{tenantid}"
+# The page an account of another tenant gets (a provider rewords it in `error_pages`).
+ACCOUNT_PAGE = dict(account=("Wrong tenant", "{user}'s account is not in tenant '{tenant}'."))
 
 
 @dataclass
 class TenantProvider(OpenIDProvider):
-    """An OpenID provider per tenant; `admits` says who signs in where."""
+    """An OpenID provider per tenant, all at one mock."""
 
     _: KW_ONLY
     tenants: Mapping[str, str] = field(default_factory=dict)
     tenant_claim: str = "tid"  # the ID token's claim, the persona's key and a switch
-    # "tenant": discovery of an unknown tenant, (error, error_description) sent as JSON 400;
-    # "account": an account of another tenant signing in, (heading, message) of an error
-    # page. The texts may name {tenant} and {user}.
-    refusals: Mapping[str, tuple[str, str]] = field(default_factory=dict)
+    # Discovery of an unknown tenant: (error, error_description naming {tenant}), JSON 400.
+    unknown_tenant: tuple[str, str] = ("invalid_tenant", "Tenant '{tenant}' not found.")
 
     def tenant(self) -> str:
         """The tenant in the request's path, in lower case as issuers spell it."""
@@ -55,17 +55,16 @@ class TenantProvider(OpenIDProvider):
         """Whether an account of `account_tenant` may sign in at the path's `tenant`."""
         return self.tenants.get(tenant) in (TEMPLATE, account_tenant)
 
-    def refusal(self, kind: str, **names: str) -> tuple[str, str]:
-        first, second = self.refusals[kind]
-        return first, second.format(tenant=self.tenant(), **names)
-
     def discovery_view(self, **path: str) -> Response:
         if self.tenant() in self.tenants:
             return super().discovery_view()
-        error, description = self.refusal("tenant")
-        return json_response(dict(error=error, error_description=description), 400)
+        error, description = self.unknown_tenant
+        body = dict(error=error, error_description=description.format(tenant=self.tenant()))
+        return json_response(body, 400)
 
     def approved(self, req: AuthRequest, user: str, code: str, consent_shown: bool) -> Response:
         if self.admits(self.tenant(), self.personas[user][self.tenant_claim]):
             return super().approved(req, user, code, consent_shown)
-        return error_page(self.name, *self.refusal("account", user=user), 400)
+        heading, text = {**ACCOUNT_PAGE, **self.error_pages}["account"]
+        message = text.format(user=user, tenant=self.tenant())
+        return error_page(self.name, heading, message, 400)
