@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import request
 from werkzeug.wrappers import Response
 
 from . import facts
@@ -82,7 +81,7 @@ def pairwise(client_id: str, persona: dict[str, Any]) -> str:
 class Microsoft(TenantProvider):
     """Where Microsoft is not the book (see the module's docstring)."""
 
-    METHODS = dict(TenantProvider.METHODS, apps=["POST"], revoke_sessions=["POST"])
+    METHODS = dict(TenantProvider.METHODS, revoke_sessions=["POST"])
 
     def admits(self, tenant: str, account_tenant: str) -> bool:
         """`organizations` is every tenant's but the personal accounts'."""
@@ -109,15 +108,6 @@ class Microsoft(TenantProvider):
     def quota_response(self) -> Response:
         error = dict(code="TooManyRequests", message="Too many requests. Please try again later.")
         return json_response(dict(error=error), 429, headers={"Retry-After": str(RETRY_AFTER)})
-
-    def apps_view(self, **path: str) -> Response:
-        """The person removes the app (My Apps, account.live.com): tokens and consent end."""
-        sub = request.form.get("sub", "")
-        for user, persona in PERSONAS.items():
-            if pairwise(self.client_id, persona) == sub:
-                self.drop_grant(user, self.client_id)
-                self.withdraw_consent(self.client_id, user)
-        return Response(status=204)
 
     def revoke_sessions_view(self, **path: str) -> Response:
         """Graph's revokeSignInSessions: the person's refresh tokens die, the consent stays."""
@@ -154,10 +144,8 @@ register = PROVIDER.register
 
 def app_env(base: str, settings: MockSettings) -> dict[str, str]:
     client_id, secret = settings.credentials(NAME)
-    url = f"{base}/{NAME}"
-    return dict(
-        MICROSOFT_CLIENT_ID=client_id, MICROSOFT_CLIENT_SECRET=secret, MICROSOFT_LOGIN_URL=url
-    )
+    env = dict(MICROSOFT_CLIENT_ID=client_id, MICROSOFT_CLIENT_SECRET=secret)
+    return dict(env, MICROSOFT_LOGIN_URL=f"{base}/{NAME}")
 
 
 # --- what the cross-provider tests need to know (mock_providers/facts.py) -----------------
@@ -185,7 +173,7 @@ FACTS = facts.MockFacts(
     ),
     most_tokens={"expires_in": 60},
     token_works=facts.userinfo_takes(VARIABLE, f"/common/v2.0{DISCOVERY}"),
-    remove_app=facts.posted_by_person(VARIABLE, "/consent/Manage", 204, sub="subject"),
+    remove_app=facts.posted_by_person(VARIABLE, "/consent/Manage", 204, sub="subject"),  # apps_view
     token_refused={"userinfo": "unauthorized"},
     rate_limits=(QUOTA,),
     # A client secret's ID pasted where its Value belongs.

@@ -92,7 +92,9 @@ class OpenIDProvider(OAuthServer):
     pairwise_from: str | None = None
     routes: dict[str, str | tuple[str, ...]] = field(default_factory=lambda: dict(ROUTES))
 
-    METHODS: ClassVar[dict[str, list[str]]] = dict(OAuthServer.METHODS, userinfo=["GET", "POST"])
+    METHODS: ClassVar[dict[str, list[str]]] = dict(
+        OAuthServer.METHODS, userinfo=["GET", "POST"], apps=["POST"]
+    )
 
     def register(self, app: Flask) -> list[str]:
         app.extensions["mock_providers"].key_ring(self.name)  # rotate-keys works from now on
@@ -209,6 +211,16 @@ class OpenIDProvider(OAuthServer):
         """The JWKS, cacheable for `certs_max_age` seconds."""
         ring = state().key_ring(self.name)
         return jwks_response(ring, int(self.switch("certs_max_age")))
+
+    def apps_view(self, **path: str) -> Response:
+        """A declared `apps` route: the person removes the app on their account page (POST
+        sub=<the app's subject>): every token of the grant ends, and the consent (204)."""
+        sub = request.form.get("sub", "")
+        for user, persona in self.personas.items():
+            if self.subject(persona) == sub:
+                self.drop_grant(user, self.client_id)
+                self.withdraw_consent(self.client_id, user)
+        return Response(status=204)
 
     def userinfo_view(self, **path: str) -> Response:
         return self.user_api(lambda record: json_response(self.userinfo_claims(record)))
