@@ -261,3 +261,18 @@ def spent_elsewhere(
         expect(refresh_at(url, env, prefix, grant.refresh_token), 200)
 
     return kill
+
+
+def posted_by_person(
+    variable: str, path: str, status: int, *, bearer: bool = False, **form: str
+) -> Callable[[MockControl, Env, AppGrant], None]:
+    """`remove_app` or `RefreshFacts.kill` that the person does at the provider: a POST to
+    `env[variable] + path` with the grant's access token as bearer if `bearer`, and a form of
+    the grant's attributes (`form`: field -> AppGrant attribute, e.g. sub="subject")."""
+
+    def post(control: MockControl, env: Env, grant: AppGrant) -> None:
+        headers = {"Authorization": f"Bearer {grant.access_token}"} if bearer else {}
+        data = {name: getattr(grant, attribute) for name, attribute in form.items()}
+        expect(call("POST", env[variable] + path, headers=headers, data=data), status)
+
+    return post

@@ -306,6 +306,13 @@ class Grants:
                     if (record.user, record.client_id) == (user, client_id):
                         del kind[value]
 
+    def end_refresh_tokens(self, user: str) -> None:
+        """Every refresh token of the person ends, of any client (a sign-out everywhere)."""
+        with state().lock:
+            for value, record in list(self.store.refresh_tokens.items()):
+                if record.user == user:
+                    del self.store.refresh_tokens[value]
+
     def holders(self, client_id: str) -> list[str]:
         """The personas holding any token of this client."""
         with state().lock:

@@ -12,24 +12,22 @@ refresh a new one (the old one stays valid); errors carry AADSTS codes; Graph th
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
-from flask import request
 from werkzeug.wrappers import Response
 
 from . import facts
-from .core import b64url, bearer_token, json_response, state
+from .core import bearer_token, json_response
 from .oauth import AccessToken, AuthRequest, OAuthErrors
-from .openid_provider import OPENID_CHOICES, OpenIDProvider, openid_switches
-from .pages import error_page
+from .openid_provider import OPENID_CHOICES, openid_switches, pairwise_subject
 from .settings import MockSettings
+from .tenants import TEMPLATE, TenantProvider
 
-NAME, TITLE = "microsoft", "Microsoft"
+NAME, TITLE, DISCOVERY = "microsoft", "Microsoft", "/.well-known/openid-configuration"
+REVOKE_SESSIONS = "/graph/v1.0/me/revokeSignInSessions"
 LOGIN = "https://login.microsoftonline.com"  # the issuers' origin, wherever the mock runs
 CONSUMERS = "9188040d-6c67-4c5b-b112-36a304b66dad"  # personal accounts' tenant
 CONTOSO = "4f1e7c2a-93d0-4b8e-a6d5-0c3b9e8f7a61"  # a work and school tenant
-TEMPLATE = "{tenantid}"
 # What the tenant in a path puts in the issuer.
 TENANTS = {"common": TEMPLATE, "organizations": TEMPLATE, "consumers": CONSUMERS}
 TENANTS |= {CONSUMERS: CONSUMERS, CONTOSO: CONTOSO, "contoso.onmicrosoft.com": CONTOSO}
@@ -51,6 +49,15 @@ CLAIMS = "sub iss aud exp iat nonce name preferred_username oid tid ver email"
 GRAPH_PHOTO = "https://graph.microsoft.com/v1.0/me/photo/$value"  # needs a token to load
 # Graph throttles with 429 and a Retry-After (learn.microsoft.com/graph/throttling): 5 s here.
 RETRY_AFTER = 5
+ROUTES: dict[str, str | tuple[str, ...]] = dict(discovery=f"/<tenant>/v2.0{DISCOVERY}")
+ROUTES.update({name: f"/<tenant>/oauth2/v2.0/{name}" for name in ("authorize", "token")})
+ROUTES.update(certs="/<tenant>/discovery/v2.0/keys", userinfo="/graph/oidc/userinfo")
+ROUTES.update(revoke_sessions=REVOKE_SESSIONS, apps="/consent/Manage")
+SORRY = "Sorry, but we're having trouble signing you in."  # the heading of its error pages
+PAGES = dict(  # its error pages, as ERROR_PAGES (oauth.py) and ACCOUNT_PAGE (tenants.py)
+    redirect=(SORRY, "AADSTS50011: The redirect URI '{redirect_uri}' does not match."),
+    account=(SORRY, "AADSTS50020: {user}'s account does not exist in tenant '{tenant}'."),
+)
 ERRORS = OAuthErrors(
     {  # https://learn.microsoft.com/entra/identity-platform/reference-error-codes
         "client": ("invalid_client", 401, "AADSTS7000215: Invalid client secret provided."),
@@ -68,67 +75,28 @@ ERRORS = OAuthErrors(
 
 def pairwise(client_id: str, persona: dict[str, Any]) -> str:
     """`sub`: one per person and app, so apps cannot correlate people."""
-    return b64url(hashlib.sha256(f"{client_id}|{persona['oid']}".encode()).digest())
+    return pairwise_subject(client_id, persona["oid"])
 
 
-def admits(tenant: str, tid: str) -> bool:
-    """Whether an account of the tenant `tid` may sign in at the path's `tenant`."""
-    if tenant == "organizations":
-        return tid != CONSUMERS
-    return tenant == "common" or TENANTS.get(tenant) == tid
-
-
-class Microsoft(OpenIDProvider):
+class Microsoft(TenantProvider):
     """Where Microsoft is not the book (see the module's docstring)."""
 
-    METHODS = dict(OpenIDProvider.METHODS, apps=["POST"], revoke_sessions=["POST"])
+    METHODS = dict(TenantProvider.METHODS, revoke_sessions=["POST"])
 
-    def tenant(self) -> str:
-        return str((request.view_args or {}).get("tenant", "common")).lower()
-
-    def url(self, endpoint: str) -> str:
-        return super().url(endpoint).replace("<tenant>", self.tenant())
-
-    def issuer_url(self) -> str:
-        return f"{LOGIN}/{TENANTS.get(self.tenant())}/v2.0"
-
-    def token_tid(self, user: str) -> str:
-        return str(self.switch("tid") or PERSONAS[user]["tid"])
-
-    def token_issuer(self, user: str) -> str:
-        return f"{LOGIN}/{self.token_tid(user)}/v2.0"
-
-    def discovery_view(self, **path: str) -> Response:
-        if self.tenant() in TENANTS:
-            return super().discovery_view()
-        message = f"AADSTS90002: Tenant '{self.tenant()}' not found."
-        return json_response(dict(error="invalid_tenant", error_description=message), 400)
-
-    def refuse_authorization(self, req: AuthRequest) -> Response | None:
-        if req.client_id == self.client_id and req.redirect_uri != self.registered_redirect:
-            message = f"AADSTS50011: The redirect URI '{req.redirect_uri}' does not match."
-            return error_page(NAME, "Sorry, but we're having trouble signing you in.", message, 400)
-        return super().refuse_authorization(req)
+    def admits(self, tenant: str, account_tenant: str) -> bool:
+        """`organizations` is every tenant's but the personal accounts'."""
+        personal = tenant == "organizations" and account_tenant == CONSUMERS
+        return super().admits(tenant, account_tenant) and not personal
 
     def offline(self, req: AuthRequest, consent_shown: bool) -> bool:
         return "offline_access" in req.scopes  # at every sign-in, not only on a consent screen
 
-    def approved(self, req: AuthRequest, user: str, code: str, consent_shown: bool) -> Response:
-        if admits(self.tenant(), PERSONAS[user]["tid"]):
-            return super().approved(req, user, code, consent_shown)
-        message = f"AADSTS50020: {user}'s account does not exist in tenant '{self.tenant()}'."
-        return error_page(NAME, "Sorry, but we're having trouble signing you in.", message, 400)
-
     def id_claims(self, user: str, scopes: list[str]) -> dict[str, Any]:
-        persona = PERSONAS[user]
-        claims = dict(sub=pairwise(self.client_id, persona), tid=self.token_tid(user), ver="2.0")
+        """The standard claims, `tid` and `ver`; with `profile`, `oid` and the email as
+        `preferred_username`."""
+        claims = dict(super().id_claims(user, scopes), tid=self.token_tenant(user), ver="2.0")
         if "profile" in scopes:
-            claims.update(name=persona["name"], oid=persona["oid"])
-            claims["preferred_username"] = persona["email"]
-        if "email" in scopes:
-            claims["email"] = persona["email"]
-        if self.switch("email_verified") is not None:
-            claims["email_verified"] = self.switch("email_verified")
+            claims.update(oid=PERSONAS[user]["oid"], preferred_username=PERSONAS[user]["email"])
         return claims
 
     def userinfo_claims(self, record: AccessToken) -> dict[str, Any]:
@@ -141,47 +109,31 @@ class Microsoft(OpenIDProvider):
         error = dict(code="TooManyRequests", message="Too many requests. Please try again later.")
         return json_response(dict(error=error), 429, headers={"Retry-After": str(RETRY_AFTER)})
 
-    def apps_view(self, **path: str) -> Response:
-        """The person removes the app (My Apps, account.live.com): tokens and consent end."""
-        sub = request.form.get("sub", "")
-        for user, persona in PERSONAS.items():
-            if pairwise(self.client_id, persona) == sub:
-                self.drop_grant(user, self.client_id)
-                self.withdraw_consent(self.client_id, user)
-        return Response(status=204)
-
     def revoke_sessions_view(self, **path: str) -> Response:
         """Graph's revokeSignInSessions: the person's refresh tokens die, the consent stays."""
         record = self.live_access(bearer_token() or "")
         if record is None:
             return self.invalid_token_response()
-        with state().lock:
-            for value, token in list(self.store.refresh_tokens.items()):
-                if token.user == record.user:
-                    del self.store.refresh_tokens[value]
+        self.end_refresh_tokens(record.user)
         return json_response(dict(value=True))
 
 
 PROVIDER = Microsoft(
     NAME,
     personas=PERSONAS,
+    pairwise_from="oid",
+    issuer=f"{LOGIN}/<tenant>/v2.0",
+    tenants=TENANTS,
+    unknown_tenant=("invalid_tenant", "AADSTS90002: Tenant '{tenant}' not found."),
+    error_pages=PAGES,
     client_auth=("client_secret_basic", "client_secret_post"),
     keep_used_refresh=True,
     rotate_refresh=True,
     refresh_lifetime=90 * 86400,  # learn.microsoft.com/entra/identity-platform/refresh-tokens
-    routes=dict(
-        discovery="/<tenant>/v2.0/.well-known/openid-configuration",
-        authorize="/<tenant>/oauth2/v2.0/authorize",
-        token="/<tenant>/oauth2/v2.0/token",
-        certs="/<tenant>/discovery/v2.0/keys",
-        userinfo="/graph/oidc/userinfo",
-        revoke_sessions="/graph/v1.0/me/revokeSignInSessions",
-        apps="/consent/Manage",
-    ),
+    routes=ROUTES,
     errors=ERRORS,
     discovery=dict(
         token_endpoint_auth_methods_supported=AUTH_METHODS.split(),
-        subject_types_supported=["pairwise"],
         claims_supported=CLAIMS.split(),
     ),
 )
@@ -191,32 +143,18 @@ register = PROVIDER.register
 
 
 def app_env(base: str, settings: MockSettings) -> dict[str, str]:
-    return {
-        "MICROSOFT_CLIENT_ID": settings.client_id(NAME),
-        "MICROSOFT_CLIENT_SECRET": settings.client_secret(NAME),
-        "MICROSOFT_LOGIN_URL": f"{base}/{NAME}",
-    }
+    client_id, secret = settings.credentials(NAME)
+    env = dict(MICROSOFT_CLIENT_ID=client_id, MICROSOFT_CLIENT_SECRET=secret)
+    return dict(env, MICROSOFT_LOGIN_URL=f"{base}/{NAME}")
 
 
 # --- what the cross-provider tests need to know (mock_providers/facts.py) -----------------
 
 VARIABLE = "MICROSOFT_LOGIN_URL"
-
-
-def fact_kill_refresh_token(
-    control: facts.MockControl, env: facts.Env, grant: facts.AppGrant
-) -> None:
-    """The person signs out everywhere (Graph's revokeSignInSessions): the refresh token dies
-    while the consent stays, so the next sign-in brings a new one."""
-    url = f"{env[VARIABLE]}/graph/v1.0/me/revokeSignInSessions"
-    token = {"Authorization": f"Bearer {grant.access_token}"}
-    facts.expect(facts.call("POST", url, headers=token), 200)
-
-
-def fact_remove_app(control: facts.MockControl, env: facts.Env, grant: facts.AppGrant) -> None:
-    """The person removes the app on their account page (as `apps_view` serves it)."""
-    removed = facts.call("POST", f"{env[VARIABLE]}/consent/Manage", data={"sub": grant.subject})
-    facts.expect(removed, 204)
+QUOTA = facts.RateLimit("throttled", {"userinfo": "quota"}, {"userinfo": "ok"}, (RETRY_AFTER,) * 2)
+# The person signs out everywhere (Graph's revokeSignInSessions): the refresh token dies
+# while the consent stays, so the next sign-in brings a new one.
+KILL = facts.posted_by_person(VARIABLE, REVOKE_SESSIONS, 200, bearer=True)
 
 
 FACTS = facts.MockFacts(
@@ -231,17 +169,13 @@ FACTS = facts.MockFacts(
     api_variable=VARIABLE,
     issuer=f"{LOGIN}/{TEMPLATE}/v2.0",  # common's, as its discovery document says
     refresh=facts.RefreshFacts(
-        expiring={"expires_in": 60}, long_lived={"expires_in": 3600}, kill=fact_kill_refresh_token
+        expiring={"expires_in": 60}, long_lived={"expires_in": 3600}, kill=KILL
     ),
     most_tokens={"expires_in": 60},
-    token_works=facts.userinfo_takes(VARIABLE, "/common/v2.0/.well-known/openid-configuration"),
-    remove_app=fact_remove_app,
+    token_works=facts.userinfo_takes(VARIABLE, f"/common/v2.0{DISCOVERY}"),
+    remove_app=facts.posted_by_person(VARIABLE, "/consent/Manage", 204, sub="subject"),  # apps_view
     token_refused={"userinfo": "unauthorized"},
-    rate_limits=(
-        facts.RateLimit(
-            "throttled", {"userinfo": "quota"}, {"userinfo": "ok"}, (RETRY_AFTER, RETRY_AFTER)
-        ),
-    ),
+    rate_limits=(QUOTA,),
     # A client secret's ID pasted where its Value belongs.
     malformed_settings={"MICROSOFT_CLIENT_SECRET": "0b6e4c3a-5d2f-4e1a-9b8c-7d6e5f4a3b2c"},
     malformed_findings=("MICROSOFT_CLIENT_SECRET",),

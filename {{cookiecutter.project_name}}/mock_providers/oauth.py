@@ -27,6 +27,15 @@ from .pages import decide, error_page
 from .settings import MockSettings
 
 Grant = Callable[[str, dict[str, str]], Response]
+# The pages a bad client or redirect URI gets (§4.1.2.1): (heading, message naming
+# {client_id} or {redirect_uri}); a provider rewords them in `error_pages`.
+ERROR_PAGES = dict(
+    client=("Unknown client", "No client with client_id {client_id!r}."),
+    redirect=(
+        "Redirect URI mismatch",
+        "redirect_uri={redirect_uri!r} is not registered for this client.",
+    ),
+)
 
 __all__ = [
     "AccessToken",
@@ -74,6 +83,7 @@ class OAuthServer(Grants):
     prefix: str = ""  # default "/<name>"
     errors: ErrorStyle = field(default_factory=OAuthErrors)
     url_variable: str = ""  # the app's variable naming `base()` in `app_env`, if any
+    error_pages: Mapping[str, tuple[str, str]] = field(default_factory=dict)  # see ERROR_PAGES
 
     METHODS: ClassVar[dict[str, list[str]]] = dict(
         authorize=["GET", "POST"], token=["POST"], revoke=["POST"]
@@ -194,12 +204,14 @@ class OAuthServer(Grants):
     def refuse_authorization(self, req: AuthRequest) -> Response | None:
         """A bad client or redirect URI gets a page, never a redirect (§4.1.2.1); any other
         bad parameter is sent back to the client."""
-        if req.client_id != self.client_id:
-            message = f"No client with client_id {req.client_id!r}."
-            return error_page(self.name, "Unknown client", message, 400)
-        if req.redirect_uri != self.registered_redirect:
-            message = f"redirect_uri={req.redirect_uri!r} is not registered for this client."
-            return error_page(self.name, "Redirect URI mismatch", message, 400)
+        for page, wrong in (
+            ("client", req.client_id != self.client_id),
+            ("redirect", req.redirect_uri != self.registered_redirect),
+        ):
+            if wrong:
+                heading, text = {**ERROR_PAGES, **self.error_pages}[page]
+                message = text.format(client_id=req.client_id, redirect_uri=req.redirect_uri)
+                return error_page(self.name, heading, message, 400)
         problem = self.authorization_problem(req)
         if problem is None:
             return None

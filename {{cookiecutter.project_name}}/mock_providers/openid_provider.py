@@ -9,6 +9,7 @@ quirks only declares (the README's "Adding a provider").
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import KW_ONLY, dataclass, field
 from typing import Any, ClassVar
@@ -16,7 +17,7 @@ from typing import Any, ClassVar
 from flask import Flask, request
 from werkzeug.wrappers import Response
 
-from .core import bearer_token, json_response, pause, state
+from .core import b64url, bearer_token, json_response, pause, state
 from .id_tokens import ID_TOKEN_CHOICES, id_token_switches, jwks_response, mint_id_token
 from .oauth import AccessToken, AuthRequest, OAuthServer
 from .pages import persona_avatar, persona_with
@@ -62,6 +63,12 @@ def openid_switches(
     )
 
 
+def pairwise_subject(client_id: str, local_id: str) -> str:
+    """A pairwise `sub` (OIDC Core §8.1): one per person and client, so that clients cannot
+    correlate people."""
+    return b64url(hashlib.sha256(f"{client_id}|{local_id}".encode()).digest())
+
+
 OPENID_CHOICES: dict[str, tuple[Any, ...]] = dict(
     email_verified=(True, "true", False),
     **ID_TOKEN_CHOICES,
@@ -81,9 +88,13 @@ class OpenIDProvider(OAuthServer):
     callback_iss: bool = False  # RFC 9207: the callback carries `iss`
     discovery: dict[str, Any] = field(default_factory=dict)  # fields added or replaced
     refresh_with: str = "offline_access"
+    # The persona's key whose pairwise_subject with the client id is `sub`; None: its `sub`.
+    pairwise_from: str | None = None
     routes: dict[str, str | tuple[str, ...]] = field(default_factory=lambda: dict(ROUTES))
 
-    METHODS: ClassVar[dict[str, list[str]]] = dict(OAuthServer.METHODS, userinfo=["GET", "POST"])
+    METHODS: ClassVar[dict[str, list[str]]] = dict(
+        OAuthServer.METHODS, userinfo=["GET", "POST"], apps=["POST"]
+    )
 
     def register(self, app: Flask) -> list[str]:
         app.extensions["mock_providers"].key_ring(self.name)  # rotate-keys works from now on
@@ -133,14 +144,19 @@ class OpenIDProvider(OAuthServer):
     def id_claims(self, user: str, scopes: list[str]) -> dict[str, Any]:
         """`sub`, then the persona's standard claims for the scopes granted."""
         persona = self.personas[user]
-        claims: dict[str, Any] = dict(sub=persona["sub"])
+        claims: dict[str, Any] = dict(sub=self.subject(persona))
         for scope in scopes:
             for name in SCOPE_CLAIMS.get(scope, ()):
                 if persona.get(name) is not None:
                     claims[name] = persona[name]
-        if "email" in claims:
+        if "email" in claims and self.switch("email_verified") is not None:  # None: no claim
             claims["email_verified"] = self.switch("email_verified")
         return claims
+
+    def subject(self, persona: dict[str, Any]) -> str:
+        if self.pairwise_from is None:
+            return str(persona["sub"])
+        return pairwise_subject(self.client_id, persona[self.pairwise_from])
 
     def userinfo_claims(self, record: AccessToken) -> dict[str, Any]:
         return self.id_claims(record.user, record.scopes)
@@ -176,7 +192,7 @@ class OpenIDProvider(OAuthServer):
         offline = ["offline_access"] if self.refresh_with == "offline_access" else []
         doc.update(
             response_types_supported=["code"],
-            subject_types_supported=["public"],
+            subject_types_supported=["public" if self.pairwise_from is None else "pairwise"],
             id_token_signing_alg_values_supported=["RS256"],
             scopes_supported=["openid", "email", "profile", *offline],
             token_endpoint_auth_methods_supported=list(self.client_auth),
@@ -195,6 +211,16 @@ class OpenIDProvider(OAuthServer):
         """The JWKS, cacheable for `certs_max_age` seconds."""
         ring = state().key_ring(self.name)
         return jwks_response(ring, int(self.switch("certs_max_age")))
+
+    def apps_view(self, **path: str) -> Response:
+        """A declared `apps` route: the person removes the app on their account page (POST
+        sub=<the app's subject>): every token of the grant ends, and the consent (204)."""
+        sub = request.form.get("sub", "")
+        for user, persona in self.personas.items():
+            if self.subject(persona) == sub:
+                self.drop_grant(user, self.client_id)
+                self.withdraw_consent(self.client_id, user)
+        return Response(status=204)
 
     def userinfo_view(self, **path: str) -> Response:
         return self.user_api(lambda record: json_response(self.userinfo_claims(record)))

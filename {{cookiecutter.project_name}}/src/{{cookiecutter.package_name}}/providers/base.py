@@ -178,6 +178,11 @@ class Provider:
     # Scripts in static/ that every page loads while this provider is enabled: for what its
     # redirects leave in the browser (the Content-Security-Policy allows no inline script).
     page_scripts: ClassVar[tuple[str, ...]] = ()
+    # Option -> (a regular expression its whole value must match, the message if not).
+    option_patterns: ClassVar[dict[str, tuple[str, str]]] = {}
+    # "client_id" or "client_secret" -> (a regular expression a wrong value fully matches,
+    # the problem, the hint with {console_name}): a value of another kind pasted there, say.
+    credential_mistakes: ClassVar[dict[str, tuple[str, str, str]]] = {}
 
     def __init__(self, config: ProviderConfig, timeout: float, adapter: HTTPAdapter | None):
         self.config = config
@@ -188,13 +193,20 @@ class Provider:
 
     @classmethod
     def validate(cls, client_id: str, extra: Mapping[str, str]) -> list[str]:
-        """Problems with this provider's values, one line each, naming the variable."""
-        return []
+        """Problems with this provider's values, one line each, naming the variable: by
+        default, the message of each of `option_patterns` that its value does not match."""
+        patterns = cls.option_patterns.items()
+        return [text for name, (rule, text) in patterns if not re.fullmatch(rule, extra[name])]
 
     @classmethod
     def credential_checks(cls, config: ProviderConfig) -> list[Check]:
-        """Credentials that cannot be right (a pasted secret in the id field, say)."""
-        return []
+        """Credentials that cannot be right (a pasted secret in the id field, say): by
+        default, a failure for each of `credential_mistakes` the credential matches."""
+        return [
+            Check("fail", problem, hint.format(console_name=cls.console_name))
+            for attribute, (rule, problem, hint) in cls.credential_mistakes.items()
+            if re.fullmatch(rule, getattr(config, attribute), re.IGNORECASE)
+        ]
 
     @classmethod
     def lifetime_checks(cls, config: ProviderConfig, today: date) -> list[Check]:

@@ -12,19 +12,18 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from authlib.integrations.base_client import OAuthError
-
-from .base import Check, ProviderConfig
+from .base import ProviderConfig
 from .errors import LoginRefused
-from .oidc import DISCOVERY_PATH, OIDCProvider
+from .oidc import DISCOVERY_PATH, TENANT_PLACEHOLDER, OIDCProvider
 
-# https://learn.microsoft.com/entra/identity-platform/id-token-claims-reference (iss, tid)
+# https://learn.microsoft.com/entra/identity-platform/id-token-claims-reference (iss, tid),
+# .../v2-protocols-oidc (the template), .../reference-error-codes (AADSTS)
 CONSUMERS = "9188040d-6c67-4c5b-b112-36a304b66dad"  # the personal accounts' tenant
-TEMPLATE = "{tenantid}"  # https://learn.microsoft.com/entra/identity-platform/v2-protocols-oidc
-ISSUERS = {"common": TEMPLATE, "organizations": TEMPLATE, "consumers": CONSUMERS}
+ISSUERS = dict.fromkeys(["common", "organizations"], TENANT_PLACEHOLDER) | {"consumers": CONSUMERS}
 GUID = re.compile(r"[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}")
-# https://learn.microsoft.com/entra/identity-platform/reference-error-codes (redirect URI)
-REDIRECT_MISMATCH = re.compile(r"\bAADSTS(50011|500112)\b")
+TENANT_RULE = "MICROSOFT_TENANT must be common, organizations, consumers, a tenant id or domain"
+PASTED_ID = "MICROSOFT_CLIENT_SECRET is a secret's ID (a GUID), not the secret's Value"
+COPY_VALUE = "Copy the Value from the {console_name}."
 
 
 class MicrosoftProvider(OIDCProvider):
@@ -33,15 +32,19 @@ class MicrosoftProvider(OIDCProvider):
     console_url = (
         "https://entra.microsoft.com/#view/Microsoft_AAD_RegisteredApps/ApplicationsListBlade"
     )
-    # Where the person removes the app: My Apps for work and school accounts (also `common`'s),
-    # account.live.com for personal ones (see __init__).
+    # Where one removes the app: My Apps, for work or school accounts (personal: __init__).
     user_apps_url = "https://myapps.microsoft.com"
     discovery_setting = "MICROSOFT_LOGIN_URL"
+    discovery_path = "/{MICROSOFT_TENANT}/v2.0" + DISCOVERY_PATH
     url_settings = {discovery_setting: "https://login.microsoftonline.com"}
     option_settings = {"MICROSOFT_TENANT": "common"}
     # Refresh tokens come only with offline_access, and userinfo needs nothing more
     # (https://learn.microsoft.com/entra/identity-platform/scopes-oidc, .../userinfo).
     scope = "openid profile email offline_access"
+    option_patterns = {"MICROSOFT_TENANT": (r"[\w.-]+", TENANT_RULE)}  # it goes into every URL
+    credential_mistakes = {"client_secret": (GUID.pattern, PASTED_ID, COPY_VALUE)}
+    tenant_claim = ("tid", GUID)
+    description_codes = {r"\bAADSTS(50011|500112)\b": "redirect_uri_mismatch"}
     # The subject is `sub`, what OIDC defines (and userinfo returns): immutable and pairwise,
     # one per app, so apps cannot track a person across them; `oid` is the same for all the
     # tenant's apps, which this app needs not be. The email "isn't guaranteed to be correct"
@@ -56,24 +59,6 @@ class MicrosoftProvider(OIDCProvider):
             self.user_apps_url = "https://account.live.com/consent/Manage"
 
     @classmethod
-    def validate(cls, client_id: str, extra: Mapping[str, str]) -> list[str]:
-        if re.fullmatch(r"[\w.-]+", extra["MICROSOFT_TENANT"]):
-            return []  # it goes into every URL
-        return ["MICROSOFT_TENANT must be common, organizations, consumers, a tenant id or domain"]
-
-    @classmethod
-    def discovery_url(cls, config: ProviderConfig) -> str:
-        base, tenant = config.extra[cls.discovery_setting], config.extra["MICROSOFT_TENANT"]
-        return f"{base}/{tenant}/v2.0{DISCOVERY_PATH}"
-
-    @classmethod
-    def credential_checks(cls, config: ProviderConfig) -> list[Check]:
-        if not GUID.fullmatch(config.client_secret.lower()):
-            return []
-        problem = "MICROSOFT_CLIENT_SECRET is a secret's ID (a GUID), not the secret's Value"
-        return [Check("fail", problem, f"Copy the Value from the {cls.console_name}.")]
-
-    @classmethod
     def issuer_expected(cls, config: ProviderConfig, issuer: Any) -> bool:
         """The issuer names the tenant: its id (any id, for a domain name), or the template."""
         tenant = config.extra["MICROSOFT_TENANT"].lower()
@@ -83,29 +68,12 @@ class MicrosoftProvider(OIDCProvider):
             return named == ISSUERS.get(tenant, tenant)
         return bool(GUID.fullmatch(named))
 
-    def issuer_claim(self, metadata: Mapping[str, Any]) -> dict[str, Any]:
-        """Each ID token's `iss` is the document's issuer with the token's own `tid` in it."""
-        issuer = str(metadata.get("issuer") or "")
-
-        def valid(claims: Mapping[str, Any], iss: str) -> bool:
-            tid = str(claims.get("tid"))
-            expected = issuer.replace(TEMPLATE, tid)  # one tenant's issuer: must be the tid's
-            return bool(GUID.fullmatch(tid)) and iss == expected and iss.endswith(f"/{tid}/v2.0")
-
-        return {"essential": True, "validate": valid}
-
     def check_claims(self, claims: Mapping[str, Any]) -> None:
         # `consumers` and a tenant's id need no rule here: their issuer names the tenant.
         if self.tenant == "organizations" and claims.get("tid") == CONSUMERS:
             message = "Personal Microsoft accounts cannot sign in here."
             hint = "Sign in with a work or school account."
             raise LoginRefused(403, "personal_account", message, hint)
-
-    def unwrap_oauth_error(self, exc: OAuthError) -> tuple[str, str]:
-        """`error` is generic (invalid_grant); the AADSTS code in the description says more."""
-        code, description = super().unwrap_oauth_error(exc)
-        mismatch = REDIRECT_MISMATCH.search(description)
-        return ("redirect_uri_mismatch" if mismatch else code), description
 
 
 ADAPTER = MicrosoftProvider

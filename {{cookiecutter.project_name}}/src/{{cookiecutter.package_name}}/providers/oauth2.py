@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, TypeVar
@@ -84,6 +85,9 @@ class OAuth2Provider(Provider):
     token_auth_method: ClassVar[str] = "client_secret_post"  # noqa: S105 - a method name
     # The header with the Unix time a rate limit ends, for a 429 without Retry-After.
     reset_header: ClassVar[str] = ""
+    # Codes the provider puts in error_description, more telling than its generic `error`:
+    # regular expression -> the standard code whose hint applies (redirect_uri_mismatch, ...).
+    description_codes: ClassVar[dict[str, str]] = {}
 
     # --- Authlib registration ---------------------------------------------------------
 
@@ -248,10 +252,17 @@ class OAuth2Provider(Provider):
     # --- errors -----------------------------------------------------------------------
 
     def unwrap_oauth_error(self, exc: OAuthError) -> tuple[str, str]:
+        """The error's code and description; a code in the description that says more than
+        the generic `error` (see `description_codes`) wins."""
         error = exc.error
         if isinstance(error, dict):  # some providers nest their error object
-            return safe_code(error.get("code", "error")), str(error.get("message", ""))
-        return safe_code(error), str(exc.description or "")
+            code = safe_code(error.get("code", "error"))
+            description = str(error.get("message", ""))
+        else:
+            code, description = safe_code(error), str(exc.description or "")
+        codes = self.description_codes.items()
+        said = (standard for pattern, standard in codes if re.search(pattern, description))
+        return next(said, code), description
 
     def token_refused(self, exc: OAuthError) -> ProviderError:
         return self.token_error(*self.unwrap_oauth_error(exc))

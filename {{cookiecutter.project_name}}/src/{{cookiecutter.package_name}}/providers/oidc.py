@@ -10,6 +10,7 @@ authenticates as the discovery document allows, Basic first; revocation the same
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any, ClassVar
@@ -25,6 +26,7 @@ from .oauth2 import OAuth2Provider
 
 DISCOVERY_PATH = "/.well-known/openid-configuration"
 ID_TOKEN_LEEWAY = 120  # seconds of clock skew tolerated on iat/exp
+TENANT_PLACEHOLDER = "{tenantid}"  # in a multi-tenant issuer; each ID token fills in its own
 
 
 def advertised_auth_method(metadata: Mapping[str, Any]) -> str:
@@ -71,10 +73,14 @@ class OIDCProvider(OAuth2Provider):
     # The variable holding the discovery document's URL (one of `url_settings`), or the
     # issuer's when `discovery_path` is DISCOVERY_PATH (an issuer that is the instance's URL).
     discovery_setting: ClassVar[str]
-    discovery_path: ClassVar[str] = ""
+    discovery_path: ClassVar[str] = ""  # "{VARIABLE}" in it: that option's value
     id_token_algorithms: ClassVar[tuple[str, ...]] = ("RS256",)
     # Other spellings of its issuer that the provider puts in ID tokens (some have two).
     issuer_spellings: ClassVar[tuple[str, ...]] = ()
+    # An issuer per tenant: the ID-token claim naming the account's tenant, and the pattern
+    # of its values. The document's issuer may hold TENANT_PLACEHOLDER, which each ID token
+    # fills with its own tenant; either way the token's issuer names the token's tenant.
+    tenant_claim: ClassVar[tuple[str, re.Pattern[str]] | None] = None
     # Identity field -> the claims that may hold it, the first present wins; () = never given.
     claims: ClassVar[dict[str, tuple[str, ...]]] = {
         "subject": ("sub",),
@@ -91,7 +97,7 @@ class OIDCProvider(OAuth2Provider):
     @classmethod
     def discovery_url(cls, config: ProviderConfig) -> str:
         """Where the discovery document is (a provider may build it from several settings)."""
-        return config.extra[cls.discovery_setting] + cls.discovery_path
+        return config.extra[cls.discovery_setting] + cls.discovery_path.format_map(config.extra)
 
     def registration(self) -> dict[str, Any]:
         return {
@@ -108,9 +114,19 @@ class OIDCProvider(OAuth2Provider):
         return list(self.issuer_spellings) if issuer in self.issuer_spellings else [issuer]
 
     def issuer_claim(self, metadata: Mapping[str, Any]) -> dict[str, Any]:
-        """Authlib's claims option for `iss`: one of `id_token_issuers`, or a `validate`
-        callable (claims, iss) -> bool where the issuer depends on the token (a tenant)."""
-        return {"essential": True, "values": self.id_token_issuers(metadata)}
+        """Authlib's claims option for `iss`: one of `id_token_issuers`, with a `tenant_claim`
+        filled with the token's tenant, which must be one of the issuer's path segments."""
+        issuers = self.id_token_issuers(metadata)
+        if self.tenant_claim is None:
+            return {"essential": True, "values": issuers}
+        claim, pattern = self.tenant_claim
+
+        def valid(claims: Mapping[str, Any], iss: str) -> bool:
+            tenant = str(claims.get(claim))
+            named = [issuer.replace(TENANT_PLACEHOLDER, tenant) for issuer in issuers]
+            return bool(pattern.fullmatch(tenant)) and iss in named and tenant in iss.split("/")
+
+        return {"essential": True, "validate": valid}
 
     def exchange_code(self, client: FlaskOAuth2App) -> dict[str, Any]:
         metadata = client.load_server_metadata()
