@@ -162,6 +162,23 @@ def baked_suite_environment() -> dict[str, str]:
     }
 
 
+def assert_suite_passed(result: subprocess.CompletedProcess[str], log: Path, what: str) -> None:
+    """A baked suite's run passed; else fail with its failures (all of its output in `log`)."""
+    output = result.stdout + result.stderr
+    if result.returncode != 0:
+        log.write_text(output)
+        pytest.fail(
+            f"{what} failed (exit {result.returncode}); "
+            f"full output in {log}:\n{failure_report(output)}",
+            pytrace=False,
+        )
+    # pytest's summary: the last line saying "passed" (make may print lines after it).
+    summary = next((line for line in reversed(output.splitlines()) if " passed" in line), "")
+    assert " passed" in summary and "failed" not in summary and "error" not in summary, output[
+        -2000:
+    ]
+
+
 def failure_report(output: str, limit: int = 150) -> str:
     """The failures and errors sections of a pytest run, without the list of skips."""
     lines = output.splitlines()
@@ -256,14 +273,6 @@ def test_baked_test_suite_passes(combination) -> None:
         check=False,
         timeout=1200,
     )
-    output = result.stdout + result.stderr
-    if result.returncode != 0:
-        log = project.parent / "pytest-output.txt"
-        log.write_text(output)
-        pytest.fail(
-            f"the test suite of app-{name} failed (exit {result.returncode}); "
-            f"full output in {log}:\n{failure_report(output)}",
-            pytrace=False,
-        )
-    summary = output.strip().splitlines()[-1]
-    assert " passed" in summary and "failed" not in summary and "error" not in summary, summary
+    assert_suite_passed(
+        result, project.parent / "pytest-output.txt", f"the test suite of app-{name}"
+    )

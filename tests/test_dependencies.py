@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 from packaging.requirements import Requirement
-from test_baked_projects import LOWEST_VERSIONS_BAKE, baked_suite_environment, failure_report
+from test_baked_projects import LOWEST_VERSIONS_BAKE, assert_suite_passed, baked_suite_environment
 
 UV = Path(sys.executable).parent / "uv"
 SUB_MAKE = ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")  # set by the `make test` that runs us
@@ -164,14 +164,8 @@ def test_the_suite_passes_at_the_lowest_declared_versions(
         check=False,
         timeout=900,
     )
-    output = result.stdout + result.stderr
-    if result.returncode != 0:
-        log = tmp_path / "pytest-output.txt"
-        log.write_text(output)
-        pytest.fail(
-            f"{project.name}'s suite failed at the lowest versions (exit {result.returncode}); "
-            f"versions: {versions}\nfull output in {log}:\n{failure_report(output)}",
-            pytrace=False,
-        )
-    summary = next(line for line in reversed(output.splitlines()) if " passed" in line)
-    assert "failed" not in summary, summary
+    assert_suite_passed(
+        result,
+        tmp_path / "pytest-output.txt",
+        f"{project.name}'s suite at the lowest versions ({versions})",
+    )

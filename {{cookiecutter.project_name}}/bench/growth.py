@@ -25,7 +25,6 @@ import statistics
 import struct
 import subprocess
 import sys
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -58,8 +57,8 @@ from bench.run import (
     preferred_provider,
     start_gunicorn,
     start_redis,
-    terminate_on_sigterm,
     wait_up,
+    with_children,
 )
 
 PACKAGE = "{{ cookiecutter.package_name }}"
@@ -502,17 +501,7 @@ def main(argv: list[str] | None = None) -> int:
     if redis_server is None:
         print(REDIS_MISSING)
         return 1
-    sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
-    children = Children()
-    with terminate_on_sigterm(), tempfile.TemporaryDirectory(prefix="growth-") as tmp:
-        try:
-            run(args, redis_server, children, Path(tmp))
-        except KeyboardInterrupt:
-            print("\ninterrupted", file=sys.stderr)
-            return 130
-        finally:
-            children.stop()
-    return 0
+    return with_children("growth-", lambda children, tmp: run(args, redis_server, children, tmp))
 
 
 def databases(args: argparse.Namespace) -> list[str]:

@@ -619,11 +619,19 @@ def main(argv: list[str] | None = None) -> int:
     if redis_server is None:
         print(REDIS_MISSING)
         return 1
+    return with_children(
+        "bench-", lambda children, tmp: benchmark(args, wrk, redis_server, children, tmp)
+    )
+
+
+def with_children(prefix: str, work: Callable[[Children, Path], None]) -> int:
+    """Run `work` with a scratch directory and the servers it starts, which are stopped
+    however it ends; the exit code (Ctrl-C: 130, SIGTERM: 143)."""
     sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
     children = Children()
-    with terminate_on_sigterm(), tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+    with terminate_on_sigterm(), tempfile.TemporaryDirectory(prefix=prefix) as tmp:
         try:
-            benchmark(args, wrk, redis_server, children, Path(tmp))
+            work(children, Path(tmp))
         except KeyboardInterrupt:
             print("\ninterrupted", file=sys.stderr)
             return 130
