@@ -191,6 +191,7 @@ class Google(OpenIDProvider):
         if PERSONAS[user]["hd"]:
             query.append(f"hd={quote_plus(PERSONAS[user]['hd'])}")
         query.append(f"prompt={'consent' if consent_shown else 'none'}")
+        query += [f"iss={quote_plus(value)}" for _, value in self.response_iss()]  # switched on
         return redirect(append_query(req.redirect_uri, "&".join(query)))
 
     def token_scope(self, scopes: list[str]) -> str:

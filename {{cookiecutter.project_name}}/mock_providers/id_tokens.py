@@ -40,7 +40,7 @@ def id_token_switches(iss: str = "issuer", lifetime: int = 3600) -> dict[str, An
 
 ID_TOKEN_CHOICES: dict[str, tuple[Any, ...]] = dict(
     kid=("published", "unpublished", "withdrawn"),
-    alg=("RS256", "none", "HS256"),
+    alg=("RS256", "none", "HS256", "ES256"),  # ES256: as for a client registered for it
     nonce=("echo", "wrong", "omit"),
     id_token=(True, False),
 )
@@ -61,6 +61,8 @@ def sign(claims: dict[str, Any], alg: str, kid: str, ring: KeyRing, secret: str)
     """Sign as the `alg` and `kid` switches say; `none` and HS256 are forgeries by design."""
     if alg == "none":
         return compact(dict(alg="none", typ="JWT"), claims) + "."
+    if alg == "ES256":
+        return jwt.encode(dict(alg=alg, kid=ring.ec.kid, typ="JWT"), claims, ring.ec)
     if kid == "unpublished":
         key = ring.unpublished
     else:
@@ -102,10 +104,10 @@ def mint_id_token(
     return sign(out, sw["alg"], sw["kid"], ring, client_secret)
 
 
-def jwks_response(ring: KeyRing, max_age: int) -> Response:
+def jwks_response(ring: KeyRing, max_age: int, *, ec: bool = False) -> Response:
     """The JWKS, cacheable for `max_age` seconds (the header real providers send)."""
     return json_response(
-        ring.jwks(),
+        ring.jwks(ec=ec),
         headers={
             "Cache-Control": f"public, max-age={max_age}, must-revalidate, no-transform",
             "Expires": formatdate(time.time() + max_age, usegmt=True),

@@ -14,9 +14,10 @@ import secrets
 import threading
 from typing import Any
 
-from joserfc.jwk import KeySet, RSAKey
+from joserfc.jwk import ECKey, Key, KeySet, RSAKey
 
 _cache: dict[tuple[str, int], RSAKey] = {}
+_ec_cache: dict[str, ECKey] = {}
 _cache_lock = threading.Lock()
 
 UNPUBLISHED = -1  # the index of a key that is never in any JWKS
@@ -32,6 +33,18 @@ def rsa_key(issuer: str, index: int) -> RSAKey:
                 private=True,
             )
         return _cache[(issuer, index)]
+
+
+def ec_key(issuer: str) -> ECKey:
+    """The issuer's P-256 key, for ES256 (a client registered for it, say)."""
+    with _cache_lock:
+        if issuer not in _ec_cache:
+            _ec_cache[issuer] = ECKey.generate_key(
+                "P-256",
+                parameters={"kid": secrets.token_hex(20), "alg": "ES256", "use": "sig"},
+                private=True,
+            )
+        return _ec_cache[issuer]
 
 
 class KeyRing:
@@ -74,5 +87,11 @@ class KeyRing:
             index = self._index
         return str(self._key(index).kid)
 
-    def jwks(self) -> dict[str, Any]:
-        return dict(KeySet([self.current]).as_dict(private=False))
+    @property
+    def ec(self) -> ECKey:
+        return ec_key(self.issuer)
+
+    def jwks(self, *, ec: bool = False) -> dict[str, Any]:
+        """The current key; with `ec`, the EC key too (published only while it signs)."""
+        keys: list[Key] = [self.current, *([self.ec] if ec else [])]
+        return dict(KeySet(keys).as_dict(private=False))

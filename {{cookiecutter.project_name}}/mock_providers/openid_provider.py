@@ -58,6 +58,11 @@ def openid_switches(
         email_verified=True,
         refresh="ok",  # "invalid_grant": the refresh token presented dies for good
         userinfo="ok",
+        # The discovery document's issuer: "issuer" (the mock's own), or any other value.
+        discovery_issuer="issuer",
+        # RFC 9207's `iss` in the callback: "declared" (as the provider does: `callback_iss`),
+        # "correct", "missing" or "wrong" (each advertised in discovery), "wrong-unadvertised".
+        response_iss="declared",
         expires_in=expires_in,
         certs_max_age=certs_max_age,
     )
@@ -74,7 +79,10 @@ OPENID_CHOICES: dict[str, tuple[Any, ...]] = dict(
     **ID_TOKEN_CHOICES,
     refresh=("ok", "invalid_grant"),
     userinfo=("ok", "quota", "unauthorized"),
+    discovery_issuer=("issuer", "https://evil.example"),
+    response_iss=("declared", "correct", "missing", "wrong", "wrong-unadvertised"),
 )
+WRONG_ISSUER = "https://evil.example"  # the `wrong` answers' issuer: another provider's
 
 
 @dataclass
@@ -111,8 +119,19 @@ class OpenIDProvider(OAuthServer):
         return super().authorization_problem(req)
 
     def callback_params(self, req: AuthRequest, code: str) -> list[tuple[str, str]]:
-        params = super().callback_params(req, code)
-        return [*params, ("iss", self.issuer_url())] if self.callback_iss else params
+        return [*super().callback_params(req, code), *self.response_iss()]
+
+    def response_iss(self) -> list[tuple[str, str]]:
+        """The callback's `iss` parameter, if any, as the `response_iss` switch says."""
+        how = self.switch("response_iss")
+        if how == "correct" or (how == "declared" and self.callback_iss):
+            return [("iss", self.issuer_url())]
+        return [("iss", WRONG_ISSUER)] if how.startswith("wrong") else []
+
+    def sends_iss(self) -> bool:
+        """Whether discovery says callbacks carry `iss` (RFC 9207 section 3)."""
+        how = self.switch("response_iss")
+        return how in ("correct", "missing", "wrong") or (how == "declared" and self.callback_iss)
 
     def token_extras(
         self, user: str, scopes: list[str], access: str, nonce: str | None
@@ -185,7 +204,8 @@ class OpenIDProvider(OAuthServer):
 
     def discovery_view(self, **path: str) -> Response:
         """The discovery document, every endpoint pointing at this mock."""
-        doc: dict[str, Any] = dict(issuer=self.issuer_url())
+        named = self.switch("discovery_issuer")
+        doc: dict[str, Any] = dict(issuer=self.issuer_url() if named == "issuer" else named)
         doc.update(
             {key: self.url(name) for name, key in ENDPOINT_FIELDS.items() if name in self.routes}
         )
@@ -202,7 +222,7 @@ class OpenIDProvider(OAuthServer):
         )
         if "revoke" in self.routes and self.revoke_auth:
             doc["revocation_endpoint_auth_methods_supported"] = list(self.client_auth)
-        if self.callback_iss:
+        if self.sends_iss():
             doc["authorization_response_iss_parameter_supported"] = True
         doc.update(self.discovery)
         return json_response(doc, headers={"Cache-Control": "public, max-age=3600"})
@@ -210,7 +230,8 @@ class OpenIDProvider(OAuthServer):
     def certs_view(self, **path: str) -> Response:
         """The JWKS, cacheable for `certs_max_age` seconds."""
         ring = state().key_ring(self.name)
-        return jwks_response(ring, int(self.switch("certs_max_age")))
+        ec = self.switch("alg") == "ES256"  # the provider signs with an EC key: it publishes it
+        return jwks_response(ring, int(self.switch("certs_max_age")), ec=ec)
 
     def apps_view(self, **path: str) -> Response:
         """A declared `apps` route: the person removes the app on their account page (POST

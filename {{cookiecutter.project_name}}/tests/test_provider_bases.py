@@ -23,7 +23,9 @@ from flask import Flask, jsonify, request
 
 from {{ cookiecutter.package_name }}.providers import ProviderConfig
 from {{ cookiecutter.package_name }}.providers.errors import (
+    LoginRefused,
     ProviderBusy,
+    ProviderError,
     ProviderUnavailable,
     RevocationIncomplete,
 )
@@ -66,6 +68,7 @@ class Issuer:
     revocation: bool = True
     revoke_answer: tuple[int, dict[str, Any]] = (200, {})
     jwks: tuple[int, dict[str, Any]] = (200, {"keys": [RSA_KEY]})
+    scopes: list[str] | None = None  # scopes_supported, when the document lists them
     calls: list[Call] = field(default_factory=list)
 
     def app(self) -> Flask:
@@ -83,6 +86,8 @@ class Issuer:
                 document["revocation_endpoint"] = f"{self.url}/revoke"
             if self.auth_methods is not None:
                 document["token_endpoint_auth_methods_supported"] = self.auth_methods
+            if self.scopes is not None:
+                document["scopes_supported"] = self.scopes
             return jsonify(document)
 
         @app.post("/token")
@@ -238,3 +243,79 @@ def test_the_doctor_refuses_another_issuer(issuer) -> None:
     issuer.named = "https://elsewhere.example"
     ((status, message),) = doctor_checks(issuer)
     assert status == "fail" and "'https://elsewhere.example' does not match" in message
+
+
+# --- what the discovery document decides -----------------------------------------------
+
+LISTED = ["openid", "offline_access"]
+OFFLINE = "openid email profile offline_access"
+
+
+@pytest.mark.parametrize(
+    ("listed", "has_refresh_token", "expected"),
+    [
+        # OIDC Core 11: offline_access brings a refresh token, from a consent screen only.
+        (LISTED, None, {"scope": OFFLINE, "prompt": "consent"}),
+        (LISTED, False, {"scope": OFFLINE, "prompt": "consent"}),
+        (LISTED, True, {"scope": OFFLINE}),  # one is stored: the person is not asked again
+        (["openid", "email", "profile"], None, {}),
+        (None, None, {}),
+    ],
+)
+def test_offline_access_is_asked_with_consent_where_the_document_lists_it(
+    issuer, listed, has_refresh_token, expected
+) -> None:
+    issuer.scopes = listed
+    provider, client = adapter_and_client(issuer)
+    assert provider.authorize_params(client, has_refresh_token) == expected
+
+
+def test_a_provider_that_needs_no_prompt_for_offline_access_gets_none(issuer) -> None:
+    class Quiet(ExampleProvider):
+        scope = "openid email profile offline_access"
+        offline_prompt = ""
+
+    issuer.scopes = ["openid", "offline_access"]
+    provider, client = adapter_and_client(issuer, Quiet)
+    assert provider.authorize_params(client, None) == {"scope": Quiet.scope}
+
+
+@pytest.mark.parametrize("named", ["https://evil.example", "{url}/", "http://localhost:{port}"])
+def test_a_discovery_document_naming_another_issuer_is_never_used(issuer, named) -> None:
+    issuer.named = named.format(url=issuer.url, port=issuer.url.rsplit(":", 1)[1])
+    provider, client = adapter_and_client(issuer)
+    for use in (
+        lambda: provider.authorize_params(client, None),
+        lambda: provider.refresh(client, stored()),
+        lambda: provider.revoke(client, stored(), "subject"),
+    ):
+        with pytest.raises(ProviderError) as refused:
+            use()
+        assert refused.value.code == "discovery_issuer_mismatch"
+        assert refused.value.status == 502
+    assert issuer.calls == []  # no secret or token went to its endpoints
+
+
+@pytest.mark.parametrize(
+    ("advertised", "iss", "accepted"),
+    [
+        (False, None, True),  # a provider without RFC 9207
+        (True, None, False),  # it says it sends iss: one without is not its answer
+        (False, "https://evil.example", False),  # present: it must be the issuer
+        (True, "https://evil.example", False),
+        (True, "{url}/", False),  # exactly
+        (True, "{url}", True),
+        (False, "{url}", True),
+    ],
+)
+def test_the_callbacks_iss_must_be_the_issuers(issuer, advertised, iss, accepted) -> None:
+    provider, client = adapter_and_client(issuer)
+    metadata = {**client.load_server_metadata()}
+    metadata["authorization_response_iss_parameter_supported"] = advertised
+    value = iss.format(url=issuer.url) if iss else None
+    if accepted:
+        provider.check_response_issuer(metadata, value)
+    else:
+        with pytest.raises(LoginRefused) as refused:
+            provider.check_response_issuer(metadata, value)
+        assert refused.value.code == "issuer_mismatch"

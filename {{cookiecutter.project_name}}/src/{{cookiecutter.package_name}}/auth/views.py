@@ -86,13 +86,14 @@ def login(provider: str) -> Response:
     if user is not None:
         stored = token_service().vault.load(user.id, provider)
         has_refresh_token = bool(stored and stored.has_usable_refresh_token)
-    params = {
-        **adapter.authorize_params(has_refresh_token),
-        **adapter.login_options(request.args),  # e.g. asking again for a declined email
-    }
+    client = oauth_client(provider)
     try:
         with provider_failures(adapter):  # e.g. a discovery document unreachable
-            return oauth_client(provider).authorize_redirect(_redirect_uri(provider), **params)
+            params = {
+                **adapter.authorize_params(client, has_refresh_token),
+                **adapter.login_options(request.args),  # e.g. asking again for a declined email
+            }
+            return client.authorize_redirect(_redirect_uri(provider), **params)
     except AppError as error:
         error.retry_url = request.full_path
         raise
@@ -187,14 +188,14 @@ def callback(provider: str) -> Response:
         _start_session(user, provider)
     if lost_roles & current_app.config["APP_SETTINGS"].security_roles:
         sign_out_everywhere(user.id, keep=session["sid_public"], reason="role removed")
-    if signed_in is None and _wants_refresh_consent(adapter, stored):
+    if signed_in is None and _wants_refresh_consent(adapter, client, stored):
         # Signed in now, /login/<provider> knows the refresh token is dead or missing and
         # asks for consent; the second callback comes back signed in, so it cannot loop.
         return redirect(url_for("auth.login", provider=provider, next=next_path))
     return redirect(next_path or url_for("pages.index"))
 
 
-def _wants_refresh_consent(adapter: Provider, stored: StoredToken) -> bool:
+def _wants_refresh_consent(adapter: Provider, client: FlaskOAuth2App, stored: StoredToken) -> bool:
     """A sign-in left no usable refresh token, and asking knowing that would bring one.
 
     Only a provider whose authorization request changes when it is told there is no refresh
@@ -202,7 +203,7 @@ def _wants_refresh_consent(adapter: Provider, stored: StoredToken) -> bool:
     """
     if stored.has_usable_refresh_token or not token_service().vault.enabled:
         return False
-    return adapter.authorize_params(False) != adapter.authorize_params(None)
+    return adapter.authorize_params(client, False) != adapter.authorize_params(client, None)
 
 
 def _is_linked(user: UserView, identity: Identity) -> bool:

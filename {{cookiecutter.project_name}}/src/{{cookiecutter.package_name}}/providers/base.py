@@ -244,8 +244,10 @@ class Provider:
         """Keyword arguments for Authlib's `OAuth.register`."""
         raise NotImplementedError
 
-    def authorize_params(self, has_refresh_token: bool | None = None) -> dict[str, Any]:
-        """Extra query parameters for the authorization redirect.
+    def authorize_params(
+        self, client: FlaskOAuth2App, has_refresh_token: bool | None = None
+    ) -> dict[str, Any]:
+        """Extra query parameters for the authorization redirect (`client` knows discovery).
 
         `has_refresh_token` is None when nobody is signed in (we cannot know), else whether
         the signed-in user already has a refresh token for this provider.

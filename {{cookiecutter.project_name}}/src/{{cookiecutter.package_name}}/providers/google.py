@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import requests
+from authlib.integrations.flask_client import FlaskOAuth2App
 
 from .base import Check, ProviderConfig
 from .errors import LoginRefused
@@ -52,8 +53,10 @@ class GoogleProvider(OIDCProvider):
     def hosted_domain(self) -> str:
         return self.config.extra["GOOGLE_HOSTED_DOMAIN"].lower()
 
-    def authorize_params(self, has_refresh_token: bool | None = None) -> dict[str, Any]:
-        params: dict[str, Any] = {"access_type": "offline"}
+    def authorize_params(
+        self, client: FlaskOAuth2App, has_refresh_token: bool | None = None
+    ) -> dict[str, Any]:
+        params = {**super().authorize_params(client, has_refresh_token), "access_type": "offline"}
         # Google sends a refresh token only at the first consent; ask again only when a
         # signed-in user has none stored, or only a dead one (refused with invalid_grant
         # for good), so returning users are not asked every time. A sign-in that did not

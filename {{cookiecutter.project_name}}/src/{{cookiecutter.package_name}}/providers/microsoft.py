@@ -41,6 +41,7 @@ class MicrosoftProvider(OIDCProvider):
     # Refresh tokens come only with offline_access, and userinfo needs nothing more
     # (https://learn.microsoft.com/entra/identity-platform/scopes-oidc, .../userinfo).
     scope = "openid profile email offline_access"
+    offline_prompt = ""  # no consent screen needed for it
     option_patterns = {"MICROSOFT_TENANT": (r"[\w.-]+", TENANT_RULE)}  # it goes into every URL
     credential_mistakes = {"client_secret": (GUID.pattern, PASTED_ID, COPY_VALUE)}
     tenant_claim = ("tid", GUID)

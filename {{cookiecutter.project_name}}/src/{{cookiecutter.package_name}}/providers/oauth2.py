@@ -122,7 +122,9 @@ class OAuth2Provider(Provider):
     def protected_request_hook(self) -> Callable[[str, dict, Any], tuple] | None:
         return None
 
-    def authorize_params(self, has_refresh_token: bool | None = None) -> dict[str, Any]:
+    def authorize_params(
+        self, client: FlaskOAuth2App, has_refresh_token: bool | None = None
+    ) -> dict[str, Any]:
         return {}
 
     def login_options(self, args: Mapping[str, str]) -> dict[str, Any]:

@@ -6,6 +6,8 @@ add what it leaves out: only the algorithms we pin (the discovery document could
 `none`), `aud` exactly our client, a list of audiences only of us, the issuer. The signing
 keys are cached as long as their response says (jwks.py), not forever. The client
 authenticates as the discovery document allows, Basic first; revocation the same way.
+The discovery document is used only when its issuer is the configured one (Discovery 4.3),
+and the callback's `iss` must name it (RFC 9207), so a mixed-up provider gets nothing.
 """
 
 from __future__ import annotations
@@ -17,10 +19,12 @@ from typing import Any, ClassVar
 
 import requests
 from authlib.integrations.flask_client import FlaskOAuth2App
+from joserfc.errors import JoseError
+from joserfc.jws import extract_compact
 from requests import Response
 
 from .base import Check, Fetch, Identity, ProviderConfig, StoredGrant, as_bool, clean_subject
-from .errors import InvalidProfile, LoginRefused, RevocationIncomplete
+from .errors import InvalidProfile, LoginRefused, ProviderError, RevocationIncomplete
 from .jwks import KeySetCache, key_set
 from .oauth2 import OAuth2Provider
 
@@ -93,6 +97,9 @@ class OIDCProvider(OAuth2Provider):
     # Identity fields the ID token lacks, read at sign-in from `fetch_profile` (userinfo, or
     # the provider's own API), whose subject must be the ID token's (OIDC Core 5.3.2).
     profile_fields: ClassVar[tuple[str, ...]] = ()
+    # OIDC Core 11: where the document lists `offline_access`, the scope brings a refresh
+    # token, but only from a consent screen; "" for a provider that needs no prompt for it.
+    offline_prompt: ClassVar[str] = "consent"
 
     @classmethod
     def discovery_url(cls, config: ProviderConfig) -> str:
@@ -107,7 +114,58 @@ class OIDCProvider(OAuth2Provider):
         }
 
     def client_auth_method(self, client: FlaskOAuth2App) -> str:
-        return client.load_server_metadata()["token_endpoint_auth_method"]
+        return self.metadata(client)["token_endpoint_auth_method"]
+
+    def metadata(self, client: FlaskOAuth2App) -> dict[str, Any]:
+        """The discovery document, refused unless its issuer is ours (Discovery 4.3: else an
+        attacker's document could send the person and our secret elsewhere)."""
+        metadata = client.load_server_metadata()
+        if not self.issuer_expected(self.config, metadata.get("issuer")):
+            raise ProviderError(
+                502,
+                "discovery_issuer_mismatch",
+                f"{self.title}'s discovery document names another issuer "
+                f"({str(metadata.get('issuer'))[:200]!r}), so this app does not use it.",
+                f"Set {self.discovery_setting} to the provider's own issuer URL "
+                "(`flask auth doctor` shows both).",
+            )
+        return metadata
+
+    def authorize_params(
+        self, client: FlaskOAuth2App, has_refresh_token: bool | None = None
+    ) -> dict[str, Any]:
+        """`offline_access` where listed, with the consent prompt unless a refresh token is
+        known to be stored (nobody signed in: not known)."""
+        params = super().authorize_params(client, has_refresh_token)
+        scopes = self.scope.split()
+        if "offline_access" in (self.metadata(client).get("scopes_supported") or ()):
+            params["scope"] = " ".join(dict.fromkeys([*scopes, "offline_access"]))
+            if self.offline_prompt and has_refresh_token is not True:
+                params["prompt"] = self.offline_prompt
+        return params
+
+    def complete_login(
+        self, client: FlaskOAuth2App, args: Mapping[str, str]
+    ) -> tuple[Identity, dict[str, Any]]:
+        self.check_response_issuer(self.metadata(client), args.get("iss"))
+        return super().complete_login(client, args)
+
+    def check_response_issuer(self, metadata: Mapping[str, Any], iss: str | None) -> None:
+        """RFC 9207 2.4: an `iss` in the callback must be the issuer's, and is required where
+        the document says the provider sends it: else the answer may be another provider's."""
+        if iss is None and not metadata.get("authorization_response_iss_parameter_supported"):
+            return
+        issuers = self.id_token_issuers(metadata)
+        patterns = [re.escape(i).replace(re.escape(TENANT_PLACEHOLDER), "[^/]+") for i in issuers]
+        if iss is not None and any(re.fullmatch(p, iss) for p in patterns):
+            return
+        raise LoginRefused(
+            400,
+            "issuer_mismatch",
+            f"This sign-in answer does not come from {self.title}'s issuer "
+            f"({'no iss' if iss is None else 'iss ' + repr(iss[:200])}), so it was refused.",
+            "Start the sign-in again from the login page.",
+        )
 
     def id_token_issuers(self, metadata: Mapping[str, Any]) -> list[str]:
         issuer = str(metadata.get("issuer") or "")  # none: no ID token can match it
@@ -129,7 +187,7 @@ class OIDCProvider(OAuth2Provider):
         return {"essential": True, "validate": valid}
 
     def exchange_code(self, client: FlaskOAuth2App) -> dict[str, Any]:
-        metadata = client.load_server_metadata()
+        metadata = self.metadata(client)
         # Authlib would accept any algorithm the discovery document lists (even `none`).
         metadata["id_token_signing_alg_values_supported"] = list(self.id_token_algorithms)
         options = {
@@ -138,9 +196,15 @@ class OIDCProvider(OAuth2Provider):
             "aud": {"essential": True, "value": self.config.client_id},
             "sub": {"essential": True},
         }
-        token = self.token_request(
-            lambda: client.authorize_access_token(leeway=ID_TOKEN_LEEWAY, claims_options=options)
-        )
+        try:
+            token = self.token_request(
+                lambda: client.authorize_access_token(
+                    leeway=ID_TOKEN_LEEWAY, claims_options=options
+                )
+            )
+        except JoseError:
+            self.check_algorithm(client.token)  # a clearer page than "failed validation"
+            raise
         if "id_token" not in token or not token.get("userinfo"):
             raise LoginRefused(
                 400,
@@ -149,6 +213,25 @@ class OIDCProvider(OAuth2Provider):
                 "Start the sign-in again; the app asks for the `openid` scope.",
             )
         return token
+
+    def check_algorithm(self, token: Mapping[str, Any] | None) -> None:
+        """An ID token signed with another public-key algorithm than we pin is a setting of
+        the client at the provider (`none` and HMAC stay "failed validation": forgeries)."""
+        try:
+            alg = extract_compact(str((token or {})["id_token"]).encode()).headers().get("alg")
+        except (KeyError, ValueError, JoseError):
+            return
+        if alg not in self.id_token_algorithms and str(alg)[:2] in ("RS", "PS", "ES", "Ed"):
+            accepted = ", ".join(self.id_token_algorithms)
+            raise LoginRefused(
+                400,
+                "id_token_algorithm",
+                f"{self.title} signed the identity token with {str(alg)[:20]}; "
+                f"this app accepts {accepted}.",
+                f"Set the client's ID token signature algorithm to {accepted} at the provider "
+                f"({self.console_name}).",
+                details={"alg": str(alg)[:20]},
+            )
 
     def fetch_identity(self, client: FlaskOAuth2App, token: dict[str, Any]) -> Identity:
         claims: Mapping[str, Any] = token["userinfo"]
@@ -174,7 +257,7 @@ class OIDCProvider(OAuth2Provider):
         """The provider's own rule on a validated ID token (a hosted domain, say)."""
 
     def fetch_profile(self, client: FlaskOAuth2App, token: dict[str, Any]) -> Identity:
-        endpoint = client.load_server_metadata()["userinfo_endpoint"]
+        endpoint = self.metadata(client)["userinfo_endpoint"]
         response = client.get(endpoint, token=token)
         if response.status_code != 200:
             raise self.api_error(response, "userinfo")
@@ -198,10 +281,14 @@ class OIDCProvider(OAuth2Provider):
             avatar_url=claim("avatar_url"),
         )
 
+    def refresh(self, client: FlaskOAuth2App, token: StoredGrant) -> dict[str, Any]:
+        self.metadata(client)  # the issuer check, before the refresh token goes anywhere
+        return super().refresh(client, token)
+
     def revoke(self, client: FlaskOAuth2App, token: StoredGrant | None, subject: str) -> None:
         if token is None:  # nothing to ask with
             raise RevocationIncomplete("no_token")
-        endpoint = client.load_server_metadata().get("revocation_endpoint")
+        endpoint = self.metadata(client).get("revocation_endpoint")
         if not endpoint:  # the person removes the app at the provider
             raise RevocationIncomplete("no_revocation_endpoint")
         self.revoke_token(client, endpoint, token)
@@ -234,7 +321,7 @@ class OIDCProvider(OAuth2Provider):
         issuer = metadata.get("issuer")
         if not cls.issuer_expected(config, issuer):
             problem = f"the discovery document's issuer {issuer!r} does not match {url}"
-            hint = f"ID tokens from it would be refused: check {cls.discovery_setting}."
+            hint = f"Sign-in refuses to use it (Discovery 4.3): check {cls.discovery_setting}."
             return [Check("fail", problem, hint)]
         loaded = Check("ok", f"discovery document loaded; issuer {issuer}")
         return [loaded, cls.key_set_check(metadata, fetch)]
