@@ -39,7 +39,7 @@ class MicrosoftProvider(OIDCProvider):
     tenant_claim = ("tid", GUID)
     tenant_setting = "MICROSOFT_TENANT"
     tenant_aliases = ISSUERS
-    description_codes = {r"\bAADSTS(50011|500112)\b": "redirect_uri_mismatch"}  # AADSTS codes
+    description_codes = {r"\bAADSTS(50011|500112)\b": "redirect_uri_mismatch"}  # bad redirect URI
     # The subject is `sub`: immutable and pairwise (one per app: apps cannot track people);
     # `oid` is shared by the tenant's apps. The email "isn't guaranteed to be correct": never
     # verified. The picture is a Graph URL needing a token: no avatar.
