@@ -22,7 +22,7 @@ VARIABLE = "MICROSOFT_LOGIN_URL"
 LOGIN = "https://login.microsoftonline.com"  # the issuers' origin, wherever the mock runs
 CONSUMERS = "9188040d-6c67-4c5b-b112-36a304b66dad"  # personal accounts' tenant
 CONTOSO = "4f1e7c2a-93d0-4b8e-a6d5-0c3b9e8f7a61"  # a work and school tenant
-TENANTS = {"common": TEMPLATE, "organizations": TEMPLATE, "consumers": CONSUMERS}  # issuer's
+TENANTS = {"common": TEMPLATE, "organizations": TEMPLATE, "consumers": CONSUMERS}  # path -> issuer
 TENANTS |= {CONSUMERS: CONSUMERS, CONTOSO: CONTOSO, "contoso.onmicrosoft.com": CONTOSO}
 PERSONAS: dict[str, dict[str, Any]] = {  # a personal account's oid is zeros, then its PUID
     "ada": dict(name="Ada Lovelace", email="ada@example.com", tid=CONTOSO),
@@ -31,7 +31,7 @@ PERSONAS: dict[str, dict[str, Any]] = {  # a personal account's oid is zeros, th
 PERSONAS["ada"]["oid"] = "8d3b5f0e-2c47-4a9e-b1f6-7e0a9c4d2b58"
 PERSONAS["grace"]["oid"] = "00000000-0000-0000-5c1d-2e8b7a4f9036"
 PERSONA_LABELS = dict(ada="Ada Lovelace (work, contoso)", grace="Grace Hopper (personal account)")
-SWITCHES = dict(openid_switches(), email_verified=None, azp=None, tid=None)  # no such claims
+SWITCHES = dict(openid_switches(), email_verified=None, azp=None, tid=None)  # no azp/email_verified
 CHOICES: dict[str, tuple[Any, ...]] = dict(OPENID_CHOICES, email_verified=(None, True, "true"))
 AUTH_METHODS = ["client_secret_post", "private_key_jwt", "client_secret_basic"]  # as listed
 CLAIMS = ["sub", "iss", "aud", "exp", "iat", "nonce", "name", "email"]  # no email_verified
