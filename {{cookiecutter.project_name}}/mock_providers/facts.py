@@ -87,13 +87,13 @@ class MockFacts:
     unverified_email: Callable[[MockControl], str]
     authorize_endpoint: str = "authorize"  # where the browser is sent to sign in
     token_endpoint: str = "token"  # the code exchange, and refreshes
-    profile_endpoint: str  # what `/api/providers/<name>/profile` calls
+    profile_endpoint: str = "userinfo"  # what `/api/providers/<name>/profile` calls
     # Where the app's revocation of the grant lands; None: no app can revoke one there
     # (no revocation endpoint), so the app names the provider in `?unrevoked=` for the person.
     revoke_endpoint: str | None
     # The most requests one sign-in makes here (token and profile reads), once the app has
-    # cached what it caches (discovery, keys).
-    login_calls: int
+    # cached what it caches (discovery, keys): by default the token request alone.
+    login_calls: int = 1
     # The app variable naming the host that serves its API calls, its revocation and the
     # doctor's probe; `api_path` is what to append to a bare host put there (for one, the
     # discovery document's path, since the variable names the document itself).
@@ -121,9 +121,14 @@ class MockFacts:
     # URL anew each time), so the other sessions rightly get it.
     profile_changes_each_sign_in: bool = False
     # Settings `flask auth doctor` must fail (credentials that cannot be this provider's,
-    # an expired API version), and text each of its failures must contain.
+    # an expired API version), and text each of its failures must contain (by default the
+    # names of those settings).
     malformed_settings: Mapping[str, str]
-    malformed_findings: tuple[str, ...]
+    malformed_findings: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.malformed_findings:
+            object.__setattr__(self, "malformed_findings", tuple(self.malformed_settings))
 
 
 @cache

@@ -76,6 +76,7 @@ class OAuthServer(Grants):
     params_in: tuple[str, ...] = ("form",)
     default_grant: str | None = None  # the grant a token request without grant_type gets
     refresh_with: str = "always"  # codes bring refresh tokens: always | offline_access | never
+    offline_on_consent: bool = True  # offline_access brings one only on a consent screen
     revoke_auth: bool = True  # RFC 7009 §2.1: revocation authenticates the client
     revoke_unknown: str = "ok"  # RFC 7009 §2.2: 200 for an unknown token; "refuse": 400
     # Endpoint name -> path (or paths) under `prefix`; the names count requests.
@@ -228,9 +229,9 @@ class OAuthServer(Grants):
 
     def offline(self, req: AuthRequest, consent_shown: bool) -> bool:
         """Whether the code brings a refresh token (`refresh_with`; OIDC Core §11 for
-        offline_access: only when the consent screen was shown)."""
+        offline_access: only when the consent screen was shown, if `offline_on_consent`)."""
         if self.refresh_with == "offline_access":
-            return "offline_access" in req.scopes and consent_shown
+            return "offline_access" in req.scopes and (consent_shown or not self.offline_on_consent)
         return self.refresh_with == "always"
 
     def callback_params(self, req: AuthRequest, code: str) -> list[tuple[str, str]]:

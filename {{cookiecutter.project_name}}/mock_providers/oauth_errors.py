@@ -62,16 +62,25 @@ class ErrorStyle(Protocol):
 
 @dataclass
 class OAuthErrors:
-    """RFC 6749 JSON errors; `table` rewords them by reason or group (see `Problem`)."""
+    """RFC 6749 JSON errors; `table` rewords them by reason or group (see `Problem`), and
+    `codes` (by reason or group, or "outage") starts a description with the provider's own
+    code for it, as in "AADSTS54005: ..."."""
 
     table: Mapping[str, tuple[str, int, str]] = field(default_factory=dict)
     outage: tuple[str, str] = ("temporarily_unavailable", "The server is unavailable.")
+    codes: Mapping[str, str] = field(default_factory=dict)
 
     def refuse(self, problem: Problem) -> Response:
         error, status, description = problem.pick(self.table, RFC_ERRORS)
-        body = dict(error=error, error_description=description.format(detail=problem.detail))
-        return json_response(body, status)
+        code = problem.pick(self.codes, {problem.reason: ""})  # "": the provider has none
+        text = self.coded(code, description.format(detail=problem.detail))
+        return json_response(dict(error=error, error_description=text), status)
 
     def unavailable(self, status: int) -> Response:
         error, description = self.outage
-        return json_response(dict(error=error, error_description=description), status)
+        text = self.coded(self.codes.get("outage", ""), description)
+        return json_response(dict(error=error, error_description=text), status)
+
+    @staticmethod
+    def coded(code: str, description: str) -> str:
+        return f"{code}: {description}" if code else description

@@ -3,13 +3,15 @@
 `TenantProvider(name, issuer=".../<tenant>/...", tenants=...)`: the `<tenant>` of a route is
 the tenant asked for; `tenants` maps each one served to the tenant its issuer names, or to
 TEMPLATE where accounts of any tenant sign in (the issuer then holds TEMPLATE, which each ID
-token fills with its own `tenant_claim`). `admits` says who signs in where.
+token fills with its own `tenant_claim`); `excludes` leaves one tenant's accounts out of such
+a path. `admits` says who signs in where.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import KW_ONLY, dataclass, field
+from typing import Any
 
 from flask import request
 from werkzeug.wrappers import Response
@@ -31,6 +33,7 @@ class TenantProvider(OpenIDProvider):
     _: KW_ONLY
     tenants: Mapping[str, str] = field(default_factory=dict)
     tenant_claim: str = "tid"  # the ID token's claim, the persona's key and a switch
+    excludes: Mapping[str, str] = field(default_factory=dict)  # tenant -> accounts refused
     # Discovery of an unknown tenant: (error, error_description naming {tenant}), JSON 400.
     unknown_tenant: tuple[str, str] = ("invalid_tenant", "Tenant '{tenant}' not found.")
 
@@ -48,12 +51,17 @@ class TenantProvider(OpenIDProvider):
         """The tenant of a user's tokens: the `tenant_claim` switch's, else the persona's."""
         return str(self.switch(self.tenant_claim) or self.personas[user][self.tenant_claim])
 
+    def id_claims(self, user: str, scopes: list[str]) -> dict[str, Any]:
+        """The standard claims and the `tenant_claim` naming the token's tenant."""
+        return {**super().id_claims(user, scopes), self.tenant_claim: self.token_tenant(user)}
+
     def token_issuer(self, user: str) -> str:
         return str(self.issuer).replace("<tenant>", self.token_tenant(user))
 
     def admits(self, tenant: str, account_tenant: str) -> bool:
         """Whether an account of `account_tenant` may sign in at the path's `tenant`."""
-        return self.tenants.get(tenant) in (TEMPLATE, account_tenant)
+        excluded = self.excludes.get(tenant) == account_tenant
+        return self.tenants.get(tenant) in (TEMPLATE, account_tenant) and not excluded
 
     def discovery_view(self, **path: str) -> Response:
         if self.tenant() in self.tenants:

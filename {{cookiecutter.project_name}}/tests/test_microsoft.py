@@ -16,7 +16,8 @@ from {{ cookiecutter.package_name }}.providers import PROVIDER_CLASSES, Provider
 from {{ cookiecutter.package_name }}.settings import SettingsError, load_settings
 
 from mock_providers.facts import oidc_metadata, refresh_at
-from mock_providers.microsoft import CONSUMERS, CONTOSO, PERSONAS, pairwise
+from mock_providers.microsoft import CONSUMERS, CONTOSO, PERSONAS
+from mock_providers.openid_provider import pairwise_subject
 
 LOGIN = "https://login.microsoftonline.com"
 FABRIKAM = "0c9a1f52-7d3e-4b6a-8e21-5f4d3c2b1a09"  # a tenant the mock has no one in
@@ -29,7 +30,7 @@ def discovery(mock, tenant: str = "common") -> requests.Response:
 
 
 def sub_of(mock, persona: str) -> str:
-    return pairwise(mock.app_env()["MICROSOFT_CLIENT_ID"], PERSONAS[persona])
+    return pairwise_subject(mock.app_env()["MICROSOFT_CLIENT_ID"], PERSONAS[persona]["oid"])
 
 
 def bearer_get(url: str, token: str) -> requests.Response:

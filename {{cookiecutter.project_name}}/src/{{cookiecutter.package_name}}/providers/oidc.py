@@ -85,6 +85,10 @@ class OIDCProvider(OAuth2Provider):
     # of its values. The document's issuer may hold TENANT_PLACEHOLDER, which each ID token
     # fills with its own tenant; either way the token's issuer names the token's tenant.
     tenant_claim: ClassVar[tuple[str, re.Pattern[str]] | None] = None
+    # The option naming the tenant (in `discovery_path`), and the tenant each alias's issuer
+    # names: an id, or TENANT_PLACEHOLDER (see `tenant_issuer_expected`).
+    tenant_setting: ClassVar[str] = ""
+    tenant_aliases: ClassVar[Mapping[str, str]] = {}
     # Identity field -> the claims that may hold it, the first present wins; () = never given.
     claims: ClassVar[dict[str, tuple[str, ...]]] = {
         "subject": ("sub",),
@@ -303,8 +307,28 @@ class OIDCProvider(OAuth2Provider):
     def issuer_expected(cls, config: ProviderConfig, issuer: Any) -> bool:
         """Discovery 4.3: the document's issuer is the URL it was fetched from (or a spelling
         the provider documents)."""
+        if cls.tenant_setting:
+            return cls.tenant_issuer_expected(config, issuer)
         url = cls.discovery_url(config)
         return issuer == url.removesuffix(DISCOVERY_PATH) or issuer in cls.issuer_spellings
+
+    @classmethod
+    def tenant_issuer_expected(cls, config: ProviderConfig, issuer: Any) -> bool:
+        """`issuer_expected` of a multi-tenant provider: a URL on any host (the issuer's)
+        ending as `discovery_path` does from the tenant on, naming the tenant: an alias's, an
+        id itself, any id (`tenant_claim`'s pattern) for another name (a domain)."""
+        pattern = cls.tenant_claim[1].pattern if cls.tenant_claim else "[^/]+"
+        tenant = config.extra[cls.tenant_setting].lower()
+        if tenant in cls.tenant_aliases or re.fullmatch(pattern, tenant):
+            pattern = re.escape(cls.tenant_aliases.get(tenant, tenant))
+        path = cls.discovery_path.removesuffix(DISCOVERY_PATH)
+        tail = re.escape(path.partition("{" + cls.tenant_setting + "}")[2])
+        return bool(re.fullmatch(f"https?://.+/({pattern}){tail}", str(issuer)))
+
+    @property
+    def tenant(self) -> str:
+        """The tenant `tenant_setting` names, in lower case as issuers spell it."""
+        return self.config.extra[self.tenant_setting].lower()
 
     @classmethod
     def probe_checks(cls, config: ProviderConfig, response: Response, fetch: Fetch) -> list[Check]:
