@@ -20,6 +20,7 @@ ENABLED = {
     "facebook": "{{ cookiecutter.use_facebook }}" == "True",
     "gitlab": "{{ cookiecutter.use_gitlab }}" == "True",
     "microsoft": "{{ cookiecutter.use_microsoft }}" == "True",
+    "sso": "{{ cookiecutter.use_oidc }}" == "True",  # any OpenID Connect provider (use_oidc)
 }
 PROVIDERS = {
     # name: (title, where to register the callback URL, what the console calls the credentials)
@@ -49,7 +50,14 @@ PROVIDERS = {
         "https://entra.microsoft.com/#view/Microsoft_AAD_RegisteredApps/ApplicationsListBlade",
         "Application (client) ID and a client secret's Value",
     ),
+    "sso": (
+        "single sign-on",
+        "as a confidential client of your identity provider (set OIDC_ISSUER to its issuer URL)",
+        "client ID and secret",
+    ),
 }
+# The variables' prefix where it is not the provider's name.
+ENV_PREFIXES = {"sso": "OIDC"}
 SCREENSHOT_PROVIDERS = ("google", "github", "facebook")
 LOCAL_URL = "http://127.0.0.1:5000"
 # MIT, BSD-3-Clause, Apache-2.0 or none (cookiecutter refuses any other choice).
@@ -145,7 +153,8 @@ def print_next_steps() -> None:
     ]
     for name in enabled:
         title, console, credentials = PROVIDERS[name]
-        variables = f"{name.upper()}_CLIENT_ID / {name.upper()}_CLIENT_SECRET"
+        prefix = ENV_PREFIXES.get(name, name.upper())
+        variables = f"{prefix}_CLIENT_ID / {prefix}_CLIENT_SECRET"
         steps += [
             f"  {title}: {LOCAL_URL}/auth/{name}/callback",
             f"    register it {console}",

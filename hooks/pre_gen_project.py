@@ -22,6 +22,7 @@ PROVIDERS = {
     "use_facebook": "{{ cookiecutter.use_facebook }}",
     "use_gitlab": "{{ cookiecutter.use_gitlab }}",
     "use_microsoft": "{{ cookiecutter.use_microsoft }}",
+    "use_oidc": "{{ cookiecutter.use_oidc }}",
 }
 # They end up inside Python and TOML string literals of the baked project.
 TEXT_FIELDS = {
@@ -94,10 +95,7 @@ def main() -> None:
             f"Python or the app needs: choose another project_name, e.g. {PACKAGE_NAME}-app."
         )
     if not any(value == "True" for value in PROVIDERS.values()):
-        fail(
-            "no sign-in provider selected: set at least one of "
-            f"{', '.join(PROVIDERS)} to yes."
-        )
+        fail(f"no sign-in provider selected: set at least one of {', '.join(PROVIDERS)} to yes.")
     for name, value in TEXT_FIELDS.items():
         if not value.strip() or any(ch in value for ch in '"\\\r\n'):
             fail(f"{name} must be a non-empty single line without double quotes or backslashes.")

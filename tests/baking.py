@@ -10,7 +10,10 @@ from pathlib import Path
 from cookiecutter.main import cookiecutter
 
 TEMPLATE = Path(__file__).resolve().parent.parent
-PROVIDERS = ("google", "github", "facebook", "gitlab", "microsoft")
+PROVIDERS = ("google", "github", "facebook", "gitlab", "microsoft", "sso")
+# Each provider's question in cookiecutter.json: use_<provider>, but for the generic OpenID
+# Connect one, whose module (providers/sso.py) is named after what it is for.
+QUESTIONS = {provider: f"use_{provider}" for provider in PROVIDERS} | {"sso": "use_oidc"}
 # combination name -> enabled providers; project app-<name>, package app_<name>
 COMBINATIONS = {"all": PROVIDERS, **{name: (name,) for name in PROVIDERS}}
 # The variables of each provider (interface.md), with their defaults where they have one.
@@ -45,6 +48,15 @@ PROVIDER_VARIABLES = {
         "MICROSOFT_TENANT": "common",
         "MICROSOFT_LOGIN_URL": "https://login.microsoftonline.com",
     },
+    "sso": {
+        "OIDC_CLIENT_ID": "",
+        "OIDC_CLIENT_SECRET": "",
+        "OIDC_ISSUER": "",
+        "OIDC_NAME": "sso",
+        "OIDC_TITLE": "Single sign-on",
+        "OIDC_SCOPES": "openid email profile",
+        "OIDC_END_SESSION_ON_LOGOUT": "false",
+    },
 }
 CORE_VARIABLES = {
     "APP_ENV": "development",
@@ -64,11 +76,12 @@ CONSOLES = {
     "facebook": "https://developers.facebook.com/apps",
     "gitlab": "https://gitlab.com/-/user_settings/applications",
     "microsoft": "https://entra.microsoft.com/#view/Microsoft_AAD_RegisteredApps/ApplicationsListBlade",
+    "sso": "confidential client of your identity provider",
 }
 
 
 def answers(enabled: tuple[str, ...]) -> dict[str, bool]:
-    return {f"use_{provider}": provider in enabled for provider in PROVIDERS}
+    return {QUESTIONS[provider]: provider in enabled for provider in PROVIDERS}
 
 
 def isolated_config(directory: Path) -> Path:

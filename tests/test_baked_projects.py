@@ -12,7 +12,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from baking import COMBINATIONS, TEMPLATE, bake, text_files
+from baking import COMBINATIONS, PROVIDER_VARIABLES, QUESTIONS, TEMPLATE, bake, text_files
 
 # What any unrendered Jinja leftover starts with. The closing "}}" and "%}" alone are not
 # checked: Python has them legitimately ({**{k: v}}, f"{ratio:.0%}").
@@ -70,20 +70,28 @@ def test_project_and_package_names_are_applied(combination) -> None:
 
 
 # Every provider the template offers: its `use_<name>` questions.
+ASKED = {question: provider for provider, question in QUESTIONS.items()}
 OFFERED = tuple(
-    key.removeprefix("use_")
+    ASKED[key]
     for key in json.loads((TEMPLATE / "cookiecutter.json").read_text())
     if key.startswith("use_")
 )
+# How text names a provider: by its name; the generic OpenID Connect one by its module's name,
+# its title and its variables (not by "oidc": the OpenID Connect base of every bake has that).
+TERMS = {provider: (provider,) for provider in OFFERED} | {
+    "sso": ("sso", "single sign-on", "use_oidc", *PROVIDER_VARIABLES["sso"])
+}
+PROVIDER_OF = {term.lower(): provider for provider, terms in TERMS.items() for term in terms}
 # Text that names GitHub without being the provider: GitHub Actions and their .github/
 # folder (whose files are not searched either).
 NOT_THE_PROVIDER = re.compile(r"\.github/|GitHub Actions")
 
 
-def mentions(names: tuple[str, ...] | list[str]) -> re.Pattern[str]:
-    """A provider's name in any case, not inside a longer word's tail: Facebook, github.py,
+def mentions(providers: tuple[str, ...] | list[str]) -> re.Pattern[str]:
+    """A provider's terms in any case, not inside a longer word's tail: Facebook, github.py,
     app_google, GOOGLE_CLIENT_ID (its variables), `use_gitlab`, MicrosoftProvider."""
-    return re.compile(rf"(?<![a-z])(?:{'|'.join(names)})", re.IGNORECASE)
+    terms = (re.escape(term) for provider in providers for term in TERMS[provider])
+    return re.compile(rf"(?<![a-z])(?:{'|'.join(terms)})", re.IGNORECASE)
 
 
 def test_a_disabled_provider_leaves_no_text_behind(combination) -> None:
@@ -102,7 +110,7 @@ def test_a_disabled_provider_leaves_no_text_behind(combination) -> None:
             continue
         for number, line in enumerate(text.splitlines(), 1):
             line = NOT_THE_PROVIDER.sub("", line)
-            seen.update(match.lower() for match in mentions(OFFERED).findall(line))
+            seen.update(PROVIDER_OF[match.lower()] for match in mentions(OFFERED).findall(line))
             if left_out and mentions(left_out).search(line):
                 found.append(f"{relative}:{number}: {line.strip()[:140]}")
     assert not found, f"app-{name} names providers it has not ({', '.join(left_out)}):\n" + (

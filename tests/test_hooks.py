@@ -15,6 +15,7 @@ from baking import (
     CORE_VARIABLES,
     PROVIDER_VARIABLES,
     PROVIDERS,
+    QUESTIONS,
     TEMPLATE,
     bake,
     bake_cli,
@@ -107,7 +108,7 @@ def test_no_provider_at_all_is_refused(tmp_path: Path) -> None:
     assert result.returncode != 0
     assert our_errors(result.stderr) == [
         "ERROR: no sign-in provider selected: set at least one of use_google, use_github, "
-        "use_facebook, use_gitlab, use_microsoft to yes."
+        "use_facebook, use_gitlab, use_microsoft, use_oidc to yes."
     ]
     assert not out.exists() or list(out.iterdir()) == []
 
@@ -135,11 +136,11 @@ def test_valid_unusual_names_bake(tmp_path: Path, name: str) -> None:
 # --- post_gen_project.py: next steps -----------------------------------------------------------
 
 
-@pytest.mark.parametrize("enabled", [PROVIDERS, ("github",), ("google", "facebook")])
+@pytest.mark.parametrize("enabled", [PROVIDERS, ("github",), ("google", "facebook"), ("sso",)])
 def test_next_steps_name_each_callback_and_console(
     tmp_path: Path, enabled: tuple[str, ...]
 ) -> None:
-    flags = [f"use_{p}={'yes' if p in enabled else 'no'}" for p in PROVIDERS]
+    flags = [f"{QUESTIONS[p]}={'yes' if p in enabled else 'no'}" for p in PROVIDERS]
     result = bake_cli(tmp_path / "out", "project_name=my-app", *flags)
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout

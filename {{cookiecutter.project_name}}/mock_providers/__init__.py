@@ -39,6 +39,9 @@ PROVIDERS = [
 {%- if cookiecutter.use_microsoft %}
     "microsoft",
 {%- endif %}
+{%- if cookiecutter.use_oidc %}
+    "sso",
+{%- endif %}
 ]
 
 

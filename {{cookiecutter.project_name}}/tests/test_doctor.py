@@ -331,7 +331,7 @@ def test_every_bad_production_setting_is_listed_in_one_run(doctor) -> None:
         for variable in cls.url_settings
         if variable != FACTS[name].api_variable
     ]
-    plain_http = {unfetched[0]: "http://sso.example.com"} if unfetched else {}
+    plain_http = {unfetched[0]: "http://idp.example.com"} if unfetched else {}
     report = doctor(
         APP_ENV="production",
         SECRET_KEY="changeme",

@@ -29,6 +29,8 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
+from {{ cookiecutter.package_name }}.providers import PROVIDER_CLASSES
+
 import mock_providers
 from mock_providers import PROVIDERS, MockSettings, RunningMock, app_env, start
 from mock_providers.keys import KeyRing
@@ -77,10 +79,10 @@ def test_app_env_points_at_the_mock(fake: RunningMock) -> None:
     """Each enabled provider's variables and no others (test_<provider>_mock.py: its URLs)."""
     env = fake.app_env()
     assert env == app_env(fake.url, fake.settings)
-    prefixes = tuple(f"{name.upper()}_" for name in PROVIDERS)
+    prefixes = tuple(f"{PROVIDER_CLASSES[name].env_prefix}_" for name in PROVIDERS)
     assert [key for key in env if not key.startswith(prefixes)] == []
     for name in PROVIDERS:
-        prefix = name.upper()
+        prefix = PROVIDER_CLASSES[name].env_prefix
         credentials = (env[f"{prefix}_CLIENT_ID"], env[f"{prefix}_CLIENT_SECRET"])
         assert credentials == SETTINGS.credentials(name)
         assert FACTS[name].api_variable in env

@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Mapping
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 from typing import NoReturn
 
@@ -31,7 +32,6 @@ from .errors import register_error_handlers
 from .extensions import init_extensions
 from .flask_command import db_command_requested, doctor_requested
 from .logs import configure_logging, init_request_logging
-from .providers import PROVIDER_CLASSES
 from .ratelimits import init_rate_limits
 from .redis import connect
 from .security_headers import init_security_headers
@@ -89,7 +89,7 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
     app.jinja_env.globals.update(
         app_name=APP_NAME,
         csrf_token=csrf_token,
-        provider_title=provider_title,
+        provider_title=partial(provider_title, settings),
         provider_scripts=provider_scripts(app),
     )
     app.jinja_env.filters["datetime"] = format_timestamp
@@ -130,8 +130,8 @@ def format_timestamp(timestamp: int | float) -> str:
     return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(timestamp))
 
 
-def provider_title(name: str) -> str:
-    cls = PROVIDER_CLASSES.get(name)
+def provider_title(settings: Settings, name: str) -> str:
+    cls = settings.provider_classes.get(name)
     return cls.title if cls else name
 
 

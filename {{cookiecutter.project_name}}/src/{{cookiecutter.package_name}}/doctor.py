@@ -29,7 +29,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from .database import UPGRADE_COMMAND, is_sqlite, redacted_url, schema_status
 from .masking import mask_url
 from .models import db
-from .providers import PROVIDER_CLASSES, Check, Provider, ProviderConfig
+from .providers import Check, Provider, ProviderConfig
 from .settings import NO_DATABASE, REDIS_SCHEMES, Settings
 
 LOCAL_URL = "http://127.0.0.1:5000"
@@ -148,7 +148,7 @@ class Doctor:
         self.check("redis", "connection and persistence", self.redis)
         self.check("database", "connection and schema", self.database)
         timeout = self.settings.http_timeout
-        for name, cls in PROVIDER_CLASSES.items():
+        for name, cls in self.settings.provider_classes.items():
             config = self.settings.providers.get(name)
             if config is None:
                 reason = self.settings.disabled_providers.get(name, "not configured")
@@ -292,15 +292,19 @@ class Doctor:
 
     def callbacks(self) -> dict[str, CallbackInfo]:
         base = self.settings.public_url or LOCAL_URL
+        configs = self.settings.providers
         return {
             name: {
-                "enabled": name in self.settings.providers,
+                "enabled": name in configs,
                 "callback_url": f"{base}/auth/{name}/callback",
-                "other_urls": {label: base + path for label, path in cls.extra_callbacks.items()},
+                "other_urls": {
+                    label: base + path
+                    for label, path in cls.other_callbacks(configs.get(name)).items()
+                },
                 "console": cls.console_name,
                 "console_url": cls.console_url,
             }
-            for name, cls in PROVIDER_CLASSES.items()
+            for name, cls in self.settings.provider_classes.items()
         }
 
     @property

@@ -14,7 +14,7 @@ from .api_tokens import ApiTokenStore
 from .audit import AuditLog
 from .http import make_shared_adapter
 from .provider_errors import keeping_clock
-from .providers import PROVIDER_CLASSES, Provider
+from .providers import Provider
 from .session_index import SessionIndex
 from .settings import Settings
 from .tokens.refresh import TokenService
@@ -28,7 +28,7 @@ def init_extensions(app: Flask, settings: Settings, client: redis.Redis | RedisC
     oauth = OAuth(app)  # one registry per app, so test apps never share clients
     providers: dict[str, Provider] = {}
     for name, config in settings.providers.items():
-        provider = PROVIDER_CLASSES[name](config, settings.http_timeout, adapter)
+        provider = settings.provider_classes[name](config, settings.http_timeout, adapter)
         registration = provider.registration()
         registration["compliance_fix"] = keeping_clock(registration["compliance_fix"])
         oauth.register(name, user_agent="{{ cookiecutter.project_name }}/0.1", **registration)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import ipaddress
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +39,10 @@ REQUEST_LOG_CHOICES = ("notable", "all", "off")
 # Values people paste from tutorials; refused in production whatever their length.
 _HOW_TO_GENERATE_KEY = "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`"
 _PLACEHOLDER_SECRETS = {"changeme", "change-me", "secret", "dev", "development", "your-secret-key"}
+# A provider's name in routes, Redis keys and the database (models.py: 32 characters).
+PROVIDER_NAME = re.compile(r"[a-z][a-z0-9]*(?:-[a-z0-9]+)*")
+MAX_PROVIDER_NAME = 32
+MAX_PROVIDER_TITLE = 40
 
 
 class SettingsError(Exception):
@@ -93,6 +98,9 @@ class Settings:
     max_api_tokens_per_user: int
     providers: Mapping[str, ProviderConfig]
     disabled_providers: Mapping[str, str]
+    # Every provider of this app by its name, enabled or not, in the order of the buttons:
+    # what routes, records and pages use (a provider may be renamed, see `_named_class`).
+    provider_classes: Mapping[str, type[Provider]]
     # Only non-empty when loaded with strict=False (for `flask auth doctor`).
     problems: tuple[str, ...] = ()
 
@@ -281,13 +289,38 @@ def _provider_config(
         return None
     extra: dict[str, str] = {}
     for variable, default in cls.url_settings.items():
-        value = (env.get(variable, "").strip() or default).rstrip("/")
-        _provider_url(variable, value, production, problems)
+        value = env.get(variable, "").strip() or default
+        if variable not in cls.verbatim_urls:
+            value = value.rstrip("/")
+        if value:
+            _provider_url(variable, value, production, problems)
+        else:
+            problems.append(f"{variable} is required to enable {cls.title}: set it to its URL")
         extra[variable] = value
     for variable, default in cls.option_settings.items():
         extra[variable] = env.get(variable, "").strip() or default
     problems += cls.validate(client_id, extra)
     return ProviderConfig(cls.name, client_id, client_secret, extra)
+
+
+def _named_class(
+    cls: type[Provider], env: Mapping[str, str], problems: list[str]
+) -> type[Provider]:
+    """The class under the name and title its variables give it (`Provider.name_setting`)."""
+    name = (env.get(cls.name_setting, "").strip() if cls.name_setting else "") or cls.name
+    title = (env.get(cls.title_setting, "").strip() if cls.title_setting else "") or cls.title
+    if not PROVIDER_NAME.fullmatch(name) or len(name) > MAX_PROVIDER_NAME:
+        problems.append(
+            f"{cls.name_setting} must be a short lowercase name for URLs such as /login/<name> "
+            f"(letters, digits and single '-', at most {MAX_PROVIDER_NAME}), got {name!r}"
+        )
+        name = cls.name
+    if len(title) > MAX_PROVIDER_TITLE or not title.isprintable():
+        problems.append(
+            f"{cls.title_setting} must be one line of at most {MAX_PROVIDER_TITLE} characters"
+        )
+        title = cls.title
+    return cls.renamed(name, title)
 
 
 def _public_url(env: Mapping[str, str], production: bool, problems: list[str]) -> str | None:
@@ -358,14 +391,25 @@ def load_settings(env: Mapping[str, str] | None = None, *, strict: bool = True) 
 
     providers: dict[str, ProviderConfig] = {}
     disabled: dict[str, str] = {}
-    for name, cls in PROVIDER_CLASSES.items():
+    classes: dict[str, type[Provider]] = {}
+    for module_class in PROVIDER_CLASSES.values():
+        cls = _named_class(module_class, env, problems)
         config = _provider_config(cls, env, production, problems)
+        taken = classes.get(cls.name)
+        if taken is not None and (config is None or cls.name in providers):
+            if config is not None:  # both enabled: the routes would be ambiguous
+                problems.append(
+                    f"{cls.name_setting}={cls.name} is {taken.title}'s name here: choose another"
+                )
+            continue  # else the disabled one gives way
+        classes[cls.name] = cls
         if config is None:
-            disabled[name] = (
+            disabled[cls.name] = (
                 f"{cls.env_prefix}_CLIENT_ID and {cls.env_prefix}_CLIENT_SECRET are not both set"
             )
         else:
-            providers[name] = config
+            disabled.pop(cls.name, None)
+            providers[cls.name] = config
     if not providers and production:  # development only warns (configure_app, the doctor)
         variables = " or ".join(
             f"{cls.env_prefix}_CLIENT_ID and {cls.env_prefix}_CLIENT_SECRET"
@@ -416,6 +460,7 @@ def load_settings(env: Mapping[str, str] | None = None, *, strict: bool = True) 
         max_api_tokens_per_user=_at_least_one(env, "MAX_API_TOKENS_PER_USER", 50, problems),
         providers=providers,
         disabled_providers=disabled,
+        provider_classes=classes,
         problems=tuple(problems),
     )
     if problems and strict:

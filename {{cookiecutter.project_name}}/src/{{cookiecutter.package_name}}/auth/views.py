@@ -40,6 +40,10 @@ from .urls import external_url, safe_next
 bp = Blueprint("auth", __name__)
 
 NEXT_KEY = "login_next"
+# The ID token of this session's sign-in, for a provider that ends its own session at our
+# logout (RP-Initiated Logout's id_token_hint): in the session, whose record is encrypted
+# (sessions.py) and goes at logout, so it never reaches a cookie, a page or the database.
+ID_TOKEN_KEY = "id_token"  # noqa: S105 - a session key, not a secret
 
 
 def track_last_seen() -> None:
@@ -186,6 +190,8 @@ def callback(provider: str) -> Response:
         remember_user(user)
     else:
         _start_session(user, provider)
+        if adapter.ends_provider_session and isinstance(token.get("id_token"), str):
+            session[ID_TOKEN_KEY] = token["id_token"]
     if lost_roles & current_app.config["APP_SETTINGS"].security_roles:
         sign_out_everywhere(user.id, keep=session["sid_public"], reason="role removed")
     if signed_in is None and _wants_refresh_consent(adapter, client, stored):
@@ -243,8 +249,11 @@ def _link(user: UserView, identity: Identity) -> UserView:
 
 @bp.post("/logout")
 def logout() -> Response:
+    """End our session (revoking the grants first with REVOKE_ON_LOGOUT), then, if the
+    provider of this sign-in ends its own session too, send the browser there (303)."""
     user = current_user()
     unrevoked = []
+    provider_logout = None
     if user is not None:
         check_csrf()
         if current_app.config["APP_SETTINGS"].revoke_on_logout:
@@ -256,8 +265,20 @@ def logout() -> Response:
         db.session.commit()
         if session.get("sid_public"):
             session_index().end(user.id, session["sid_public"])
+        provider_logout = _provider_logout_url(session.get("provider"), session.get(ID_TOKEN_KEY))
     session.clear()  # deletes the Redis record and expires the cookie
+    if provider_logout:  # the person comes back to the home page, signed out
+        return redirect(provider_logout, code=303)
     return redirect(url_for("pages.index", **unrevoked_query(unrevoked)), code=303)
+
+
+def _provider_logout_url(provider: str | None, id_token: str | None) -> str | None:
+    """Where the provider of this session's sign-in ends its own session, if it does."""
+    adapter = current_app.extensions["providers"].get(provider or "")
+    if adapter is None or not adapter.ends_provider_session:
+        return None
+    home = external_url(url_for("pages.index"))
+    return adapter.end_session_url(oauth_client(adapter.name), id_token, home)
 
 
 def _start_session(user: UserView, provider: str) -> None:

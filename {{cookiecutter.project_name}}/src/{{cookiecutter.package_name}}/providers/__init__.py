@@ -28,6 +28,9 @@ PROVIDERS = [
 {%- if cookiecutter.use_microsoft %}
     "microsoft",
 {%- endif %}
+{%- if cookiecutter.use_oidc %}
+    "sso",
+{%- endif %}
 ]
 
 

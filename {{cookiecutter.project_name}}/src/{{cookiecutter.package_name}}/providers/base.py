@@ -183,11 +183,39 @@ class Provider:
     # "client_id" or "client_secret" -> (a regular expression a wrong value fully matches,
     # the problem, the hint with {console_name}): a value of another kind pasted there, say.
     credential_mistakes: ClassVar[dict[str, tuple[str, str, str]]] = {}
+    # Of `url_settings`, those kept exactly as given: an issuer is compared byte for byte
+    # (OIDC Discovery 4.3), so its trailing slash is no typo. The others lose theirs.
+    verbatim_urls: ClassVar[tuple[str, ...]] = ()
+    # Variables that rename it (one provider module for any company's identity provider):
+    # its `name` in routes and records, its `title` on the button. settings.py reads them.
+    name_setting: ClassVar[str] = ""
+    title_setting: ClassVar[str] = ""
+    # Whether a logout here also ends the person's session at the provider (`end_session_url`).
+    ends_provider_session: bool = False
 
     def __init__(self, config: ProviderConfig, timeout: float, adapter: HTTPAdapter | None):
         self.config = config
         self.timeout = timeout
         self.adapter = adapter  # the app's shared connection pool, mounted on every session
+
+    @classmethod
+    def renamed(cls, name: str, title: str) -> type[Provider]:
+        """This provider under another name and title (`name_setting`, `title_setting`)."""
+        if (name, title) == (cls.name, cls.title):
+            return cls
+        attributes = {"__module__": cls.__module__, "name": name, "title": title}
+        return type(cls.__name__, (cls,), attributes)
+
+    @classmethod
+    def other_callbacks(cls, config: ProviderConfig | None) -> dict[str, str]:
+        """Other URLs of ours to register in its console under `config` (None: disabled),
+        {label: path}: by default `extra_callbacks`."""
+        return dict(cls.extra_callbacks)
+
+    @property
+    def icon(self) -> str:
+        """Its button's picture in static/: named after its module, whatever its name."""
+        return self.__module__.rpartition(".")[2] + ".svg"
 
     # --- configuration and `flask auth doctor` ------------------------------------------
 
@@ -284,3 +312,10 @@ class Provider:
     def token_refused(self, exc: OAuthError) -> ProviderError:
         """What an OAuth error from the token endpoint means, with a hint."""
         raise NotImplementedError
+
+    def end_session_url(
+        self, client: FlaskOAuth2App, id_token: str | None, post_logout_uri: str
+    ) -> str | None:
+        """Where to send the browser after our logout to end its session at the provider
+        too (OpenID Connect RP-Initiated Logout); None: nowhere, our logout is all."""
+        return None
