@@ -218,7 +218,7 @@ class OAuthServer(Grants):
             return None
         error, description = problem
         query = [("error", error), ("error_description", description)]
-        return redirect_back(req.redirect_uri, query, req.state)
+        return redirect_back(req.redirect_uri, self.error_params(query), req.state)
 
     def authorization_problem(self, req: AuthRequest) -> tuple[str, str] | None:
         if req.response_type != "code":
@@ -241,7 +241,12 @@ class OAuthServer(Grants):
         return redirect_back(req.redirect_uri, self.callback_params(req, code), req.state)
 
     def denied(self, req: AuthRequest) -> Response:
-        return redirect_back(req.redirect_uri, [("error", "access_denied")], req.state)
+        error = self.error_params([("error", "access_denied")])
+        return redirect_back(req.redirect_uri, error, req.state)
+
+    def error_params(self, params: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        """An error redirect's parameters (an OpenID provider adds `iss`: RFC 9207 2)."""
+        return params
 
     def token_view(self, **path: str) -> Response:
         """The token endpoint: outage switches, client authentication, then the grant."""

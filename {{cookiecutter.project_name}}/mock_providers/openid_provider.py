@@ -121,6 +121,9 @@ class OpenIDProvider(OAuthServer):
     def callback_params(self, req: AuthRequest, code: str) -> list[tuple[str, str]]:
         return [*super().callback_params(req, code), *self.response_iss()]
 
+    def error_params(self, params: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        return [*params, *self.response_iss()]  # RFC 9207 2: error responses carry it too
+
     def response_iss(self) -> list[tuple[str, str]]:
         """The callback's `iss` parameter, if any, as the `response_iss` switch says."""
         how = self.switch("response_iss")

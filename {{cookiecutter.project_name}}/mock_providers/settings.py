@@ -21,6 +21,9 @@ class MockSettings:
     # module declares as CLIENT (shaped like the real ones: the app checks the shapes), else
     # `mock-<name>-client-id` / `mock-<name>-client-secret`, so a new mock needs no edit here.
     clients: dict[str, tuple[str, str]] = field(default_factory=dict)
+    # name -> the name the app gives the provider in its routes, where it renames it (the
+    # generic OpenID Connect provider's OIDC_NAME): the registered callback follows it.
+    routes: dict[str, str] = field(default_factory=dict)
 
     def credentials(self, provider: str) -> tuple[str, str]:
         """The (client id, client secret) the app uses with `provider`."""
@@ -46,4 +49,4 @@ class MockSettings:
 
     def callback(self, provider: str) -> str:
         """The redirect URI registered for `provider` in its (imaginary) developer console."""
-        return f"{self.app_url.rstrip('/')}/auth/{provider}/callback"
+        return f"{self.app_url.rstrip('/')}/auth/{self.routes.get(provider, provider)}/callback"

@@ -1,11 +1,10 @@
 """Mock single sign-on: a company's OpenID provider by the book, at `{mock}/sso`.
 
-Like panva's oidc-provider with its defaults (the paths too): the ID token names the person
-(`sub`) and nothing more when an access token comes with it, the profile is userinfo's (OIDC
-Core 5.4); a refresh token only with `offline_access` and a consent (Core 11), rotated at
-each refresh; client_secret_basic first; revocation authenticates the client (RFC 7009 2.1);
-the callback carries `iss` (RFC 9207); `end_session_endpoint` (RP-Initiated Logout 1.0) takes
-an id_token_hint of its own and only the registered post_logout_redirect_uri, the app's home.
+Like panva's oidc-provider with its defaults (the paths too): the ID token has only `sub` when
+an access token comes with it, the profile is userinfo's (OIDC Core 5.4); a refresh token only
+with `offline_access` and a consent (Core 11), rotated; client_secret_basic first; revocation
+authenticates the client (RFC 7009 2.1); callbacks carry `iss` (RFC 9207); the end-session
+endpoint (RP-Initiated Logout 1.0) takes its own id_token_hint and the app's home page only.
 """
 
 from __future__ import annotations
@@ -35,11 +34,11 @@ PERSONAS: dict[str, dict[str, Any]] = {
 PERSONAS["ada"].update(name="Ada Lovelace", given_name="Ada", family_name="Lovelace")
 PERSONAS["grace"].update(name="Grace Hopper", given_name="Grace", family_name="Hopper")
 PERSONA_LABELS = {name: f"{p['name']}, @{name}, {p['email']}" for name, p in PERSONAS.items()}
-SWITCHES: dict[str, Any] = openid_switches()
-CHOICES: dict[str, tuple[Any, ...]] = dict(OPENID_CHOICES)
+SWITCHES: dict[str, Any] = dict(openid_switches(), end_session="ok")  # "unadvertised": none
+CHOICES: dict[str, tuple[Any, ...]] = dict(OPENID_CHOICES, end_session=("ok", "unadvertised"))
 PATHS = dict(authorize="/auth", userinfo="/me", revoke="/token/revocation")
 PATHS.update(end_session="/session/end", avatar="/avatar/<sub>")
-SIGNED_OUT = "Signed out", "You are signed out of Single sign-on."
+FAILED = "Logout failed"
 
 
 class SingleSignOn(OpenIDProvider):
@@ -58,7 +57,8 @@ class SingleSignOn(OpenIDProvider):
 
     def discovery_view(self, **path: str) -> Response:
         doc = super().discovery_view(**path).get_json()
-        doc["end_session_endpoint"] = self.url("end_session")
+        if self.switch("end_session") == "ok":
+            doc["end_session_endpoint"] = self.url("end_session")
         return json_response(doc, headers={"Cache-Control": "public, max-age=3600"})
 
     def hinted_subject(self, id_token: str) -> str | None:
@@ -77,28 +77,20 @@ class SingleSignOn(OpenIDProvider):
         params, hint = request.values, request.values.get("id_token_hint")
         subject = self.hinted_subject(hint) if hint else None
         if hint and subject is None:
-            return error_page(self.name, "Logout failed", "id_token_hint is not valid.", 400)
+            return error_page(self.name, FAILED, "id_token_hint is not valid.", 400)
         back, client = params.get("post_logout_redirect_uri"), params.get("client_id")
         if client not in (None, self.client_id) or (back and not (client or subject)):
-            return error_page(self.name, "Logout failed", "Unknown client.", 400)
+            return error_page(self.name, FAILED, "Unknown client.", 400)
         if back and back != state().settings.app_url.rstrip("/") + "/":
             text = f"post_logout_redirect_uri={back!r} is not registered for this client."
-            return error_page(self.name, "Logout failed", text, 400)
-        with state().lock:
-            self.store.extra.setdefault("logouts", []).append(subject)
+            return error_page(self.name, FAILED, text, 400)
         if not back:
-            return error_page(self.name, *SIGNED_OUT, 200)
+            return error_page(self.name, "Signed out", "You are signed out.", 200)
         return redirect_back(back, [], params.get("state"))
 
 
-PROVIDER = SingleSignOn(
-    NAME,
-    personas=PERSONAS,
-    routes=dict(ROUTES, **PATHS),
-    rotate_refresh=True,
-    reuse_detection=True,
-    callback_iss=True,
-)
+PROVIDER = SingleSignOn(NAME, personas=PERSONAS, routes=dict(ROUTES, **PATHS), callback_iss=True)
+PROVIDER.rotate_refresh = PROVIDER.reuse_detection = True
 register = PROVIDER.register
 
 

@@ -40,7 +40,7 @@ from werkzeug.serving import BaseWSGIServer, make_server
 from {{ cookiecutter.package_name }} import create_app
 from {{ cookiecutter.package_name }}.database import upgrade_database
 from {{ cookiecutter.package_name }}.models import db as app_db
-from {{ cookiecutter.package_name }}.providers import PROVIDER_CLASSES
+from {{ cookiecutter.package_name }}.providers import PROVIDER_CLASSES, Provider
 
 import bench.postgresql
 import mock_providers
@@ -341,11 +341,24 @@ def unrevoked(location: str) -> set[str]:
     return set(filter(None, query(location).get("unrevoked", "").split(",")))
 
 
+def issuer_param(callback_url: str) -> dict[str, str]:
+    """RFC 9207's `iss` of a provider's callback, where it sends one: a callback made by hand
+    carries it too, to get past the issuer check to the check a test is after."""
+    sent = query(callback_url)
+    return {"iss": sent["iss"]} if "iss" in sent else {}
+
+
 def cases_or_skip(cases: Iterable[object], reason: str) -> list:
     """Parameters for a test over `cases` (e.g. providers); with none, one case skipped
     with `reason` (an empty list would be skipped too, with a reason pytest makes up)."""
     found = list(cases)
     return found or [pytest.param(None, marks=pytest.mark.skip(reason=reason))]
+
+
+def own_urls(cls: type[Provider]) -> dict[str, str]:
+    """A provider's URL variables that have no default (an issuer of one's own), as a person
+    enabling it sets them: an example URL each."""
+    return {name: "https://idp.example.com" for name, url in cls.url_settings.items() if not url}
 
 
 def is_oidc(provider: str) -> bool:

@@ -27,6 +27,7 @@ from conftest import (
     TEST_SECRET_KEY,
     TEST_TOKEN_KEY,
     free_port,
+    own_urls,
     postgresql_database,
     require_postgresql,
     run_server,
@@ -114,8 +115,7 @@ def user_env() -> dict[str, str]:
         "TOKEN_ENCRYPTION_KEY": TEST_TOKEN_KEY,
         f"{cls.env_prefix}_CLIENT_ID": "container-test-client",
         f"{cls.env_prefix}_CLIENT_SECRET": "container-test-secret",
-        # and the URLs it has no default for (an issuer of one's own)
-        **{name: "https://idp.example.com" for name, url in cls.url_settings.items() if not url},
+        **own_urls(cls),
         "POSTGRES_PASSWORD": POSTGRES_PASSWORD,
     }
 

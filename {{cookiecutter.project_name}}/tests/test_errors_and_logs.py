@@ -17,7 +17,15 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import FACTS, Browser, cases_or_skip, gunicorn_command, query, run_server
+from conftest import (
+    FACTS,
+    Browser,
+    cases_or_skip,
+    gunicorn_command,
+    issuer_param,
+    query,
+    run_server,
+)
 from flask import request
 
 from {{ cookiecutter.package_name }} import create_app
@@ -112,7 +120,9 @@ def test_redact_keeps_ordinary_text(text: str) -> None:
 def test_redirect_uri_mismatch_shows_the_redirect_uri_the_app_sent(browser, provider, app) -> None:
     cls = PROVIDER_CLASSES[provider]
     sent = query(browser.get(f"/login/{provider}").headers["Location"])
-    params = {"error": "redirect_uri_mismatch", "state": sent["state"]}
+    answered = browser.start_login(provider)  # the provider's callback, as to what it says
+    params = {"error": "redirect_uri_mismatch", "state": query(answered)["state"]}
+    params.update(issuer_param(answered))
     response = browser.get(f"/auth/{provider}/callback", params=params, headers=JSON)
     assert response.status_code == 400
     body = response.json()
@@ -122,8 +132,8 @@ def test_redirect_uri_mismatch_shows_the_redirect_uri_the_app_sent(browser, prov
     assert cls.console_url in body["hint"] and f"/auth/{provider}/callback" in body["hint"]
     assert body["reference"]
     # The same as a page, with a "Try again" link to a fresh login.
-    sent = query(browser.get(f"/login/{provider}").headers["Location"])
-    params["state"] = sent["state"]
+    answered = browser.start_login(provider)
+    params["state"] = query(answered)["state"]
     page = browser.get(f"/auth/{provider}/callback", params=params)
     assert page.status_code == 400
     assert f"<code>{sent['redirect_uri']}</code>" in page.text

@@ -7,7 +7,15 @@ import pytest
 import redis
 import requests
 import sqlalchemy as sa
-from conftest import Browser, command_calls, everything_in_database, is_oidc, query, rows
+from conftest import (
+    Browser,
+    command_calls,
+    everything_in_database,
+    is_oidc,
+    issuer_param,
+    query,
+    rows,
+)
 
 from {{ cookiecutter.package_name }}.providers import PROVIDER_CLASSES
 
@@ -313,8 +321,8 @@ def assert_refused_and_the_real_sign_in_goes_on(
 
 def test_missing_state(browser, provider, database) -> None:
     callback = browser.start_login(provider)
-    params = query(callback)
-    response = browser.get(f"/auth/{provider}/callback", params={"code": params["code"]})
+    params = {"code": query(callback)["code"], **issuer_param(callback)}
+    response = browser.get(f"/auth/{provider}/callback", params=params)
     assert "cookies" in response.text
     assert_refused_and_the_real_sign_in_goes_on(response, browser, database, provider, callback)
 
@@ -365,10 +373,9 @@ def test_replayed_code_with_fresh_state(app, provider, redis_db) -> None:
     assert victim.me().status_code == 200  # the code is now redeemed
     used_code = query(callback)["code"]
     attacker = Browser(app.url)
-    state = query(attacker.start_login(provider))["state"]
-    response = attacker.get(
-        f"/auth/{provider}/callback", params={"code": used_code, "state": state}
-    )
+    own = attacker.start_login(provider)
+    params = {"code": used_code, "state": query(own)["state"], **issuer_param(own)}
+    response = attacker.get(f"/auth/{provider}/callback", params=params)
     assert response.status_code == 400 and "token_error" in response.text
     assert attacker.me().status_code == 401
 

@@ -6,7 +6,7 @@ import logging
 from pathlib import Path
 
 import pytest
-from conftest import TEST_SECRET_KEY, TEST_TOKEN_KEY
+from conftest import TEST_SECRET_KEY, TEST_TOKEN_KEY, own_urls
 
 from {{ cookiecutter.package_name }} import create_app
 from {{ cookiecutter.package_name }}.logs import RedactingFilter
@@ -32,6 +32,7 @@ def production_env(**overrides: str) -> dict[str, str]:
         "PUBLIC_URL": "https://app.example.com",
         f"{PROVIDER.env_prefix}_CLIENT_ID": "client-id",
         f"{PROVIDER.env_prefix}_CLIENT_SECRET": "client-secret",
+        **own_urls(PROVIDER),
     }
     env.update(overrides)
     return {k: v for k, v in env.items() if v}
@@ -180,6 +181,7 @@ def test_a_provider_with_neither_credential_is_simply_off() -> None:
     env = production_env()
     for cls in PROVIDER_CLASSES.values():
         env.update({f"{cls.env_prefix}_CLIENT_ID": "id", f"{cls.env_prefix}_CLIENT_SECRET": "s"})
+        env.update(own_urls(cls))
     del env[f"{PROVIDER.env_prefix}_CLIENT_ID"], env[f"{PROVIDER.env_prefix}_CLIENT_SECRET"]
     settings = load_settings(env)
     assert PROVIDER.name not in settings.providers

@@ -121,8 +121,10 @@ def callback(provider: str) -> Response:
     state = request.args.get("state")
     attempt = bool(state) and client.framework.get_state_data(session, state) is not None
     try:
-        if request.args.get("error") and not attempt:
-            raise invalid_state_error()  # an error redirect we never asked for
+        if (state or request.args.get("error")) and not attempt:
+            # An answer to no attempt of this browser's, whatever else it says or lacks
+            # (RFC 9207's iss, say): refused before the provider's own checks.
+            raise invalid_state_error()
         with provider_failures(adapter):
             identity, token = adapter.complete_login(client, request.args)
     except RestartLogin:

@@ -23,6 +23,7 @@ from requests import Response
 from requests.adapters import HTTPAdapter
 
 from .base import Check, Fetch, Identity, ProviderConfig
+from .errors import ProviderError
 from .oidc import DISCOVERY_PATH, OIDCProvider, advertised_auth_method
 
 SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")  # RFC 6749 3.3
@@ -87,12 +88,20 @@ class SingleSignOnProvider(OIDCProvider):
         registration["client_kwargs"]["scope"] = self.scopes
         return registration
 
+    def authorize_params(
+        self, client: FlaskOAuth2App, has_refresh_token: bool | None = None
+    ) -> dict[str, Any]:
+        """OIDC_SCOPES, and `offline_access` where the base adds it (the provider lists it)."""
+        params = super().authorize_params(client, has_refresh_token)
+        offline = ["offline_access"] if "offline_access" in params.get("scope", "").split() else []
+        return {**params, "scope": " ".join(dict.fromkeys([*self.scopes.split(), *offline]))}
+
     def with_profile(
         self, client: FlaskOAuth2App, token: dict[str, Any], identity: Identity
     ) -> Identity:
         """Userinfo's profile; the ID token's claims where userinfo has none (or no userinfo
         at all: it is only RECOMMENDED, OIDC Discovery 3)."""
-        if not client.load_server_metadata().get("userinfo_endpoint"):
+        if not self.metadata(client).get("userinfo_endpoint"):
             return identity
         profile = super().with_profile(client, token, identity)
         kept = {f: getattr(identity, f) for f in ("username", "name", "avatar_url")}
@@ -109,8 +118,8 @@ class SingleSignOnProvider(OIDCProvider):
         if not self.ends_provider_session:
             return None
         try:
-            endpoint = client.load_server_metadata().get("end_session_endpoint")
-        except (requests.RequestException, ValueError):  # unreachable: our logout is done
+            endpoint = self.metadata(client).get("end_session_endpoint")
+        except (requests.RequestException, ValueError, ProviderError):  # our logout is done
             return None
         if not isinstance(endpoint, str) or not endpoint.startswith(("https://", "http://")):
             return None
