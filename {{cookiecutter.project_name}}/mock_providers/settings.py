@@ -21,8 +21,8 @@ class MockSettings:
     # module declares as CLIENT (shaped like the real ones: the app checks the shapes), else
     # `mock-<name>-client-id` / `mock-<name>-client-secret`, so a new mock needs no edit here.
     clients: dict[str, tuple[str, str]] = field(default_factory=dict)
-    # name -> the name the app gives the provider in its routes, where it renames it (the
-    # generic OpenID Connect provider's OIDC_NAME): the registered callback follows it.
+    # name -> the name the app gives the provider in its routes, where a setting of the app
+    # renames it: the registered callback follows it.
     routes: dict[str, str] = field(default_factory=dict)
 
     def credentials(self, provider: str) -> tuple[str, str]:
