@@ -148,9 +148,19 @@ def test_oidc_name_may_not_be_another_enabled_providers(app_env) -> None:
     assert settings.providers[taken.name].extra["OIDC_ISSUER"] == app_env["OIDC_ISSUER"]
 
 
-def test_the_issuer_is_required_to_enable_it(app_env) -> None:
-    with pytest.raises(SettingsError, match="OIDC_ISSUER is required to enable Single sign-on"):
-        load_settings({**app_env, "OIDC_ISSUER": ""})
+@pytest.mark.parametrize(
+    ("variable", "value", "problem"),
+    [
+        ("OIDC_ISSUER", "", "OIDC_ISSUER is required to enable Single sign-on"),
+        ("OIDC_ISSUER", "idp.example.com", "OIDC_ISSUER must be an absolute http"),
+        ("OIDC_SCOPES", 'openid "email"', "OIDC_SCOPES must be scopes separated by spaces"),
+        ("OIDC_END_SESSION_ON_LOGOUT", "maybe", "OIDC_END_SESSION_ON_LOGOUT must be true or"),
+        ("OIDC_TITLE", "x" * 41, "OIDC_TITLE must be one line of at most 40 characters"),
+    ],
+)
+def test_a_wrong_setting_is_named(app_env, variable, value, problem) -> None:
+    with pytest.raises(SettingsError, match=problem):
+        load_settings({**app_env, variable: value})
 
 
 # --- RP-initiated logout -------------------------------------------------------------------

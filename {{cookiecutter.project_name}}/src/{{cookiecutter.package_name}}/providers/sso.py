@@ -45,7 +45,9 @@ class SingleSignOnProvider(OIDCProvider):
     url_settings = {discovery_setting: ""}  # required
     verbatim_urls = (discovery_setting,)
     option_settings = {"OIDC_SCOPES": "openid email profile", END_SESSION: "false"}
-    option_patterns = {END_SESSION: ("(?i)" + "|".join(YES + NO), f"{END_SESSION}: true or false")}
+    option_patterns = {
+        END_SESSION: ("(?i)" + "|".join(YES + NO), f"{END_SESSION} must be true or false")
+    }
     claims = {**OIDCProvider.claims, "username": ("preferred_username",)}
     profile_fields = ("username", "email", "email_verified", "name", "avatar_url")
 
