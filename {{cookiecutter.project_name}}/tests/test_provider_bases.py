@@ -234,7 +234,7 @@ def doctor_checks(issuer: Issuer) -> list[tuple[str, str]]:
 )
 def test_the_doctor_reads_the_signing_keys(issuer, jwks, status, says) -> None:
     issuer.jwks = jwks
-    (loaded, keys) = doctor_checks(issuer)
+    loaded, keys, *_ = doctor_checks(issuer)  # then what the document says (metadata_checks)
     assert loaded == ("ok", f"discovery document loaded; issuer {issuer.url}")
     assert keys[0] == status and says in keys[1], keys
 
@@ -319,3 +319,35 @@ def test_the_callbacks_iss_must_be_the_issuers(issuer, advertised, iss, accepted
         with pytest.raises(LoginRefused) as refused:
             provider.check_response_issuer(metadata, value)
         assert refused.value.code == "issuer_mismatch"
+
+
+@pytest.mark.parametrize(
+    ("document", "expected"),
+    [
+        (
+            {"id_token_signing_alg_values_supported": ["RS256", "ES256"], "userinfo_endpoint": "u"},
+            [
+                ("ok", "ID tokens signed with RS256"),
+                ("ok", "client authentication: client_secret_basic"),
+            ],
+        ),
+        (
+            {"id_token_signing_alg_values_supported": ["ES256"], "userinfo_endpoint": "u"},
+            [
+                ("fail", "ID tokens signed with ['ES256'], not RS256"),
+                ("ok", "client authentication: client_secret_basic"),
+            ],
+        ),
+        (
+            {"token_endpoint_auth_methods_supported": ["private_key_jwt"]},
+            [
+                ("warn", "no id_token_signing_alg_values_supported"),
+                ("warn", "no userinfo_endpoint: the profile is only what the ID token holds"),
+                ("fail", "client authentication: only ['private_key_jwt']"),
+            ],
+        ),
+    ],
+)
+def test_the_doctor_reads_what_sign_in_needs_in_the_document(document, expected) -> None:
+    checks = ExampleProvider.metadata_checks(document)
+    assert [(check.status, check.message) for check in checks] == expected

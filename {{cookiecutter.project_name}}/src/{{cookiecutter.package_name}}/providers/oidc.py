@@ -348,7 +348,32 @@ class OIDCProvider(OAuth2Provider):
             hint = f"Sign-in refuses to use it (Discovery 4.3): check {cls.discovery_setting}."
             return [Check("fail", problem, hint)]
         loaded = Check("ok", f"discovery document loaded; issuer {issuer}")
-        return [loaded, cls.key_set_check(metadata, fetch)]
+        return [loaded, cls.key_set_check(metadata, fetch), *cls.metadata_checks(metadata)]
+
+    @classmethod
+    def metadata_checks(cls, metadata: Mapping[str, Any]) -> list[Check]:
+        """What sign-in needs of the provider: ID tokens in an algorithm we pin, a client
+        authentication we know (and which one we use); userinfo, else a thinner profile."""
+        pinned = ", ".join(cls.id_token_algorithms)
+        hint = f"Set the client's ID token signature algorithm to {pinned} at the provider."
+        algorithms = metadata.get("id_token_signing_alg_values_supported")
+        if not isinstance(algorithms, list):
+            checks = [Check("warn", "no id_token_signing_alg_values_supported", hint)]
+        elif set(algorithms) & set(cls.id_token_algorithms):
+            checks = [Check("ok", f"ID tokens signed with {pinned}")]
+        else:
+            checks = [Check("fail", f"ID tokens signed with {algorithms}, not {pinned}", hint)]
+        if not metadata.get("userinfo_endpoint"):
+            problem = "no userinfo_endpoint: the profile is only what the ID token holds"
+            checks.append(Check("warn", problem))
+        methods = metadata.get("token_endpoint_auth_methods_supported")
+        method = advertised_auth_method(metadata)
+        if isinstance(methods, list) and method not in methods:
+            hint = "Give the client a secret (client_secret_basic or client_secret_post)."
+            checks.append(Check("fail", f"client authentication: only {methods}", hint))
+        else:
+            checks.append(Check("ok", f"client authentication: {method}"))
+        return checks
 
     @classmethod
     def key_set_check(cls, metadata: Mapping[str, Any], fetch: Fetch) -> Check:

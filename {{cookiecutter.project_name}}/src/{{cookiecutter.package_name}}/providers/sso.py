@@ -24,7 +24,7 @@ from requests.adapters import HTTPAdapter
 
 from .base import Check, Fetch, Identity, ProviderConfig
 from .errors import ProviderError
-from .oidc import DISCOVERY_PATH, OIDCProvider, advertised_auth_method
+from .oidc import DISCOVERY_PATH, OIDCProvider
 
 SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")  # RFC 6749 3.3
 YES, NO = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
@@ -141,34 +141,9 @@ class SingleSignOnProvider(OIDCProvider):
     @classmethod
     def probe_checks(cls, config: ProviderConfig, response: Response, fetch: Fetch) -> list[Check]:
         checks = super().probe_checks(config, response, fetch)
-        if any(check.status == "fail" for check in checks[:1]):
-            return checks  # no discovery document, or another issuer's
-        return checks + cls.metadata_checks(config, response.json())
-
-    @classmethod
-    def metadata_checks(cls, config: ProviderConfig, metadata: Mapping[str, Any]) -> list[Check]:
-        """What this app needs of the provider: RS256 ID tokens, userinfo, a client
-        authentication it knows; and, when asked for, an end-session endpoint."""
-        checks = []
-        algorithms = metadata.get("id_token_signing_alg_values_supported")
-        hint = "Set the client's ID token signature algorithm to RS256 at the provider."
-        if not isinstance(algorithms, list):
-            checks.append(Check("warn", "no id_token_signing_alg_values_supported", hint))
-        elif "RS256" in algorithms:
-            checks.append(Check("ok", "ID tokens signed with RS256"))
-        else:
-            checks.append(Check("fail", f"ID tokens signed with {algorithms}, not RS256", hint))
-        if not metadata.get("userinfo_endpoint"):
-            problem = "no userinfo_endpoint: the profile is only what the ID token holds"
-            checks.append(Check("warn", problem))
-        methods = metadata.get("token_endpoint_auth_methods_supported")
-        method = advertised_auth_method(metadata)
-        if isinstance(methods, list) and method not in methods:
-            hint = "Give the client a secret (client_secret_basic or client_secret_post)."
-            checks.append(Check("fail", f"client authentication: only {methods}", hint))
-        else:
-            checks.append(Check("ok", f"client authentication: {method}"))
-        if config.extra[END_SESSION].lower() in YES and not metadata.get("end_session_endpoint"):
+        if config.extra[END_SESSION].lower() not in YES or checks[0].status != "ok":
+            return checks
+        if not response.json().get("end_session_endpoint"):
             problem = f"{END_SESSION} is on but the provider has no end_session_endpoint"
             hint = "A logout here ends only this app's session."
             checks.append(Check("warn", problem, hint))
