@@ -1,0 +1,1 @@
+"""npm's oidc-provider for the OpenID Connect conformance tests (tests/test_sso_conformance.py)."""
