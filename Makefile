@@ -7,7 +7,8 @@
 #   make lint   ruff on the hooks, the template's tests and a freshly baked project
 #   make screenshots  retake the READMEs' screenshots in a default bake (needs chromium)
 #   make clean  remove build/ and .venv/
-# Needs GNU make, python3 (3.11+, with venv) and, for `make test`, redis-server and chromium.
+# Needs GNU make, python3 (3.11+, with venv) and, for `make test`, redis-server and chromium;
+# Node.js 20+ and npm for the OpenID Connect conformance tests (skipped without them).
 
 PYTHON ?= python3
 VENV := .venv
@@ -74,6 +75,8 @@ check-system:
 	fi; \
 	command -v wrk >/dev/null 2>&1 || \
 		echo "note: wrk is missing, so the benchmark's smoke test is skipped (sudo apt-get install -y wrk)"; \
+	node -e 'process.exit(parseInt(process.versions.node) >= 20 ? 0 : 1)' >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || \
+		echo "Node.js not found: the OpenID Connect conformance tests will be skipped; install Node 20+ (and npm)"; \
 	$(PYTHON) -c 'import socket, sys, os, urllib.parse as u; p = u.urlsplit((os.environ.get("TEST_DATABASE_URL") or "postgresql://127.0.0.1:5432").replace("+psycopg", "")); socket.create_connection((p.hostname or "127.0.0.1", p.port or 5432), 2)' 2>/dev/null || \
 		echo "note: PostgreSQL is not reachable (TEST_DATABASE_URL or 127.0.0.1:5432): the PostgreSQL tests are SKIPPED and the suites run on SQLite only"
 

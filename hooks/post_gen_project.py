@@ -93,6 +93,12 @@ def remove_disabled_providers() -> None:
             (PROJECT / "docs").rmdir()
 
 
+def remove_conformance_suite() -> None:
+    """conformance/ (npm's oidc-provider) tests the generic OpenID Connect provider only."""
+    if not ENABLED["sso"]:
+        shutil.rmtree(PROJECT / "conformance", ignore_errors=True)
+
+
 def remove_license_file() -> None:
     """license=none: no LICENSE file (it rendered empty), and pyproject.toml claims none."""
     if LICENSE == "none":
@@ -169,6 +175,7 @@ def print_next_steps() -> None:
 
 
 remove_disabled_providers()
+remove_conformance_suite()
 remove_license_file()
 remove_tool_caches()
 write_env()

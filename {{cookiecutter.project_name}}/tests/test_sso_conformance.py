@@ -18,8 +18,8 @@ from urllib.parse import urlencode, urljoin, urlsplit
 
 import pytest
 import requests
-from playwright.sync_api import expect
 from conftest import Browser, free_port, query
+from playwright.sync_api import expect
 
 from conformance import oidc_provider
 from conformance.oidc_provider import Form, RunningProvider
@@ -230,9 +230,7 @@ def test_sign_in_with_chromium(chromium, served, defaults) -> None:
 # --- refresh and the profile API ----------------------------------------------------
 
 
-def test_offline_access_is_asked_with_consent_only_where_the_provider_lists_it(
-    served, op
-) -> None:
+def test_offline_access_is_asked_with_consent_only_where_the_provider_lists_it(served, op) -> None:
     """OIDC Core 11: `offline_access` needs prompt=consent (else it is ignored). The
     library lists it by default; the google-like setting does not (as Google)."""
     browser = served(op)
@@ -320,9 +318,7 @@ def test_rp_initiated_logout_reaches_the_providers_end_session_page(served, defa
 # --- what the app refuses -----------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "iss", ["http://127.0.0.1:1", "https://attacker.example", None], ids=str
-)
+@pytest.mark.parametrize("iss", ["http://127.0.0.1:1", "https://attacker.example", None], ids=str)
 def test_a_callback_with_a_wrong_or_missing_iss_is_refused(served, defaults, iss) -> None:
     """RFC 9207: the provider says it sends `iss` (authorization_response_iss_parameter_
     supported), so a response with another issuer, or none, is a mix-up: refused."""
