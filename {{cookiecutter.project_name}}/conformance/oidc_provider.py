@@ -29,6 +29,7 @@ HERE = Path(__file__).resolve().parent
 NODE_NEEDED = "Node.js 20+ and npm are needed for the OpenID Connect conformance tests"
 NODE_MAJOR = 20
 STARTUP_TIMEOUT = 30.0
+READY = "oidc-provider ready at "  # provider.mjs's line once it listens
 
 
 def node_or_skip() -> None:
@@ -54,7 +55,13 @@ def install() -> None:
     with (HERE / ".npm-install.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         result = subprocess.run(
-            ["npm", "install", "--no-audit", "--no-fund", "--loglevel=error"],
+            [
+                shutil.which("npm") or "npm",
+                "install",
+                "--no-audit",
+                "--no-fund",
+                "--loglevel=error",
+            ],
             cwd=HERE,
             capture_output=True,
             text=True,
@@ -135,7 +142,7 @@ def start(
     """provider.mjs with `settings`, on 127.0.0.1:`port`, until the block ends."""
     process = subprocess.Popen(
         [
-            "node",
+            shutil.which("node") or "node",
             str(HERE / "provider.mjs"),
             f"--port={port}",
             f"--settings={settings}",
@@ -150,22 +157,24 @@ def start(
         stderr=subprocess.STDOUT,
         text=True,
     )
-    ready = threading.Event()
+    answered = threading.Event()  # the ready line, or the end of the output (it died)
     output: list[str] = []
 
     def read() -> None:  # keeps draining, so the pipe never fills up
         assert process.stdout is not None
         for line in process.stdout:
             output.append(line)
-            if line.startswith("oidc-provider ready at "):
-                ready.set()
+            if line.startswith(READY):
+                answered.set()
+        answered.set()
 
     threading.Thread(target=read, daemon=True).start()
     running = RunningProvider(
         settings, f"http://127.0.0.1:{port}", client_id, client_secret, process
     )
     try:
-        if not ready.wait(STARTUP_TIMEOUT):
+        answered.wait(STARTUP_TIMEOUT)
+        if not any(line.startswith(READY) for line in output):
             pytest.fail(f"provider.mjs ({settings}) did not start:\n{''.join(output)}")
         yield running
     finally:
