@@ -106,6 +106,10 @@ class RunningProvider:
         """{event, client_id, grant_type, ...} in order: grant.success is a token response."""
         return [e for e in self.get("/__conformance/events") if name in (None, e["event"])]
 
+    def calls(self, path: str) -> int:
+        """Requests to one of its endpoints, e.g. calls("/me") for userinfo."""
+        return int(self.get("/__conformance/calls").get(path, 0))
+
     def refreshes(self) -> int:
         """Token responses to a refresh_token grant."""
         return sum(e["grant_type"] == "refresh_token" for e in self.events("grant.success"))

@@ -11,6 +11,7 @@
 // provider's own endpoints, /__conformance/ shows the tests the provider's state:
 //   GET  /__conformance/state   the tokens, grants and sessions it holds (ids and owners)
 //   GET  /__conformance/events  what happened: sign-ins, token grants, revocations, logouts
+//   GET  /__conformance/calls   how many requests each endpoint (path) answered
 //   POST /__conformance/reset   forget all of it (the clients and keys stay)
 
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
@@ -161,6 +162,7 @@ const provider = new Provider(issuer, {
 });
 
 const events = [];
+const calls = {};
 function record(name, ctx, extra = {}) {
   events.push({
     event: name,
@@ -196,18 +198,23 @@ function control(req, res) {
   };
   if (req.method === 'GET' && req.url === '/__conformance/state') return send(200, state());
   if (req.method === 'GET' && req.url === '/__conformance/events') return send(200, events);
+  if (req.method === 'GET' && req.url === '/__conformance/calls') return send(200, calls);
   if (req.method === 'POST' && req.url === '/__conformance/reset') {
     store.clear();
     events.length = 0;
+    for (const path of Object.keys(calls)) delete calls[path];
     return send(200, {});
   }
   return send(404, { error: 'not_found' });
 }
 
 const callback = provider.callback();
-const server = createServer((req, res) =>
-  req.url.startsWith('/__conformance/') ? control(req, res) : callback(req, res),
-);
+const server = createServer((req, res) => {
+  if (req.url.startsWith('/__conformance/')) return control(req, res);
+  const { pathname } = new URL(req.url, issuer);
+  calls[pathname] = (calls[pathname] ?? 0) + 1;
+  return callback(req, res);
+});
 server.listen(port, '127.0.0.1', () => {
   console.log(`oidc-provider ready at ${issuer} (settings: ${options.settings})`);
 });
