@@ -551,6 +551,15 @@ class Browser:
         page = self.get("/").text
         return page.split('name="csrf_token" value="')[1].split('"')[0]
 
+    def post_form(self, path: str) -> requests.Response:
+        """POST one of the app's CSRF-protected forms (sign-out...) as its page would."""
+        return self.http.post(
+            urljoin(self.app_url, path),
+            data={"csrf_token": self.csrf_token()},
+            allow_redirects=False,
+            timeout=10,
+        )
+
     def cookie(self) -> str | None:
         for cookie in self.http.cookies:
             if cookie.name.endswith("session"):

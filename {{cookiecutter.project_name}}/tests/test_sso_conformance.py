@@ -153,12 +153,7 @@ def refused(browser: Browser, callback_url: str) -> requests.Response:
 
 
 def log_out(browser: Browser) -> requests.Response:
-    response = browser.http.post(
-        f"{browser.app_url}/logout",
-        data={"csrf_token": browser.csrf_token()},
-        allow_redirects=False,
-        timeout=10,
-    )
+    response = browser.post_form("/logout")
     assert response.status_code == 303, response.text
     return response
 
