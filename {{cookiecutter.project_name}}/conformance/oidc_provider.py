@@ -58,6 +58,7 @@ def install() -> None:
             [
                 shutil.which("npm") or "npm",
                 "install",
+                "--no-package-lock",  # the range in package.json is the pin
                 "--no-audit",
                 "--no-fund",
                 "--loglevel=error",

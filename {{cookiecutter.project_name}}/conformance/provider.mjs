@@ -1,6 +1,6 @@
 // A real OpenID Provider for the conformance tests (tests/test_sso_conformance.py):
-// panva's certified `oidc-provider` (https://github.com/panva/node-oidc-provider), configured
-// by one of SETTINGS below, in memory, on 127.0.0.1.
+// the certified `oidc-provider` from npm (https://www.npmjs.com/package/oidc-provider),
+// configured by one of SETTINGS below, in memory, on 127.0.0.1.
 //
 //   node conformance/provider.mjs --port 9100 --settings defaults \
 //     --client-id app --client-secret s3cret \
@@ -43,9 +43,9 @@ const SETTINGS = {
   // issued (conformIdTokenClaims, OIDC Core 5.4), and a refresh token only for a grant with
   // `offline_access`, which itself is granted only with prompt=consent (OIDC Core 11).
   defaults: {},
-  // Like Google: the claims in the ID token, a refresh token without `offline_access` (which
-  // the discovery document does not list), and no `offline_access` scope at all.
-  'google-like': {
+  // Like the big social sign-in providers: the claims in the ID token too, and a refresh
+  // token without `offline_access`, a scope the discovery document does not even list.
+  social: {
     conformIdTokenClaims: false,
     scopes: ['openid'],
     issueRefreshToken: async (ctx, client) => client.grantTypeAllowed('refresh_token'),

@@ -1,8 +1,9 @@
 """The app against a real, certified OpenID Provider: npm's `oidc-provider` (conformance/).
 
 Two settings of it (conformance/provider.mjs): the library's `defaults` (profile claims only
-from userinfo, a refresh token only with `offline_access` and consent) and a `google-like`
-one (claims in the ID token, a refresh token without `offline_access`). Sign-in, claims,
+from userinfo, a refresh token only with `offline_access` and consent) and a `social` one,
+like the big social sign-in providers (claims in the ID token too, a refresh token without
+`offline_access`). Sign-in, claims,
 refresh, the profile API, sign-out with revocation (checked in the provider's own state),
 RFC 9207's `iss`, a wrong discovery issuer and an ES256-only client.
 
@@ -28,7 +29,7 @@ NAME = "sso"  # the provider's route name (OIDC_NAME's default)
 TITLE = "Conformance OP"  # its button's (OIDC_TITLE)
 CLIENT_ID = "conformance-app"
 CLIENT_SECRET = secrets.token_urlsafe(24)
-SETTINGS = ("defaults", "google-like")
+SETTINGS = ("defaults", "social")
 
 
 def app_settings(issuer: str, client_id: str = CLIENT_ID, **extra: str) -> dict[str, str]:
@@ -61,9 +62,9 @@ def providers(app_url: str) -> Iterator[dict[str, RunningProvider]]:
     }
     with (
         oidc_provider.start("defaults", free_port(), **registered) as defaults,
-        oidc_provider.start("google-like", free_port(), **registered) as google_like,
+        oidc_provider.start("social", free_port(), **registered) as social,
     ):
-        yield {"defaults": defaults, "google-like": google_like}
+        yield {"defaults": defaults, "social": social}
 
 
 @pytest.fixture(params=SETTINGS)
@@ -81,9 +82,9 @@ def defaults(providers) -> RunningProvider:
 
 
 @pytest.fixture()
-def google_like(providers) -> RunningProvider:
-    providers["google-like"].reset()
-    return providers["google-like"]
+def social(providers) -> RunningProvider:
+    providers["social"].reset()
+    return providers["social"]
 
 
 @pytest.fixture()
@@ -185,9 +186,9 @@ def test_sign_in_with_the_librarys_defaults_reads_the_claims_from_userinfo(
     assert defaults.calls(urlsplit(defaults.discovery()["userinfo_endpoint"]).path) == 1
 
 
-def test_sign_in_with_the_google_like_setting(served, google_like) -> None:
+def test_sign_in_with_the_social_setting(served, social) -> None:
     """Claims in the ID token too, `offline_access` not offered."""
-    me = sign_in(served(google_like))
+    me = sign_in(served(social))
     assert (me["email"], me["email_verified"], me["name"]) == (
         "ada@example.com",
         True,
@@ -231,7 +232,7 @@ def test_sign_in_with_chromium(chromium, served, defaults) -> None:
 
 def test_offline_access_is_asked_with_consent_only_where_the_provider_lists_it(served, op) -> None:
     """OIDC Core 11: `offline_access` needs prompt=consent (else it is ignored). The
-    library lists it by default; the google-like setting does not (as Google)."""
+    library lists it by default; the social setting does not (nor do the big social providers)."""
     browser = served(op)
     sign_in(browser)
     asked = authorization_request(browser)
