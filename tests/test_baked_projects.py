@@ -249,6 +249,7 @@ ONCE_IN_ALL = (
     "test_redis_topologies.py",
     "test_servers.py",
     "test_session_revocation.py",
+    "test_sso_conformance.py",  # npm's oidc-provider; ~30 s (all and sso both have it)
     "test_user_list.py",
 )
 
