@@ -253,6 +253,16 @@ def test_disabled_providers_leave_nothing_behind(combination) -> None:
             assert variable in env, variable
 
 
+def test_the_conformance_suite_is_baked_only_with_the_generic_provider(combination) -> None:
+    """conformance/ (npm's oidc-provider) and its tests drive the sso provider, nothing else."""
+    name, project = combination
+    baked = "sso" in COMBINATIONS[name]
+    for path in ("conformance/provider.mjs", "conformance/package.json"):
+        assert (project / path).is_file() == baked, path
+    assert (project / "tests" / "test_sso_conformance.py").is_file() == baked
+    assert (project / "conformance").exists() == baked
+
+
 def test_the_readmes_bake_command_works_as_written(tmp_path: Path) -> None:
     """The template README's "Bake your own project" commands, in a clone of it, by a shell."""
     readme = (TEMPLATE / "README.md").read_text()
