@@ -165,7 +165,8 @@ class Provider:
     url_settings: ClassVar[dict[str, str]] = {}
     # Other variables (and their defaults) that this provider reads.
     option_settings: ClassVar[dict[str, str]] = {}
-    scope: ClassVar[str]
+    # What it asks for; an instance may set its own from configuration (sso.py).
+    scope: str
     uses_pkce: ClassVar[bool] = True
     # Other URLs of ours to register in the provider's console: {label: path}.
     extra_callbacks: ClassVar[dict[str, str]] = {}

@@ -55,6 +55,9 @@ class SingleSignOnProvider(OIDCProvider):
         super().__init__(config, timeout, adapter)
         self.user_apps_url = config.extra[self.discovery_setting]
         self.ends_provider_session = config.extra[END_SESSION].lower() in YES
+        # OIDC_SCOPES, with `openid` first whatever was left out; the base adds
+        # offline_access where the provider lists it.
+        self.scope = " ".join(dict.fromkeys(["openid", *config.extra["OIDC_SCOPES"].split()]))
 
     @classmethod
     def validate(cls, client_id: str, extra: Mapping[str, str]) -> list[str]:
@@ -79,24 +82,6 @@ class SingleSignOnProvider(OIDCProvider):
     @classmethod
     def issuer_expected(cls, config: ProviderConfig, issuer: Any) -> bool:
         return issuer == config.extra[cls.discovery_setting]
-
-    @property
-    def scopes(self) -> str:
-        """OIDC_SCOPES, with `openid` first whatever was left out."""
-        return " ".join(dict.fromkeys(["openid", *self.config.extra["OIDC_SCOPES"].split()]))
-
-    def registration(self) -> dict[str, Any]:
-        registration = super().registration()
-        registration["client_kwargs"]["scope"] = self.scopes
-        return registration
-
-    def authorize_params(
-        self, client: FlaskOAuth2App, has_refresh_token: bool | None = None
-    ) -> dict[str, Any]:
-        """OIDC_SCOPES, and `offline_access` where the base adds it (the provider lists it)."""
-        params = super().authorize_params(client, has_refresh_token)
-        offline = ["offline_access"] if "offline_access" in params.get("scope", "").split() else []
-        return {**params, "scope": " ".join(dict.fromkeys([*self.scopes.split(), *offline]))}
 
     def with_profile(
         self, client: FlaskOAuth2App, token: dict[str, Any], identity: Identity
