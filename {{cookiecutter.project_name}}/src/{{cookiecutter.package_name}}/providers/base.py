@@ -165,7 +165,7 @@ class Provider:
     url_settings: ClassVar[dict[str, str]] = {}
     # Other variables (and their defaults) that this provider reads.
     option_settings: ClassVar[dict[str, str]] = {}
-    # What it asks for; an instance may set its own from configuration (sso.py).
+    # What it asks for; an instance may set its own from configuration.
     scope: str
     uses_pkce: ClassVar[bool] = True
     # Other URLs of ours to register in the provider's console: {label: path}.
