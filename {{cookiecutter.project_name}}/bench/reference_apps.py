@@ -4,7 +4,8 @@ Served by gunicorn exactly like the app, e.g. `gunicorn 'bench.reference_apps:cr
 
 - `bare`: a Flask route returning the body; no session at all (the ceiling).
 - `redis_get`: reads its session with exactly one Redis GET and returns what it read (the
-  floor for any Redis-backed session).
+  floor for any Redis-backed session). Like any app whose session lives in Redis, it has
+  no Flask cookie session as well (`NoCookieSession`).
 - `cookie_session`: Flask's default signed-cookie session holding the user (what most Flask
   apps use; no server-side state).
 
@@ -33,7 +34,8 @@ from pathlib import Path
 from typing import Any
 
 import redis
-from flask import Flask, Response, abort, jsonify, request, session
+from flask import Flask, Request, Response, abort, jsonify, request, session
+from flask.sessions import SessionInterface, SessionMixin
 
 KINDS = ("bare", "redis_get", "cookie_session")
 SESSION_COOKIE = "bench_sid"
@@ -66,6 +68,20 @@ def _json(body: object) -> Response:
     return response
 
 
+class NoCookieSession(SessionInterface):
+    """No Flask session at all: Flask uses its null session and saves nothing.
+
+    With Flask's default, the floor would also open and save a signed-cookie session on
+    every request: the cost of a cookie session on top of its own in Redis, which no
+    Redis-backed session pays (the app replaces the interface too)."""
+
+    def open_session(self, app: Flask, request: Request) -> None:
+        return None
+
+    def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
+        return None
+
+
 def create_app(kind: str) -> Flask:
     if kind not in KINDS:
         raise ValueError(f"unknown reference app {kind!r}: one of {', '.join(KINDS)}")
@@ -90,6 +106,7 @@ def create_app(kind: str) -> Flask:
             return _json(body)
 
     elif kind == "redis_get":
+        app.session_interface = NoCookieSession()
         # The app's client options (redis.py): short timeouts, periodic health check.
         client = redis.Redis.from_url(
             os.environ["REDIS_URL"],

@@ -50,7 +50,9 @@ def test_a_short_benchmark_reports_every_section_and_meets_the_exact_targets(pro
         session, bearer = f"app {db}: /api/me, session", f"app {db}: /api/me, bearer"
         # Redis: one GET per session read and nothing else; SQL: no statement at all there,
         # one SELECT per bearer request (its usage is written once a minute at most).
-        assert re.search(rf"^  {re.escape(session)}\s+get 1\.00$", out, re.M), out
+        # (1.0x: the requests wrk left in flight, which the [met] checks below allow for; and
+        # perhaps redis-py's health-check PING of a connection idle for 30 s: 0.00)
+        assert re.search(rf"^  {re.escape(session)}\s+get 1\.0\d(, ping 0\.00)?$", out, re.M), out
         assert re.search(rf"^  {re.escape(session)}\s+none$", out, re.M), out
         assert re.search(rf"^  {re.escape(bearer)}\s+select 1\.0\d$", out, re.M), out
         for target in (

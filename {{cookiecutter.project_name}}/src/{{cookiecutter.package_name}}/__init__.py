@@ -30,6 +30,7 @@ from .cli import register_cli
 from .database import DatabaseNotReady, init_database, prepare_schema
 from .errors import register_error_handlers
 from .extensions import init_extensions
+from .flask_app import App
 from .flask_command import db_command_requested, doctor_requested
 from .logs import configure_logging, init_request_logging
 from .ratelimits import init_rate_limits
@@ -58,7 +59,7 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
         settings = load_settings(env)
     configure_logging(settings)
 
-    app = Flask(__name__)
+    app = App(__name__)
     configure_app(app, settings)
     init_database(app, settings)
     if not (doctor_requested() or db_command_requested()):  # those two report or fix it

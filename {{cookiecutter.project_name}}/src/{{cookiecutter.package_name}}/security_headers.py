@@ -94,6 +94,7 @@ class SecurityHeaders:
     ) -> None:
         self.wsgi_app = wsgi_app
         self.headers = [(name, value) for name, value in headers]
+        self.names = frozenset(name.lower() for name, _ in self.headers)
         self.static_prefix = static_prefix
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
@@ -103,7 +104,10 @@ class SecurityHeaders:
             status: str, headers: list[tuple[str, str]], exc_info: Any = None
         ) -> Any:
             present = {name.lower() for name, _ in headers}
-            headers.extend(h for h in self.headers if h[0].lower() not in present)
+            if self.names.isdisjoint(present):  # as almost every response: all of them
+                headers.extend(self.headers)
+            else:
+                headers.extend(h for h in self.headers if h[0].lower() not in present)
             if not static and "cache-control" not in present:
                 headers.append(("Cache-Control", "no-store"))
             return start_response(status, headers, exc_info)
