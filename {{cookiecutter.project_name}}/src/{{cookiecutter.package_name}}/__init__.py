@@ -122,7 +122,8 @@ def exit_with(message: str) -> NoReturn:
 def before_each_request() -> None:
     """What every request needs, in order, in one hook: Flask charges each hook a dispatch."""
     # 413 before anything else looks at the request (guards, CSRF, views).
-    if (get_content_length(request.environ) or 0) > MAX_CONTENT_LENGTH:
+    environ = request._get_current_object().environ  # type: ignore[attr-defined]
+    if (get_content_length(environ) or 0) > MAX_CONTENT_LENGTH:
         abort(413)
     track_last_seen()
 

@@ -66,18 +66,20 @@ def current_user() -> UserView | None:
     beyond the session's own GET. Code that changes the user loads the full record with
     `user_store().get(current_user().id)`; role checks always read the record.
     """
-    request_globals = g._get_current_object()  # one context lookup, not one per access
-    loaded = getattr(request_globals, "user", _UNSET)
+    # One context lookup each, not one per access: this runs on every signed-in request.
+    request_globals = g._get_current_object()
+    loaded = request_globals.get("user", _UNSET)  # (getattr would raise and catch on a miss)
     if loaded is not _UNSET:
-        return cast(UserView | None, loaded)
+        return cast("UserView | None", loaded)
     user = None
-    snapshot = session.get("user")
+    current_session = session._get_current_object()  # type: ignore[attr-defined]
+    snapshot = current_session.get("user")
     if snapshot and "derived_roles" in snapshot:
         user = UserView.from_session(snapshot)  # roles checked against ADMIN_EMAILS now
-    elif session.get("user_id"):  # a session from before the copy (or its role sources)
-        user = user_store().get(session["user_id"])
+    elif current_session.get("user_id"):  # a session from before the copy (or its role sources)
+        user = user_store().get(current_session["user_id"])
         if user is None:
-            session.clear()
+            current_session.clear()
         else:
             remember_user(user)
     request_globals.user = user
@@ -204,13 +206,14 @@ def authenticate(scope: str | None = None) -> UserView | Response:
     `scope` is what a personal API token needs for this route; a route without one does not
     accept API tokens at all.
     """
+    current = request._get_current_object()  # type: ignore[attr-defined]  # one lookup
     token = g.get("api_token")
     if token is not None:  # already authenticated by a token: check this route's scope too
         if scope is None or scope not in token.scopes:
             raise bearer_error(403, "insufficient_scope", scope)
         return g.user
-    if request.environ.get("HTTP_AUTHORIZATION", "")[:7].lower() == "bearer ":
-        if not request.path.startswith("/api/"):
+    if current.environ.get("HTTP_AUTHORIZATION", "")[:7].lower() == "bearer ":
+        if not current.path.startswith("/api/"):
             raise AppError(400, "bearer_not_accepted", "API tokens are only accepted on /api/*.")
         g.user = _bearer_user(scope)
         return g.user
@@ -223,8 +226,8 @@ def authenticate(scope: str | None = None) -> UserView | Response:
                 "Sign in, or send an API token, to use this endpoint.",
                 "Sign in at /login, or send `Authorization: Bearer <token>`.",
             )
-        return redirect("/login?" + urlencode({"next": request.full_path.rstrip("?")}))
-    if request.method not in SAFE_METHODS:
+        return redirect("/login?" + urlencode({"next": current.full_path.rstrip("?")}))
+    if current.method not in SAFE_METHODS:
         check_csrf()
     return user
 
