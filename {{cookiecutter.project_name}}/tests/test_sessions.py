@@ -343,7 +343,8 @@ def workers_answering(log_path: Path, status: int) -> set[str]:
 
 def hammer(browser: Browser, log_path: Path, status: int) -> list[int]:
     """GET /api/me ten at a time (so both sync workers take some) until both have answered
-    `status`, or 60 requests; returns every status seen."""
+    `status`, or 400 requests; returns every status seen. (A fast worker can take dozens in
+    a row while the other waits for a CPU: on a busy machine 60 were not always enough.)"""
     cookies = {c.name: c.value for c in browser.http.cookies}
 
     def one(_: int) -> int:
@@ -351,7 +352,7 @@ def hammer(browser: Browser, log_path: Path, status: int) -> list[int]:
 
     statuses: list[int] = []
     with ThreadPoolExecutor(10) as pool:
-        while len(statuses) < 60 and (
+        while len(statuses) < 400 and (
             len(statuses) < 10 or len(workers_answering(log_path, status)) < 2
         ):
             statuses += pool.map(one, range(10))
