@@ -19,6 +19,7 @@ import secrets
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -546,7 +547,7 @@ class Target:
         return (max(rates) - min(rates)) / (sum(rates) / len(rates))
 
     def median(self, attribute: str) -> float:
-        return median([getattr(r, attribute) for r in self.runs])
+        return statistics.median(getattr(r, attribute) for r in self.runs)
 
 
 # --- the run --------------------------------------------------------------------------------
@@ -954,7 +955,7 @@ def check_backend(
     # Each round's ratio compares two runs a minute apart at most; the median of the rounds
     # is what a busy moment of the machine (one round) cannot move.
     ratios = sorted(round_ratios(session, floor))
-    ratio = median(ratios)
+    ratio = statistics.median(ratios)
     check(
         f"session /api/me >= {FLOOR_TARGET:.2f} x floor req/s",
         ratio >= FLOOR_TARGET,
@@ -1034,12 +1035,6 @@ def round_ratios(target: Target, reference: Target) -> list[float]:
         (t.requests / t.seconds) / (r.requests / r.seconds)
         for t, r in zip(target.runs, reference.runs, strict=True)
     ]
-
-
-def median(values: list[float]) -> float:
-    ordered = sorted(values)
-    middle = len(ordered) // 2
-    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
 
 
 def _per_request(counts: Counter, requests: int, digits: int = 2) -> str:
