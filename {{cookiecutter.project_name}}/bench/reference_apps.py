@@ -192,7 +192,7 @@ def counted_app() -> Flask:
 
     Nothing of the app is changed or wrapped: a SQLAlchemy `before_cursor_execute` listener
     on the app's own engine counts each statement the app executes (not the driver's own
-    round trips: the pool's pre-ping, BEGIN, ROLLBACK, SQLite's connection pragmas). The
+    round trips: BEGIN, ROLLBACK, SQLite's connection pragmas). The
     listener is attached after `create_app()`, so its start-up schema check is not counted.
     """
     app = importlib.import_module(PACKAGE).create_app()

@@ -68,10 +68,13 @@ def test_a_short_benchmark_reports_every_section_and_meets_the_exact_targets(pro
         assert statements and statements.group(1) == "0", out
         per_bearer = re.search(rf"\] {db}: at most 1 SQL query per bearer request: ([\d.]+)", out)
         assert per_bearer and 0.99 <= float(per_bearer.group(1)) <= 1.1, out
-    if not skipped:  # PostgreSQL's own count: not one transaction for the session reads
+    if not skipped:  # PostgreSQL's own count: none for a session read, one for a bearer one
         own_count = r"^  app postgresql: /api/me, session\s+0\.00 \(0 in \d+ requests\)$"
         assert re.search(own_count, out, re.M), out
         assert "[met] postgresql: no PostgreSQL transaction on a session read" in out, out
+        # The pool checks a connection without a round trip of its own (no pre-ping SELECT 1).
+        assert "[met] postgresql: at most 1 PostgreSQL transaction per bearer request" in out, out
+        assert "pool_pre_ping" not in out, out
     assert re.search(r"Capacity, from the .* row: one Redis core serves about [\d,]+", out)
     # Each provider's login: the token call and the profile reads it needs (the user, and
     # whether its email is verified, say), nothing per login that a cache could have saved

@@ -40,7 +40,7 @@ from {{ cookiecutter.package_name }} import create_app
 from {{ cookiecutter.package_name }}.database import (
     UPGRADE_COMMAND,
     engine_options,
-    init_sqlite,
+    init_engine,
     upgrade_database,
 )
 from {{ cookiecutter.package_name }}.models import db
@@ -287,7 +287,7 @@ def test_processes_opening_a_new_sqlite_file_together_all_succeed(tmp_path: Path
 
     def connect(url: str, start: threading.Barrier) -> None:
         engine = sa.create_engine(url, **engine_options(url))
-        init_sqlite(engine)
+        init_engine(engine)
         start.wait()
         try:
             with engine.connect() as connection:
@@ -503,6 +503,38 @@ def test_postgresql_outage_is_503_and_recovers(variant, mock) -> None:
         assert "during outage" not in names  # nothing half-written
         with app.app.app_context():
             db.engine.dispose()
+
+
+def test_postgresql_connections_the_server_ended_are_replaced_before_use(variant, mock) -> None:
+    """A restart or a failover ends every pooled connection: the next requests still answer,
+    the pool having noticed without a round trip (no pre-ping SELECT 1 per request)."""
+    server = require_postgresql()
+    with postgresql_database(server) as url:
+        upgrade_database(url)
+        app = variant(DATABASE_URL=url)
+        assert "pool_pre_ping" not in engine_options(url)
+        browser = sign_in(app.url, mock)
+        token = new_token(browser)["token"]
+        name = sa.make_url(url).database
+        admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
+        try:
+            for _ in range(2):  # each time, every connection the app holds is ended
+                assert call(app.url, token).status_code == 200
+                with admin.connect() as connection:
+                    ended = connection.execute(
+                        sa.text(
+                            "SELECT count(pg_terminate_backend(pid, 5000)) FROM pg_stat_activity"
+                            " WHERE datname = :name"
+                        ),
+                        {"name": name},
+                    ).scalar_one()
+                assert ended >= 1
+                for _ in range(4):  # on each ended connection of the pool: replaced, no 503
+                    assert call(app.url, token).status_code == 200
+        finally:
+            admin.dispose()
+            with app.app.app_context():
+                db.engine.dispose()
 
 
 def test_sqlite_locked_by_another_writer_is_503_and_recovers(app, mock, database) -> None:

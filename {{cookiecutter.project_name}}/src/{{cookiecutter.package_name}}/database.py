@@ -2,7 +2,8 @@
 
 - SQLite (the development default, a file in `instance/`): WAL, a busy timeout and foreign
   keys on every connection, so several gunicorn workers can share it and cascades happen.
-- PostgreSQL (`postgresql+psycopg://…`): pooled connections, checked before use.
+- PostgreSQL (`postgresql+psycopg://…`): pooled connections, checked before use without a
+  round trip (see `drop_closed_connection`). Other servers: SQLAlchemy's `pool_pre_ping`.
 
 Development applies pending migrations at start. Production never migrates behind the
 operator's back: it refuses to start on a schema that is behind the code and names the
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import select
 import sqlite3
 import subprocess
 import sys
@@ -26,7 +28,7 @@ from flask import Flask
 from flask_migrate import Migrate, upgrade
 from sqlalchemy import event
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DisconnectionError, SQLAlchemyError
 
 from .masking import mask_url
 from .models import db
@@ -54,10 +56,33 @@ def engine_options(url: str) -> dict[str, Any]:
         # transaction then starts with its first write and waits for the lock instead of
         # failing on a stale read snapshot.
         return {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT}}
-    options: dict[str, Any] = {"pool_pre_ping": True, "pool_recycle": 1800}
-    if make_url(url).get_backend_name() == "postgresql":
+    options: dict[str, Any] = {"pool_recycle": 1800}
+    if is_psycopg(url):
         options["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT}
+    else:
+        options["pool_pre_ping"] = True
     return options
+
+
+def is_psycopg(url: str) -> bool:
+    return make_url(url).get_dialect().driver == "psycopg"
+
+
+def drop_closed_connection(dbapi_connection: Any, _record: object, _proxy: object) -> None:
+    """Before a pooled PostgreSQL connection is used: is it still open?
+
+    When the server ends a connection (a restart, a failover, `pg_terminate_backend`, an idle
+    timeout), it sends its reason and closes the socket, so an idle connection's socket
+    turns readable: one poll, no round trip. `pool_pre_ping` would send a SELECT 1, in a
+    transaction of its own, before every request's query, doubling the round trips of a
+    bearer request. The pool replaces a connection refused here (DisconnectionError).
+    """
+    if dbapi_connection.closed:
+        raise DisconnectionError("the connection was closed")
+    poller = select.poll()
+    poller.register(dbapi_connection.fileno(), select.POLLIN)
+    if poller.poll(0):  # an idle connection receives nothing unless it is being ended
+        raise DisconnectionError("the server ended the connection")
 
 
 def _sqlite_pragmas(dbapi_connection: sqlite3.Connection, _record: object) -> None:
@@ -100,13 +125,15 @@ def init_database(app: Flask, settings: Settings) -> None:
     db.init_app(app)
     Migrate(app, db, directory=str(MIGRATIONS_DIR), render_as_batch=True, compare_type=True)
     with app.app_context():
-        init_sqlite(db.engine)
+        init_engine(db.engine)
 
 
-def init_sqlite(engine: Engine) -> None:
-    """Set the SQLite pragmas on every new connection of this engine (no-op elsewhere)."""
+def init_engine(engine: Engine) -> None:
+    """SQLite: the pragmas on every new connection. psycopg: the check at each checkout."""
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
+    elif engine.dialect.driver == "psycopg":
+        event.listen(engine, "checkout", drop_closed_connection)
 
 
 def upgrade_database(url: str) -> None:
@@ -119,7 +146,7 @@ def upgrade_database(url: str) -> None:
     db.init_app(app)
     Migrate(app, db, directory=str(MIGRATIONS_DIR))
     with app.app_context():
-        init_sqlite(db.engine)
+        init_engine(db.engine)
         upgrade(directory=str(MIGRATIONS_DIR))
         db.engine.dispose()
 
