@@ -584,11 +584,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         prog="python -m bench.run",
         description="Benchmark the app's hot paths against reference Flask apps (loopback only).",
     )
-    parser.add_argument("--duration", type=int, default=5, help="seconds per wrk run (5)")
+    parser.add_argument("--duration", type=int, default=2, help="seconds per wrk run (2)")
     parser.add_argument("--connections", type=int, default=16, help="wrk connections (16)")
     parser.add_argument("--threads", type=int, default=2, help="wrk threads (2)")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn sync workers (2)")
-    parser.add_argument("--rounds", type=int, default=3, help="rounds over all targets (3)")
+    parser.add_argument("--rounds", type=int, default=8, help="rounds over all targets (8)")
     parser.add_argument("--warmup", type=int, default=1, help="seconds of wrk warm-up (1)")
     add_database_options(parser)
     args = parser.parse_args(argv)
@@ -798,13 +798,25 @@ def run_targets(
             run_wrk(wrk, target.url, target.headers, args, args.warmup)
 
     for round_number in range(args.rounds):
-        order = targets if round_number % 2 == 0 else list(reversed(targets))
+        order = run_order(targets)
+        order = order if round_number % 2 == 0 else list(reversed(order))
         for target in order:
             print(f"  round {round_number + 1}/{args.rounds}: {target.label}", flush=True)
             measure(target, servers, children, stats, wrk, args)
 
     memory = {name: worker_peak_rss_kib(server.process) for name, server in servers.items()}
     report(targets, backends, memory, stats, args)
+
+
+def run_order(targets: list[Target]) -> list[Target]:
+    """The table's order, with the floor moved next to the session rows: bare, cookie session,
+    floor, the session rows, the rest. Each round's ratio to the floor then compares runs a
+    few seconds apart, which a slow moment of a shared machine tends to hit alike."""
+    floor, *_ = (t for t in targets if t.server == "redis_get")
+    sessions = [t for t in targets if t.backend and t.label.endswith("/api/me, session")]
+    before = [t for t in targets if not t.backend and t is not floor]
+    after = [t for t in targets if t.backend and t not in sessions]
+    return [*before, floor, *sessions, *after]
 
 
 def measure(
@@ -952,8 +964,8 @@ def check_backend(
     def check(what: str, ok: bool, measured: str) -> None:
         _check(f"{name}: {what}", ok, measured)
 
-    # Each round's ratio compares two runs a minute apart at most; the median of the rounds
-    # is what a busy moment of the machine (one round) cannot move.
+    # Each round's ratio compares two runs seconds apart (`run_order`); the median of the
+    # rounds is what a few busy moments of the machine cannot move.
     ratios = sorted(round_ratios(session, floor))
     ratio = statistics.median(ratios)
     check(
@@ -1022,9 +1034,12 @@ def check_backend(
     )
     if bearer.backend and bearer.backend.pg:
         per_bearer = bearer.server_transactions / bearer.requests
+        # The token's use is written in a transaction of its own, at most once a minute per
+        # worker: at most one per worker and run (which weighs in a short run).
+        usage_writes = args.workers * len(bearer.runs) / bearer.requests
         check(
             "at most 1 PostgreSQL transaction per bearer request (the server's count)",
-            per_bearer - slack <= 1.005,
+            per_bearer - slack - usage_writes <= 1.005,
             f"{per_bearer:.3f}",
         )
 
