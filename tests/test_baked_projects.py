@@ -260,15 +260,9 @@ def test_the_files_run_once_are_there(baked) -> None:
         assert (baked["all"] / "tests" / filename).is_file(), filename
 
 
-# The two longest suites (`all` here, `google` at the lowest versions in test_dependencies.py)
-# are each about a third of `make test`'s work. They run with processes of their own: their
-# tests wait on servers much of the time, and one process each would end long after the rest.
-LONG_SUITE_WORKERS = ["-n", "2"]
-
-
 def suite_selection(name: str) -> list[str]:
     if name == "all":
-        return LONG_SUITE_WORKERS
+        return []
     return [f"--ignore=tests/{filename}" for filename in ONCE_IN_ALL]
 
 
