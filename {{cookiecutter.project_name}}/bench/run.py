@@ -812,7 +812,7 @@ def run_order(targets: list[Target]) -> list[Target]:
     """The table's order, with the floor moved next to the session rows: bare, cookie session,
     floor, the session rows, the rest. Each round's ratio to the floor then compares runs a
     few seconds apart, which a slow moment of a shared machine tends to hit alike."""
-    floor, *_ = (t for t in targets if t.server == "redis_get")
+    floor = next(t for t in targets if t.server == "redis_get")
     sessions = [t for t in targets if t.backend and t.label.endswith("/api/me, session")]
     before = [t for t in targets if not t.backend and t is not floor]
     after = [t for t in targets if t.backend and t not in sessions]

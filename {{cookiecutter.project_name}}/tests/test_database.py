@@ -38,6 +38,7 @@ from test_api_tokens import call, cli, new_token, sign_in
 
 from {{ cookiecutter.package_name }} import create_app
 from {{ cookiecutter.package_name }}.database import (
+    CONNECT_TIMEOUT,
     UPGRADE_COMMAND,
     engine_options,
     init_engine,
@@ -503,6 +504,16 @@ def test_postgresql_outage_is_503_and_recovers(variant, mock) -> None:
         assert "during outage" not in names  # nothing half-written
         with app.app.app_context():
             db.engine.dispose()
+
+
+def test_engine_options_check_pooled_connections_and_bound_connecting() -> None:
+    psycopg = engine_options("postgresql+psycopg://app@db.example/app")
+    assert "pool_pre_ping" not in psycopg  # drop_closed_connection checks, without a query
+    assert psycopg["connect_args"] == {"connect_timeout": CONNECT_TIMEOUT}
+    other_driver = engine_options("postgresql+psycopg2://app@db.example/app")
+    assert other_driver["pool_pre_ping"] is True
+    assert other_driver["connect_args"] == {"connect_timeout": CONNECT_TIMEOUT}
+    assert engine_options("mysql+pymysql://app@db.example/app")["pool_pre_ping"] is True
 
 
 def test_postgresql_connections_the_server_ended_are_replaced_before_use(variant, mock) -> None:

@@ -27,7 +27,7 @@ from alembic.script import ScriptDirectory, write_hooks
 from flask import Flask
 from flask_migrate import Migrate, upgrade
 from sqlalchemy import event
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import DisconnectionError, SQLAlchemyError
 
 from .masking import mask_url
@@ -57,14 +57,14 @@ def engine_options(url: str) -> dict[str, Any]:
         # failing on a stale read snapshot.
         return {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT}}
     options: dict[str, Any] = {"pool_recycle": 1800}
-    if is_psycopg(url):
+    if make_url(url).get_backend_name() == "postgresql":
         options["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT}
-    else:
+    if not is_psycopg(url):  # psycopg's connections are checked by drop_closed_connection
         options["pool_pre_ping"] = True
     return options
 
 
-def is_psycopg(url: str) -> bool:
+def is_psycopg(url: str | URL) -> bool:
     return make_url(url).get_dialect().driver == "psycopg"
 
 
@@ -132,7 +132,7 @@ def init_engine(engine: Engine) -> None:
     """SQLite: the pragmas on every new connection. psycopg: the check at each checkout."""
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
-    elif engine.dialect.driver == "psycopg":
+    elif is_psycopg(engine.url):
         event.listen(engine, "checkout", drop_closed_connection)
 
 
