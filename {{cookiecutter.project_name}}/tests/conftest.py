@@ -382,7 +382,9 @@ class RunningApp:
 
     def start(self) -> RunningApp:
         self.server = make_server("127.0.0.1", self.port, self.app, threaded=True)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        # serve_forever's default poll (0.5 s) is how long stop() waits: every test that
+        # swaps the app for a variant would pay it twice.
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
         self.thread.start()
         return self
 
