@@ -260,20 +260,54 @@ def test_the_files_run_once_are_there(baked) -> None:
         assert (baked["all"] / "tests" / filename).is_file(), filename
 
 
-def suite_selection(name: str) -> list[str]:
-    if name == "all":
-        return []
-    return [f"--ignore=tests/{filename}" for filename in ONCE_IN_ALL]
+# The longest suites run in parts, each a pytest process of its own: the template's
+# workers then share them out evenly, where a whole suite would keep one worker busy alone
+# while the other ran out of work. Together the parts are the whole suite.
+SUITE_PARTS = {"all": 2, LOWEST_VERSIONS_BAKE: 2}
+
+
+def suite_files(project: Path, whole: bool, part: int = 0, parts: int = 1) -> list[str]:
+    """The test files of one part: every `parts`-th file of the suite (the slow files are
+    spread over the alphabet, so alternate files make even parts). Without `whole`, the
+    files of ONCE_IN_ALL are left out."""
+    files = sorted(
+        path.relative_to(project).as_posix()
+        for path in (project / "tests").glob("test_*.py")
+        if whole or path.name not in ONCE_IN_ALL
+    )
+    return files[part::parts]
+
+
+def runs_of(names: list[str]) -> list[pytest.ParameterSet]:
+    """One pytest param per run of a suite: (name, part, parts), its id `all-1of2`."""
+    return [
+        pytest.param(name, part, parts, id=name if parts == 1 else f"{name}-{part + 1}of{parts}")
+        for name in names
+        for parts in [SUITE_PARTS.get(name, 1)]
+        for part in range(parts)
+    ]
+
+
+def test_the_parts_of_a_suite_are_the_whole_suite(baked) -> None:
+    """Splitting a suite loses no file and runs none twice."""
+    for name, parts in SUITE_PARTS.items():
+        project = baked[name]
+        split = [suite_files(project, True, part, parts) for part in range(parts)]
+        assert all(split), f"{name}: an empty part"
+        assert sorted(f for files in split for f in files) == suite_files(project, True)
+        assert len(suite_files(project, True)) > 40
 
 
 @pytest.mark.slow
-def test_baked_test_suite_passes(combination) -> None:
+@pytest.mark.parametrize(
+    ("name", "part", "parts"), runs_of([n for n in COMBINATIONS if n != LOWEST_VERSIONS_BAKE])
+)
+def test_baked_test_suite_passes(baked: dict[str, Path], name: str, part: int, parts: int) -> None:
     """The project's own tests, run as its user would run them, from its root."""
-    name, project = combination
-    if name == LOWEST_VERSIONS_BAKE:
-        pytest.skip("runs at the lowest dependency versions in test_dependencies.py")
+    project = baked[name]
+    files = suite_files(project, name == "all", part, parts)
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *suite_selection(name)],
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *files],
         cwd=project,
         env={**baked_suite_environment(), **suite_database(name)},
         stdin=subprocess.DEVNULL,
@@ -283,5 +317,7 @@ def test_baked_test_suite_passes(combination) -> None:
         timeout=1200,
     )
     assert_suite_passed(
-        result, project.parent / "pytest-output.txt", f"the test suite of app-{name}"
+        result,
+        project.parent / f"pytest-output-{part}.txt",
+        f"the test suite of app-{name} (part {part + 1} of {parts})",
     )
