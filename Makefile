@@ -4,6 +4,8 @@
 #   make test   install the test tools into .venv/, then run the template's tests (tests/)
 #   make bench  measure the baked app beside reference Flask apps (needs wrk and redis-server)
 #   make bench-growth  what each route costs at 1k and at 100k users (needs redis-server)
+#   make bench-instructions  a session read's instructions and cache misses beside the floor's,
+#               counted by valgrind: the same on any machine (needs valgrind and redis-server)
 #   make lint   ruff on the hooks, the template's tests and a freshly baked project
 #   make screenshots  retake the READMEs' screenshots in a default bake (needs chromium)
 #   make clean  remove build/ and .venv/
@@ -30,7 +32,7 @@ LINT_DIR := $(BUILD)/lint
 DEPS_SUM := $(shell cat '$(TEMPLATE_PYPROJECT)' requirements-test.txt 2>/dev/null | cksum | cut -d' ' -f1)
 DEPS_STAMP := $(VENV)/.test-deps-$(DEPS_SUM)
 
-.PHONY: demo test lint bench bench-growth screenshots clean check-system
+.PHONY: demo test lint bench bench-growth bench-instructions screenshots clean check-system
 
 # --- make demo ----------------------------------------------------------------------------
 # A fresh bake each time; the demo's own venv (build/demo/.venv), its .env (the keys) and its
@@ -75,6 +77,8 @@ check-system:
 	fi; \
 	command -v wrk >/dev/null 2>&1 || \
 		echo "note: wrk is missing, so the benchmark's smoke test is skipped (sudo apt-get install -y wrk)"; \
+	command -v valgrind >/dev/null 2>&1 || \
+		echo "note: valgrind is missing, so the floor target's test is skipped (sudo apt-get install -y valgrind)"; \
 	node -e 'process.exit(parseInt(process.versions.node) >= 20 ? 0 : 1)' >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || \
 		echo "Node.js not found: the OpenID Connect conformance tests will be skipped; install Node 20+ (and npm)"; \
 	$(PYTHON) -c 'import socket, sys, os, urllib.parse as u; p = u.urlsplit((os.environ.get("TEST_DATABASE_URL") or "postgresql://127.0.0.1:5432").replace("+psycopg", "")); socket.create_connection((p.hostname or "127.0.0.1", p.port or 5432), 2)' 2>/dev/null || \
@@ -128,6 +132,18 @@ bench-growth: $(DEPS_STAMP)
 	rm -rf '$(GROWTH_DIR)'
 	$(COOKIECUTTER) . --no-input -f -o '$(GROWTH_DIR)' >/dev/null
 	cd '$(GROWTH_DIR)/$(PROJECT)' && '$(CURDIR)/$(PY)' -m bench.growth $(GROWTH_ARGS)
+
+# A session read and the reference apps, each in a process under valgrind's callgrind: the
+# instructions, cache misses and mispredicted branches of a request, which do not depend on
+# the machine or its load (see the baked project's bench/README.md, "Instructions";
+# INSTRUCTIONS_ARGS='--requests 500').
+INSTRUCTIONS_DIR := $(BUILD)/bench-instructions
+bench-instructions: $(DEPS_STAMP)
+	@command -v valgrind >/dev/null 2>&1 || { echo "valgrind is missing: sudo apt-get install -y valgrind"; exit 1; }
+	@command -v redis-server >/dev/null 2>&1 || { echo "redis-server is missing: sudo apt-get install -y redis-server"; exit 1; }
+	rm -rf '$(INSTRUCTIONS_DIR)'
+	$(COOKIECUTTER) . --no-input -f -o '$(INSTRUCTIONS_DIR)' >/dev/null
+	cd '$(INSTRUCTIONS_DIR)/$(PROJECT)' && '$(CURDIR)/$(PY)' -m bench.instructions $(INSTRUCTIONS_ARGS)
 
 # --- make lint ----------------------------------------------------------------------------
 lint: $(DEPS_STAMP)

@@ -402,6 +402,39 @@ def test_a_session_read_costs_no_sql_and_a_bearer_request_one_query(app, mock, r
     assert seen["commits"] == []
 
 
+def raised_in(client, path: str) -> tuple[int, list[str]]:
+    """The status of GET `path` (in-process) and the modules where an exception was raised."""
+    modules: list[str] = []
+
+    def trace(frame, event: str, arg):
+        if event == "exception":
+            modules.append(frame.f_globals.get("__name__", "?"))
+        return trace
+
+    sys.settrace(trace)
+    try:
+        status = client.get(path).status_code
+    finally:
+        sys.settrace(None)
+    return status, modules
+
+
+def test_a_request_closes_the_database_session_it_made_and_only_that(app, mock) -> None:
+    # Flask-SQLAlchemy's own teardown raised and caught a KeyError after every request that
+    # had no database session: the teardown of `models.Database` looks first.
+    browser = sign_in(app.url, mock)
+    client = app.app.test_client()
+    client.set_cookie(app.app.config["SESSION_COOKIE_NAME"], browser.cookie())
+    status, modules = raised_in(client, "/api/me")  # the session's copy: no SQL
+    assert status == 200
+    assert not [m for m in modules if m.startswith(("sqlalchemy", "flask_sqlalchemy"))], modules
+    with app.app.app_context():
+        pool = db.engine.pool
+    status, _ = raised_in(client, "/api/tokens")  # a query: the session is made, then closed
+    assert status == 200
+    assert pool.checkedout() == 0  # its connection went back to the pool
+
+
 # --- no secret in the database ------------------------------------------------------------
 
 

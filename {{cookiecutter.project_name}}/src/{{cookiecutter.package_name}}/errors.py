@@ -177,7 +177,8 @@ def init_outages(app: Flask) -> dict[str, Outage]:
     @app.teardown_request
     def check_outages(exc: BaseException | None) -> None:
         for name, outage in outages.items():
-            if outage.is_down and g.get("outage") != name:
+            # `outage.is_down`, without a property call on every request
+            if outage.down_since is not None and g.get("outage") != name:
                 outage.check_back()
 
     quiet_expected_outages(app)

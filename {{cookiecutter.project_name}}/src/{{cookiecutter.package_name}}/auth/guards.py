@@ -206,8 +206,8 @@ def authenticate(scope: str | None = None) -> UserView | Response:
     `scope` is what a personal API token needs for this route; a route without one does not
     accept API tokens at all.
     """
-    current = request._get_current_object()  # type: ignore[attr-defined]  # one lookup
-    token = g.get("api_token")
+    current = request._get_current_object()  # type: ignore[attr-defined]  # one lookup each
+    token = g._get_current_object().get("api_token")
     if token is not None:  # already authenticated by a token: check this route's scope too
         if scope is None or scope not in token.scopes:
             raise bearer_error(403, "insufficient_scope", scope)
