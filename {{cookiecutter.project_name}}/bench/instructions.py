@@ -21,9 +21,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import io
-import json
 import os
-import secrets
 import shutil
 import subprocess
 import sys
@@ -31,7 +29,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import astuple, dataclass
 from pathlib import Path
 
-from bench.reference_apps import response_headers
 from bench.run import (
     APP_COOKIE,
     FLOOR_TARGET,
@@ -41,10 +38,10 @@ from bench.run import (
     RedisStats,
     SqlStats,
     app_env,
-    base_env,
     free_port,
     login,
     preferred_provider,
+    reference_env,
     start_gunicorn,
     start_redis,
     wait_up,
@@ -191,18 +188,11 @@ def sign_in_and_list_targets(redis_server: str, children: Children, tmp: Path) -
         server.process.wait(timeout=30)
     finally:
         mock.stop()
-    reference_env = {
-        **base_env(),
-        "PYTHONHASHSEED": "0",
-        "BENCH_BODY": me.text,
-        "BENCH_HEADERS": json.dumps(response_headers(list(me.raw.headers.items()))),
-        "REDIS_URL": redis_url,
-        "SECRET_KEY": secrets.token_urlsafe(48),
-    }
+    references = {**reference_env(me, redis_url), "PYTHONHASHSEED": "0"}
     return [
-        Target("ref: bare Flask, no session", "bare", reference_env, ""),
-        Target(FLOOR, "redis_get", reference_env, ""),
-        Target("ref: Flask cookie session", "cookie_session", reference_env, ""),
+        Target("ref: bare Flask, no session", "bare", references, ""),
+        Target(FLOOR, "redis_get", references, ""),
+        Target("ref: Flask cookie session", "cookie_session", references, ""),
         Target(APP, "app", env, f"{APP_COOKIE}={signed_in.client.cookie}"),
     ]
 

@@ -718,6 +718,17 @@ def app_env(
     }
 
 
+def reference_env(me: requests.Response, redis_url: str) -> dict[str, str]:
+    """The reference apps' environment: the app's /api/me answer to serve, with its headers."""
+    return {
+        **base_env(),
+        "BENCH_BODY": me.text,
+        "BENCH_HEADERS": json.dumps(response_headers(list(me.raw.headers.items()))),
+        "REDIS_URL": redis_url,
+        "SECRET_KEY": secrets.token_urlsafe(48),
+    }
+
+
 def run_targets(
     args: argparse.Namespace,
     wrk: str,
@@ -750,10 +761,7 @@ def run_targets(
     if me.status_code != 200:
         raise SystemExit(f"/api/me with the session cookie: {me.status_code} {me.text}")
 
-    headers = response_headers(list(me.raw.headers.items()))
-    ref_env = {**base_env(), "BENCH_BODY": me.text, "REDIS_URL": redis_url}
-    ref_env["BENCH_HEADERS"] = json.dumps(headers)
-    ref_env["SECRET_KEY"] = secrets.token_urlsafe(48)
+    ref_env = reference_env(me, redis_url)
     for kind in ("bare", "redis_get", "cookie_session"):
         spec = f"bench.reference_apps:create_app('{kind}')"
         servers[kind] = start_gunicorn(
